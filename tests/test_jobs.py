@@ -1,0 +1,117 @@
+"""Background training jobs: live state, pause, resume, stop, failures, one job at a time."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from tests.training import tiny_config
+from tl_core.errors import JobBusyError
+from tl_core.jobs import JobRegistry, TrainingJob, explain_failure
+
+
+def wait_until(predicate, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError("condition not met in time")
+
+
+def long_config(data):
+    # Far more epochs than a test waits for: only a stop ends it.
+    return tiny_config(data, epochs=500, batch_size=2)
+
+
+def test_a_job_reports_batches_and_epochs_then_completes(tiny_dataset, tmp_path):
+    job = TrainingJob(tiny_config(tiny_dataset, epochs=2), tmp_path / "run")
+    job.start()
+    snapshot = job.wait(timeout=60)
+
+    assert snapshot.status == "completed" and not snapshot.is_active
+    assert snapshot.progress == 1.0
+    assert [row["epoch"] for row in snapshot.history] == [1, 2]
+    assert snapshot.epoch == 2 and snapshot.step == snapshot.total_steps > 0
+    epochs = [epoch for epoch, _ in snapshot.batch_losses]
+    assert epochs == sorted(epochs) and epochs[-1] == pytest.approx(2.0)
+    assert snapshot.best_val_accuracy == max(r["val_accuracy"] for r in snapshot.history)
+    assert snapshot.device == "cpu" and snapshot.finished_at is not None
+    assert snapshot.images_per_second > 0
+
+
+def test_stop_is_honoured_within_one_batch(tiny_dataset, tmp_path):
+    job = TrainingJob(long_config(tiny_dataset), tmp_path / "run")
+    job.start()
+    wait_until(lambda: job.snapshot().step >= 3)
+    job.stop()
+    step_at_stop = job.snapshot().step
+    snapshot = job.wait(timeout=10)
+
+    assert snapshot.status == "stopped"
+    assert snapshot.step <= step_at_stop + 1
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "stopped"
+
+
+def test_pause_holds_training_and_resume_continues(tiny_dataset, tmp_path):
+    job = TrainingJob(long_config(tiny_dataset), tmp_path / "run")
+    job.start()
+    wait_until(lambda: job.snapshot().step >= 2)
+    job.pause()
+    wait_until(lambda: job.snapshot().status == "paused")
+    held = job.snapshot().step
+    time.sleep(0.5)
+    assert job.snapshot().step == held
+
+    job.resume()
+    wait_until(lambda: job.snapshot().step > held + 1)
+    assert job.snapshot().status == "running"
+    job.stop()
+    assert job.wait(timeout=10).status == "stopped"
+
+
+def test_a_paused_job_can_be_stopped(tiny_dataset, tmp_path):
+    job = TrainingJob(long_config(tiny_dataset), tmp_path / "run")
+    job.start()
+    wait_until(lambda: job.snapshot().step >= 1)
+    job.pause()
+    wait_until(lambda: job.snapshot().status == "paused")
+    job.stop()
+    assert job.wait(timeout=10).status == "stopped"
+
+
+def test_a_failure_is_reported_in_words(tmp_path):
+    job = TrainingJob(tiny_config(tmp_path / "does-not-exist"), tmp_path / "run")
+    job.start()
+    snapshot = job.wait(timeout=30)
+    assert snapshot.status == "failed"
+    assert "does-not-exist" in snapshot.error
+    assert snapshot.error_hint
+
+
+def test_out_of_memory_gets_a_hint_about_batch_size():
+    error, hint = explain_failure(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"))
+    assert "out of memory" in error and "batch size" in hint
+
+
+def test_the_registry_runs_one_job_at_a_time(tiny_dataset, tmp_path):
+    registry = JobRegistry(tmp_path / "runs")
+    first = registry.start(long_config(tiny_dataset))
+    try:
+        with pytest.raises(JobBusyError, match="already"):
+            registry.start(tiny_config(tiny_dataset))
+        assert registry.active() is first
+        assert registry.get(first.job_id) is first
+    finally:
+        first.stop()
+        first.wait(timeout=10)
+    assert registry.active() is None
+    second = registry.start(tiny_config(tiny_dataset, epochs=1))
+    assert second.wait(timeout=60).status == "completed"
+    assert registry.latest() is second
+    assert first.run_dir != second.run_dir
+    assert first.run_dir.parent == second.run_dir.parent == tmp_path / "runs"

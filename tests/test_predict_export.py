@@ -1,0 +1,135 @@
+"""A finished run reloads, predicts, evaluates and exports with the same outputs."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pandas as pd
+import pytest
+import torch
+
+from tests.helpers import make_image
+from tests.training import train_tiny_run
+from tl_core.errors import DatasetError
+from tl_core.evaluation import build_evaluation, evaluate_run
+from tl_core.export import export_torchscript, export_zip
+from tl_core.predict import Predictor, collect_image_paths, predictions_frame
+from tl_core.runs import load_run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return train_tiny_run(tmp_path_factory)
+
+
+def test_a_reloaded_run_predicts_what_training_recorded(run_dir):
+    recorded = pd.read_csv(run_dir / "val_predictions.csv")
+    predictor = Predictor.from_run(run_dir, device="cpu")
+    results = predictor.predict_paths(list(recorded.image), top_k=3)
+
+    assert [r.predictions[0][0] for r in results] == list(recorded.predicted_label)
+    confidences = [r.predictions[0][1] for r in results]
+    assert confidences == pytest.approx(list(recorded.confidence), abs=1e-5)
+    for result in results:
+        probabilities = [p for _, p in result.predictions]
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_evaluation_of_the_validation_split_matches_the_recorded_accuracy(run_dir):
+    evaluation = evaluate_run(run_dir, device="cpu")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+
+    assert evaluation.accuracy == pytest.approx(metrics["best_val_accuracy"])
+    assert list(evaluation.confusion.index) == list(evaluation.confusion.columns)
+    assert evaluation.confusion.to_numpy().sum() == len(evaluation.predictions)
+    assert evaluation.per_class.support.sum() == len(evaluation.predictions)
+    worst = evaluation.top_losses(3)
+    assert list(worst.loss) == sorted(worst.loss, reverse=True)
+
+
+def test_evaluation_refuses_classes_the_model_does_not_know(run_dir, tmp_path):
+    from tests.helpers import make_image_folder
+
+    other = make_image_folder(tmp_path / "other", {"red": 2, "purple": 2})
+    with pytest.raises(DatasetError, match="purple"):
+        evaluate_run(run_dir, other, device="cpu")
+
+
+def test_build_evaluation_computes_the_confusion_matrix_and_scores():
+    labels = ["cat", "dog"]
+    # Three cats (one mistaken for a dog) and one dog, correctly found.
+    logits = torch.tensor([[3.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 4.0]])
+    evaluation = build_evaluation(labels, ["a", "b", "c", "d"], [0, 0, 0, 1], logits)
+
+    assert evaluation.confusion.loc["cat", "cat"] == 2
+    assert evaluation.confusion.loc["cat", "dog"] == 1
+    assert evaluation.confusion.loc["dog", "dog"] == 1
+    assert evaluation.accuracy == pytest.approx(0.75)
+    scores = evaluation.per_class.set_index("label")
+    assert scores.loc["cat", "precision"] == pytest.approx(1.0)
+    assert scores.loc["cat", "recall"] == pytest.approx(2 / 3)
+    assert scores.loc["dog", "precision"] == pytest.approx(0.5)
+    assert scores.loc["dog", "f1"] == pytest.approx(2 / 3)
+    assert list(evaluation.cell_images("cat", "dog").image) == ["c"]
+    assert evaluation.top_losses(1).image.item() == "c"
+    assert evaluation.most_confused().to_dict("records") == [
+        {"true_label": "cat", "predicted_label": "dog", "count": 1}
+    ]
+
+
+def test_unreadable_files_get_an_error_and_the_rest_are_predicted(run_dir, tmp_path):
+    good = tmp_path / "good.png"
+    make_image(color=(220, 40, 40)).save(good)
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    results = Predictor.from_run(run_dir, device="cpu").predict_paths([bad, good], top_k=2)
+
+    assert results[0].error and not results[0].predictions
+    assert results[1].error is None and len(results[1].predictions) == 2
+    frame = predictions_frame(results)
+    assert list(frame.columns) == ["image", "predicted_label", "confidence", "top_k", "error"]
+    assert frame.error.notna().tolist() == [True, False]
+
+
+def test_collect_image_paths_expands_folders_and_skips_clutter(tmp_path):
+    (tmp_path / "set" / "sub").mkdir(parents=True)
+    (tmp_path / "set" / "__MACOSX").mkdir()
+    for name in ("set/b.png", "set/sub/a.jpg", "set/__MACOSX/._a.jpg", "set/.hidden.png"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "set" / "notes.txt").write_text("x")
+    found = collect_image_paths([tmp_path / "set"])
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["set/b.png", "set/sub/a.jpg"]
+    with pytest.raises(DatasetError):
+        collect_image_paths([tmp_path / "missing"])
+
+
+def test_torchscript_export_reproduces_the_run(run_dir, tmp_path):
+    run = load_run(run_dir)
+    path = export_torchscript(run, tmp_path / "model.pt")
+    scripted = torch.jit.load(str(path))
+    images = [make_image((50, 37), color=(40, 200, 60), seed=s) for s in range(3)]
+    resized = run.preprocessing.eval_transform()
+    # The export takes [0, 1] pixels and normalises inside: undo the run's normalisation.
+    mean = torch.tensor(run.preprocessing.mean).view(3, 1, 1)
+    std = torch.tensor(run.preprocessing.std).view(3, 1, 1)
+    pixels = torch.stack([resized(i) * std + mean for i in images])
+
+    expected = Predictor.from_run(run, device="cpu").logits(images)
+    torch.testing.assert_close(scripted(pixels), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_zip_export_holds_everything_needed_to_reload(run_dir, tmp_path):
+    path = export_zip(run_dir, tmp_path / "export.zip")
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+        archive.extractall(tmp_path / "unzipped")
+    assert {"model.safetensors", "config.json", "labels.json", "HOW_TO_LOAD.txt"} <= names
+    text = (tmp_path / "unzipped" / "HOW_TO_LOAD.txt").read_text()
+    assert "test_efficientnet" in text and "red" in text
+
+    reloaded = Predictor.from_run(tmp_path / "unzipped", device="cpu")
+    original = Predictor.from_run(run_dir, device="cpu")
+    image = make_image(color=(40, 80, 230))
+    torch.testing.assert_close(reloaded.logits([image]), original.logits([image]))

@@ -1,0 +1,437 @@
+"""The ``tl-studio`` command line: everything the app does, through the same core.
+
+Exit codes: 0 success, 1 the task could not be done (bad data, a failed run, ...), 2 bad usage.
+Errors are printed as plain sentences with a hint, never as tracebacks (``--debug`` shows them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tl_core import __version__
+from tl_core.config import AUGMENT_CHOICES, DEFAULT_BACKBONE, DEVICE_CHOICES, TrainConfig
+from tl_core.errors import TLStudioError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _print_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
+    cells = [[str(c) for c in header]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for index, row in enumerate(cells):
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+        if index == 0:
+            print("  ".join("-" * width for width in widths))
+
+
+def _dump_json(data) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    print()
+
+
+# ---- check -------------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from tl_core.datasets import check_validation_classes, scan_dataset, stratified_split
+
+    report = scan_dataset(args.data)
+    problems = [issue.message for issue in report.errors]
+    split_counts = None
+    if report.can_train:
+        try:
+            if args.val:
+                val_report = scan_dataset(args.val)
+                check_validation_classes(report, val_report)
+                split_counts = (report.num_images, val_report.num_images)
+            else:
+                train, val = stratified_split(report.items, args.val_fraction, args.seed)
+                split_counts = (len(train), len(val))
+        except TLStudioError as exc:
+            problems.append(str(exc))
+    if args.json:
+        data = report.to_dict()
+        data["can_train"] = not problems
+        data["blocking_problems"] = problems
+        if split_counts:
+            data["split"] = {"train": split_counts[0], "val": split_counts[1]}
+        _dump_json(data)
+        return EXIT_OK if not problems else EXIT_FAILED
+
+    print(
+        f"Dataset: {report.root}  ({report.num_images} readable images, "
+        f"{len(report.class_names)} classes, checked in {report.scan_seconds:.1f} s)"
+    )
+    _print_table(list(report.counts.items()), ["class", "images"])
+    if report.skipped:
+        print(f"\nSkipped {len(report.skipped)} files:")
+        for skipped in report.skipped:
+            print(f"  {report.relative(skipped.path)}: {skipped.reason}")
+    if report.duplicates:
+        print(f"\nDuplicate files ({len(report.duplicates)} groups):")
+        for group in report.duplicates:
+            where = " (different classes!)" if group.across_classes else ""
+            print("  " + ", ".join(report.relative(p) for p in group.paths) + where)
+    if report.warnings:
+        print("\nWarnings:")
+        for issue in report.warnings:
+            print(f"  - {issue.message}")
+    if split_counts:
+        print(f"\nSplit: {split_counts[0]} training / {split_counts[1]} validation images.")
+    if problems:
+        print("\nCannot train on this dataset:")
+        for message in problems:
+            print(f"  - {message}")
+        return EXIT_FAILED
+    print("\nReady to train.")
+    return EXIT_OK
+
+
+# ---- backbones ---------------------------------------------------------------------------------
+
+
+def cmd_backbones(args: argparse.Namespace) -> int:
+    from tl_core.backbones import apply_freeze, create_model, list_backbones
+
+    if args.groups:
+        # Layer groups depend on the architecture only: random weights give the same answer.
+        model, _ = create_model(args.groups, args.classes, pretrained=False)
+        summary = apply_freeze(model, args.freeze)
+        rows = summary.to_rows()
+        if args.json:
+            _dump_json(
+                {
+                    "backbone": args.groups,
+                    "frozen_groups": summary.frozen_count,
+                    "trainable_params": summary.trainable_params,
+                    "frozen_params": summary.frozen_params,
+                    "groups": rows,
+                }
+            )
+            return EXIT_OK
+        print(f"{args.groups}: {len(rows)} layer groups, --freeze {args.freeze}")
+        _print_table(
+            [
+                (r["index"], r["name"], f"{r['params']:,}", "frozen" if r["frozen"] else "trains")
+                for r in rows
+            ],
+            ["#", "group", "parameters", "state"],
+        )
+        print(
+            f"\nTrainable parameters: {summary.trainable_params:,}  "
+            f"Frozen: {summary.frozen_params:,}"
+        )
+        return EXIT_OK
+    backbones = list_backbones()
+    if args.json:
+        _dump_json([b.to_row() for b in backbones])
+        return EXIT_OK
+    _print_table(
+        [
+            (
+                b.name,
+                b.info.family,
+                f"{b.info.params_millions:.1f}M",
+                b.info.input_size,
+                b.info.hint,
+                b.weights_source or "none: download, or --weights FILE",
+            )
+            for b in backbones
+        ],
+        ["backbone", "family", "params", "input", "speed", "weights offline"],
+    )
+    print(
+        f"\nDefault: {DEFAULT_BACKBONE}. Any other timm model name works too "
+        "(with --weights FILE when offline)."
+    )
+    return EXIT_OK
+
+
+# ---- train -------------------------------------------------------------------------------------
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        data=str(args.data),
+        val_data=str(args.val) if args.val else None,
+        backbone=args.backbone,
+        weights=str(args.weights) if args.weights else None,
+        pretrained=not args.no_pretrained,
+        freeze=str(args.freeze),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        image_size=args.image_size,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        augment=args.augment,
+        early_stopping_patience=args.patience,
+        device=args.device,
+        num_workers=args.workers,
+    )
+
+
+def _follow_job(job, quiet: bool) -> JobSnapshot:  # noqa: F821
+    """Draws a progress bar from the job's snapshots until it ends; Ctrl-C stops it cleanly."""
+    from tqdm import tqdm
+
+    def stop(*_):
+        print("\nStopping after this batch (Ctrl-C again to quit at once)...", file=sys.stderr)
+        job.stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, stop)
+    # A redrawn bar suits a terminal; logs and pipes get one line per epoch instead.
+    interactive = sys.stderr.isatty() and not quiet
+    bar = tqdm(total=1, unit="step", disable=not interactive, dynamic_ncols=True, file=sys.stderr)
+    epochs_reported = 0
+    try:
+        while True:
+            snapshot = job.wait(timeout=0.25)
+            if snapshot.total_steps and bar.total != snapshot.total_steps:
+                bar.total = snapshot.total_steps
+            bar.n = snapshot.step
+            bar.set_description(snapshot.message[:40], refresh=False)
+            if snapshot.images_per_second:
+                bar.set_postfix(img_s=f"{snapshot.images_per_second:.0f}", refresh=False)
+            bar.refresh()
+            for row in snapshot.history[epochs_reported:]:
+                line = (
+                    f"epoch {row['epoch']:>3}/{snapshot.total_epochs}  "
+                    f"train loss {row['train_loss']:.4f}  acc {row['train_accuracy']:.3f}  "
+                    f"val loss {row['val_loss']:.4f}  acc {row['val_accuracy']:.3f}"
+                )
+                if not quiet:
+                    bar.write(line, file=sys.stderr)
+            epochs_reported = len(snapshot.history)
+            if not snapshot.is_active:
+                return snapshot
+    finally:
+        bar.close()
+        signal.signal(signal.SIGINT, previous)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tl_core.jobs import TrainingJob
+
+    config = config_from_args(args)
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise TLStudioError(
+            f"{out} already exists and is not empty.",
+            "Choose a new --out folder, so no earlier run is overwritten.",
+        )
+    job = TrainingJob(config, out)
+    started = time.monotonic()
+    job.start()
+    snapshot = _follow_job(job, args.quiet)
+    if snapshot.status == "failed":
+        print(f"error: {snapshot.error}", file=sys.stderr)
+        if snapshot.error_hint:
+            print(f"hint: {snapshot.error_hint}", file=sys.stderr)
+        return EXIT_FAILED
+    best = snapshot.best_val_accuracy
+    print(
+        f"{snapshot.message}: {len(snapshot.history)} epochs in "
+        f"{time.monotonic() - started:.1f} s on {snapshot.device}; best validation accuracy "
+        + (f"{best:.1%}" if best is not None else "n/a")
+        + f". Run saved in {out}"
+    )
+    return EXIT_OK
+
+
+# ---- evaluate / predict / export ---------------------------------------------------------------
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from tl_core.evaluation import evaluate_run
+
+    evaluation = evaluate_run(args.run, args.data, device=args.device)
+    if args.json:
+        _dump_json(
+            {
+                "accuracy": evaluation.accuracy,
+                "labels": evaluation.labels,
+                "confusion": evaluation.confusion.to_numpy().tolist(),
+                "per_class": evaluation.per_class.to_dict(orient="records"),
+                "predictions": evaluation.predictions.to_dict(orient="records"),
+            }
+        )
+        return EXIT_OK
+    print(f"Accuracy: {evaluation.accuracy:.1%} on {len(evaluation.predictions)} images\n")
+    print("Confusion matrix (rows: true class, columns: predicted):")
+    print(evaluation.confusion.to_string())
+    print()
+    print(evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from tl_core.predict import Predictor, collect_image_paths
+
+    paths = collect_image_paths(args.images)
+    if not paths:
+        raise TLStudioError("No image files were found.", "Give image files or folders of them.")
+    predictor = Predictor.from_run(args.run, device=args.device)
+    results = predictor.predict_paths(paths, top_k=args.top_k)
+    if args.json:
+        _dump_json(
+            [
+                {
+                    "image": r.image,
+                    "predictions": [{"label": lab, "probability": p} for lab, p in r.predictions],
+                    **({"error": r.error} if r.error else {}),
+                }
+                for r in results
+            ]
+        )
+    else:
+        rows = []
+        for r in results:
+            ranked = ", ".join(f"{label} {p:.1%}" for label, p in r.predictions)
+            rows.append((r.image, r.error and f"error: {r.error}" or ranked))
+        _print_table(rows, ["image", f"top {args.top_k}"])
+    return EXIT_FAILED if all(r.error for r in results) else EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tl_core.export import export_torchscript, export_zip
+
+    exporter = export_torchscript if args.format == "torchscript" else export_zip
+    path = exporter(args.run, args.out)
+    print(f"Exported {args.format} to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    return EXIT_OK
+
+
+# ---- parser ------------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tl-studio", description="Transfer learning on your own labelled images."
+    )
+    parser.add_argument("--version", action="version", version=f"tl-studio {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = sub.add_parser("check", help="health report of a labelled image folder or .zip")
+    check.add_argument("data", help="folder with one subfolder per class, or a .zip of one")
+    check.add_argument("--val", help="separate validation folder to check against DATA")
+    check.add_argument("--val-fraction", type=float, default=0.2)
+    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.set_defaults(func=cmd_check)
+
+    backbones = sub.add_parser("backbones", help="list the curated backbones")
+    backbones.add_argument(
+        "--groups",
+        metavar="BACKBONE",
+        help="show this backbone's layer groups and what --freeze leaves",
+    )
+    backbones.add_argument("--freeze", default="all", help="with --groups: all, none or K")
+    backbones.add_argument(
+        "--classes", type=_positive_int, default=2, help="with --groups: classes of the new head"
+    )
+    backbones.add_argument("--json", action="store_true")
+    backbones.set_defaults(func=cmd_backbones)
+
+    train = sub.add_parser("train", help="train a classifier on a labelled folder or .zip")
+    train.add_argument("data", help="folder with one subfolder per class, or a .zip of one")
+    train.add_argument("--out", required=True, help="new run folder to write")
+    train.add_argument("--backbone", default=DEFAULT_BACKBONE, help="any timm model name")
+    train.add_argument("--weights", help="weights file (.safetensors or .pth) for the backbone")
+    train.add_argument(
+        "--no-pretrained",
+        action="store_true",
+        help="random initialisation (baseline without transfer)",
+    )
+    train.add_argument(
+        "--freeze",
+        default="all",
+        help="'all' (head only, default), 'none', or K leading layer groups",
+    )
+    train.add_argument("--epochs", type=_positive_int, default=10)
+    train.add_argument("--batch-size", type=_positive_int, default=32)
+    train.add_argument("--lr", type=float, default=1e-3, help="learning rate of the head")
+    train.add_argument("--image-size", type=int, help="input size (default: the backbone's)")
+    split = train.add_mutually_exclusive_group()
+    split.add_argument("--val-fraction", type=float, default=0.2)
+    split.add_argument("--val", help="separate validation folder")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--augment",
+        choices=AUGMENT_CHOICES,
+        default="auto",
+        help="auto: none when only the head trains, light otherwise",
+    )
+    train.add_argument(
+        "--patience", type=int, default=3, help="early-stopping patience in epochs (0: off)"
+    )
+    train.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    train.add_argument("--workers", type=int, default=-1, help="data-loading processes")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="confusion matrix and per-class scores of a run")
+    evaluate.add_argument("run", help="run folder")
+    evaluate.add_argument("--data", help="labelled folder or .zip (default: the run's validation)")
+    evaluate.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    evaluate.add_argument("--json", action="store_true")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="classify images with a trained run")
+    predict.add_argument("run", help="run folder (or an unzipped export)")
+    predict.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER")
+    predict.add_argument("--top-k", type=_positive_int, default=3)
+    predict.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    predict.add_argument("--json", action="store_true")
+    predict.set_defaults(func=cmd_predict)
+
+    export = sub.add_parser("export", help="export a run as TorchScript or a .zip")
+    export.add_argument("run", help="run folder")
+    export.add_argument("--format", choices=("torchscript", "zip"), default="torchscript")
+    export.add_argument("--out", required=True, help="file to write")
+    export.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except TLStudioError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("hint: run again with --debug to see the full traceback.", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Which device to train on, and what the user should be told about it."""
+
+from __future__ import annotations
+
+import torch
+
+from tl_core.errors import TLStudioError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Turns "auto", "cpu" or "cuda" into a torch device, refusing CUDA where there is none."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TLStudioError(
+            "CUDA was requested but no usable NVIDIA GPU was found.",
+            "Choose the CPU (device 'cpu' or 'auto'), or check the GPU driver with nvidia-smi.",
+        )
+    if name not in ("cpu", "cuda"):
+        raise TLStudioError(f"Unknown device {name!r}.", "Use 'auto', 'cpu' or 'cuda'.")
+    return torch.device(name)
+
+
+def describe_device(device: torch.device) -> str:
+    """A short label such as "cpu" or "cuda (NVIDIA H100)"."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return "cpu"
+
+
+def describe_devices() -> dict:
+    """What the sidebar shows: the GPU and its free memory, or the CPU."""
+    if not torch.cuda.is_available():
+        return {"cuda": False, "name": "CPU", "free_memory_gb": None, "total_memory_gb": None}
+    free, total = torch.cuda.mem_get_info()
+    return {
+        "cuda": True,
+        "name": torch.cuda.get_device_name(0),
+        "free_memory_gb": free / 2**30,
+        "total_memory_gb": total / 2**30,
+    }
+
+
+def release_memory(device: torch.device) -> None:
+    """Hands cached GPU memory back once a job ends, so the next job (or app) can use it."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

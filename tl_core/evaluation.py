@@ -1,0 +1,161 @@
+"""How well a run does on labelled images: confusion matrix, per-class scores, worst images."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tl_core.errors import DatasetError
+from tl_core.runs import SPLIT_FILE, Run, as_run, read_json
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A model's results on a labelled set of images, as DataFrames ready to display."""
+
+    labels: list[str]
+    predictions: pd.DataFrame  # image, true_label, predicted_label, confidence, loss, correct
+    confusion: pd.DataFrame  # index: true label, columns: predicted label
+    per_class: pd.DataFrame  # label, precision, recall, f1, support
+    accuracy: float
+
+    def cell_images(self, true_label: str, predicted_label: str) -> pd.DataFrame:
+        """The images behind one confusion-matrix cell, most confident first."""
+        rows = self.predictions[
+            (self.predictions.true_label == true_label)
+            & (self.predictions.predicted_label == predicted_label)
+        ]
+        return rows.sort_values("confidence", ascending=False)
+
+    def top_losses(self, n: int = 12) -> pd.DataFrame:
+        """The images the model got most wrong (highest loss first)."""
+        return self.predictions.sort_values("loss", ascending=False).head(n)
+
+    def most_confused(self, min_count: int = 1) -> pd.DataFrame:
+        """Off-diagonal (true, predicted) pairs by count, largest first."""
+        pairs = self.confusion.stack().rename("count").reset_index()
+        pairs.columns = ["true_label", "predicted_label", "count"]
+        wrong = pairs[(pairs.true_label != pairs.predicted_label) & (pairs["count"] >= min_count)]
+        return wrong.sort_values("count", ascending=False).reset_index(drop=True)
+
+
+def build_evaluation(
+    labels: Sequence[str],
+    images: Sequence[str],
+    targets: Sequence[int],
+    logits: torch.Tensor,
+) -> Evaluation:
+    """Builds every table from the model's logits for a list of labelled images."""
+    labels = list(labels)
+    targets_t = torch.as_tensor(list(targets), dtype=torch.long)
+    logits = logits.float()
+    probabilities = logits.softmax(dim=1)
+    confidence, predicted = probabilities.max(dim=1)
+    losses = torch.nn.functional.cross_entropy(logits, targets_t, reduction="none")
+    true_names = [labels[i] for i in targets_t.tolist()]
+    predicted_names = [labels[i] for i in predicted.tolist()]
+    predictions = pd.DataFrame(
+        {
+            "image": list(images),
+            "true_label": true_names,
+            "predicted_label": predicted_names,
+            "confidence": confidence.numpy().astype(float),
+            "loss": losses.numpy().astype(float),
+            "correct": (predicted == targets_t).numpy(),
+        }
+    )
+    confusion = pd.crosstab(
+        pd.Categorical(true_names, categories=labels),
+        pd.Categorical(predicted_names, categories=labels),
+        dropna=False,
+    )
+    confusion.index.name, confusion.columns.name = "true", "predicted"
+    return Evaluation(
+        labels=labels,
+        predictions=predictions,
+        confusion=confusion,
+        per_class=per_class_scores(confusion),
+        accuracy=float(predictions.correct.mean()) if len(predictions) else 0.0,
+    )
+
+
+def per_class_scores(confusion: pd.DataFrame) -> pd.DataFrame:
+    matrix = confusion.to_numpy().astype(float)
+    true_positives = np.diag(matrix)
+    support = matrix.sum(axis=1)
+    predicted = matrix.sum(axis=0)
+    # A class never predicted (or never present) scores 0 rather than NaN.
+    precision = np.divide(
+        true_positives, predicted, out=np.zeros_like(predicted), where=predicted > 0
+    )
+    recall = np.divide(true_positives, support, out=np.zeros_like(support), where=support > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
+    return pd.DataFrame(
+        {
+            "label": list(confusion.index),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": support.astype(int),
+        }
+    )
+
+
+def _labelled_images(run: Run, data: str | Path | None, workdir: Path | None):
+    """(paths, label indices) of the run's validation split, or of another labelled folder."""
+    if data is None:
+        split = read_json(run.path / SPLIT_FILE)
+        pairs = [(Path(p), label) for p, label in split["val"]]
+    else:
+        from tl_core.datasets import scan_dataset
+
+        report = scan_dataset(data, extract_to=workdir)
+        unknown = sorted({item.label for item in report.items} - set(run.labels))
+        if unknown:
+            raise DatasetError(
+                f"These classes are not known to the model: {', '.join(unknown)}.",
+                f"The model knows: {', '.join(run.labels)}. Rename or remove the other folders.",
+            )
+        pairs = [(item.path, item.label) for item in report.items]
+    missing = [str(p) for p, _ in pairs if not p.is_file()]
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} evaluation images are no longer on disk (first: {missing[0]}).",
+            "Restore the dataset folder, or evaluate on another labelled folder.",
+        )
+    return [p for p, _ in pairs], [run.labels.index(label) for _, label in pairs]
+
+
+def evaluate_run(
+    run: Run | str | Path,
+    data: str | Path | None = None,
+    *,
+    device: str = "auto",
+    batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+    workdir: Path | None = None,
+) -> Evaluation:
+    """Evaluates a run on its validation images, or on another labelled folder or zip.
+
+    Args:
+        run: A loaded run or its folder.
+        data: None for the run's own validation split; else a labelled folder or .zip whose
+            classes the model knows.
+        device: "auto", "cpu" or "cuda".
+        batch_size: Images per forward pass.
+        progress: Called with (images done, total).
+        workdir: Where a zip is unpacked.
+    """
+    from tl_core.predict import Predictor
+
+    run = as_run(run)
+    paths, targets = _labelled_images(run, data, workdir)
+    predictor = Predictor.from_run(run, device=device)
+    logits = predictor.logits_for_paths(paths, batch_size=batch_size, progress=progress)
+    return build_evaluation(run.labels, [str(p) for p in paths], targets, logits)

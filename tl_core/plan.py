@@ -1,0 +1,126 @@
+"""Turns a TrainConfig into everything a training run needs: data split, model, device."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tl_core.backbones import FreezeSummary, apply_freeze, create_model
+from tl_core.config import TrainConfig
+from tl_core.control import TrainingObserver
+from tl_core.datasets import (
+    DatasetReport,
+    ImageItem,
+    check_validation_classes,
+    scan_dataset,
+    stratified_split,
+)
+from tl_core.devices import resolve_device
+from tl_core.errors import TLStudioError
+from tl_core.preprocessing import Preprocessing
+
+
+@dataclass
+class TrainingPlan:
+    """A config resolved against real data and a real model, ready to train."""
+
+    config: TrainConfig
+    device: torch.device
+    report: DatasetReport
+    class_names: list[str]
+    train_items: list[ImageItem]
+    val_items: list[ImageItem]
+    model: torch.nn.Module
+    weights_source: str
+    preprocessing: Preprocessing
+    freeze: FreezeSummary
+    head_params: set[str]
+    augment: str
+
+    @property
+    def backbone_frozen(self) -> bool:
+        """True when only the head trains, so backbone features never change."""
+        return self.freeze.trainable_params == sum(
+            p.numel() for n, p in self.model.named_parameters() if n in self.head_params
+        )
+
+    @property
+    def caches_features(self) -> bool:
+        """Features can be computed once when the backbone is frozen and inputs never vary."""
+        return self.backbone_frozen and self.augment == "none"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_augment(config: TrainConfig, backbone_frozen: bool) -> str:
+    if config.augment != "auto":
+        return config.augment
+    # A frozen backbone trains on cached features, which augmentation would invalidate.
+    return "none" if backbone_frozen else "light"
+
+
+def prepare_training(
+    config: TrainConfig, workdir: Path, observer: TrainingObserver | None = None
+) -> TrainingPlan:
+    """Scans and splits the data, builds the model, freezes it and picks the device.
+
+    Args:
+        config: The run's settings.
+        workdir: Where a zipped dataset may be unpacked (inside the run folder).
+        observer: Told which phase is under way.
+    """
+    observer = observer or TrainingObserver()
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+
+    observer.on_phase("Checking the images")
+    report = scan_dataset(config.data, extract_to=workdir / "data")
+    report.require_trainable()
+    if config.val_data:
+        val_report = scan_dataset(config.val_data, extract_to=workdir / "val_data")
+        check_validation_classes(report, val_report)
+        train_items, val_items = list(report.items), list(val_report.items)
+    else:
+        train_items, val_items = stratified_split(report.items, config.val_fraction, config.seed)
+
+    observer.on_phase(f"Loading the {config.backbone} backbone")
+    class_names = list(report.class_names)
+    model, weights_source = create_model(
+        config.backbone,
+        len(class_names),
+        pretrained=config.pretrained,
+        weights_file=config.weights,
+    )
+    freeze = apply_freeze(model, config.freeze)
+    head_params = {name for group in freeze.groups if group.is_head for name in group.param_names}
+    preprocessing = Preprocessing.for_model(model, config.image_size)
+    native_size = model.pretrained_cfg.get("input_size", (3, 0, 0))[-1]
+    if model.pretrained_cfg.get("fixed_input_size") and preprocessing.image_size != native_size:
+        raise TLStudioError(
+            f"{config.backbone} only accepts {native_size}-pixel images.",
+            f"Leave the image size at its default ({native_size}), or pick another backbone.",
+        )
+    plan = TrainingPlan(
+        config=config,
+        device=device,
+        report=report,
+        class_names=class_names,
+        train_items=train_items,
+        val_items=val_items,
+        model=model,
+        weights_source=weights_source,
+        preprocessing=preprocessing,
+        freeze=freeze,
+        head_params=head_params,
+        augment="none",
+    )
+    plan.augment = resolve_augment(config, plan.backbone_frozen)
+    return plan
