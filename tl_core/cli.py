@@ -19,6 +19,8 @@ from tl_core.config import AUGMENT_CHOICES, DEFAULT_BACKBONE, DEVICE_CHOICES, Tr
 from tl_core.errors import TLStudioError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# One source of truth for defaults: the CLI shows what a bare TrainConfig would use.
+DEFAULTS = TrainConfig(data="")
 
 
 def _print_table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> None:
@@ -365,14 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="all",
         help="'all' (head only, default), 'none', or K leading layer groups",
     )
-    train.add_argument("--epochs", type=_positive_int, default=10)
-    train.add_argument("--batch-size", type=_positive_int, default=32)
-    train.add_argument("--lr", type=float, default=1e-3, help="learning rate of the head")
+    train.add_argument("--epochs", type=_positive_int, default=DEFAULTS.epochs)
+    train.add_argument("--batch-size", type=_positive_int, default=DEFAULTS.batch_size)
+    train.add_argument("--lr", type=float, default=DEFAULTS.lr, help="learning rate of the head")
     train.add_argument("--image-size", type=int, help="input size (default: the backbone's)")
     split = train.add_mutually_exclusive_group()
-    split.add_argument("--val-fraction", type=float, default=0.2)
+    split.add_argument("--val-fraction", type=float, default=DEFAULTS.val_fraction)
     split.add_argument("--val", help="separate validation folder")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=DEFAULTS.seed)
     train.add_argument(
         "--augment",
         choices=AUGMENT_CHOICES,
@@ -380,7 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="auto: none when only the head trains, light otherwise",
     )
     train.add_argument(
-        "--patience", type=int, default=3, help="early-stopping patience in epochs (0: off)"
+        "--patience",
+        type=int,
+        default=DEFAULTS.early_stopping_patience,
+        help="early-stopping patience in epochs (0: off)",
     )
     train.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     train.add_argument("--workers", type=int, default=-1, help="data-loading processes")
@@ -407,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("torchscript", "zip"), default="torchscript")
     export.add_argument("--out", required=True, help="file to write")
     export.set_defaults(func=cmd_export)
+    for command in sub.choices.values():
+        command.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     return parser
 
 

@@ -54,7 +54,7 @@ class TrainConfig:
     freeze: str = "all"
     epochs: int = 10
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 3e-3
     backbone_lr_scale: float = 0.1
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0

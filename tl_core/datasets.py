@@ -1,0 +1,805 @@
+"""Labelled image datasets: safe ingestion, a health report, stratified splits, a torch Dataset.
+
+A dataset is a folder holding one subfolder per class, or a .zip of such a folder (wrapped in a
+single top folder or not). Every file is read and really decoded once by :func:`scan_dataset`, so
+anything that would break training later is reported up front, with the reason, instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import shutil
+import stat
+import tempfile
+import time
+import zipfile
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from tl_core.errors import DatasetError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP", "TIFF"})
+"""Pillow format names accepted; detected from the file's content, not its extension."""
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff"}
+)
+"""Extensions that usually mean an image; used only to interpret folder layouts, never to accept."""
+
+CLUTTER_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini", "@eaDir", "$RECYCLE.BIN"})
+"""Operating-system clutter ignored silently, in addition to every dotfile and dot-folder."""
+
+MAX_EXTRACT_BYTES = 4 * 1024**3
+MAX_EXTRACT_FILES = 200_000
+MIN_IMAGES_PER_CLASS = 2
+TINY_CLASS_IMAGES = 10
+IMBALANCE_WARNING_RATIO = 3.0
+
+# Scanning decodes JPEGs at a reduced DCT scale: the entropy-coded data is still read to the
+# end, so truncation is caught, at a fraction of the cost of a full-resolution decode.
+_SCAN_DRAFT_SIZE = 64
+_COPY_CHUNK = 1024 * 1024
+
+SKIP_NOT_IMAGE = "not an image"
+SKIP_CORRUPT = "truncated or corrupt image"
+SKIP_EMPTY = "empty file"
+SKIP_LOOSE = "not inside a class folder"
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One labelled image file."""
+
+    path: Path
+    label: str
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file that was left out of the dataset, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Files with byte-identical content."""
+
+    paths: tuple[Path, ...]
+    labels: tuple[str, ...]
+
+    @property
+    def across_classes(self) -> bool:
+        """True when the copies carry different labels, i.e. the labels contradict each other."""
+        return len(set(self.labels)) > 1
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A finding of the health check: ``code`` is stable for programs, ``message`` is for people."""
+
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class DatasetReport:
+    """What a scan found: the usable images, what was skipped, and what may hurt training.
+
+    Attributes:
+        source: The folder or .zip that was scanned.
+        root: The folder whose subfolders are the classes (inside the extraction folder for a
+            zip, and below any single wrapping folder).
+        class_names: Class folder names, sorted; a class folder without readable images is
+            still listed, so the report can say so.
+        items: Readable images, ordered by class then path.
+        skipped: Files left out, each with a reason. Hidden and OS clutter files are not listed.
+        duplicates: Groups of byte-identical files.
+        errors: Problems that block training.
+        warnings: Problems that do not block training but may hurt it.
+        scan_seconds: How long reading and decoding every file took.
+    """
+
+    source: Path
+    root: Path
+    class_names: tuple[str, ...]
+    items: tuple[ImageItem, ...]
+    skipped: tuple[SkippedFile, ...] = ()
+    duplicates: tuple[DuplicateGroup, ...] = ()
+    errors: tuple[Issue, ...] = ()
+    warnings: tuple[Issue, ...] = ()
+    scan_seconds: float = 0.0
+    _counts: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        counts = Counter(item.label for item in self.items)
+        object.__setattr__(self, "_counts", {name: counts[name] for name in self.class_names})
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Readable images per class, in ``class_names`` order."""
+        return dict(self._counts)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.items)
+
+    @property
+    def imbalance_ratio(self) -> float | None:
+        """Largest class size over smallest non-empty class size; None without images."""
+        sizes = [n for n in self._counts.values() if n > 0]
+        return max(sizes) / min(sizes) if sizes else None
+
+    @property
+    def tiny_classes(self) -> list[str]:
+        """Classes that can train but hold fewer than ``TINY_CLASS_IMAGES`` images."""
+        return [
+            name
+            for name, n in self._counts.items()
+            if MIN_IMAGES_PER_CLASS <= n < TINY_CLASS_IMAGES
+        ]
+
+    @property
+    def can_train(self) -> bool:
+        return not self.errors
+
+    def require_trainable(self) -> None:
+        """Raises DatasetError listing the blocking problems, if there are any."""
+        if self.errors:
+            raise DatasetError(
+                "The dataset cannot be used for training: "
+                + " ".join(issue.message for issue in self.errors),
+                hint="Fix the folders listed above and load the dataset again.",
+            )
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the dataset root, with forward slashes."""
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable summary; file paths are relative to ``root``."""
+        return {
+            "source": str(self.source),
+            "root": str(self.root),
+            "class_names": list(self.class_names),
+            "counts": self.counts,
+            "num_images": self.num_images,
+            "imbalance_ratio": self.imbalance_ratio,
+            "tiny_classes": self.tiny_classes,
+            "can_train": self.can_train,
+            "errors": [issue.to_dict() for issue in self.errors],
+            "warnings": [issue.to_dict() for issue in self.warnings],
+            "items": [{"path": self.relative(i.path), "label": i.label} for i in self.items],
+            "skipped": [{"path": self.relative(s.path), "reason": s.reason} for s in self.skipped],
+            "duplicates": [
+                {
+                    "paths": [self.relative(p) for p in group.paths],
+                    "labels": list(group.labels),
+                    "across_classes": group.across_classes,
+                }
+                for group in self.duplicates
+            ],
+            "scan_seconds": round(self.scan_seconds, 3),
+        }
+
+    def counts_frame(self) -> pd.DataFrame:
+        """Images per class as a DataFrame with columns ``class`` and ``images``."""
+        import pandas as pd  # Deferred: DataLoader workers import this module but never need it.
+
+        return pd.DataFrame(
+            {"class": list(self._counts), "images": list(self._counts.values())}
+        ).astype({"class": "string", "images": "int64"})
+
+
+# --------------------------------------------------------------------------- images
+
+
+class _UnsupportedFormat(Exception):
+    """Pillow can read the file, but it is not one of SUPPORTED_FORMATS."""
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Converts any Pillow mode to 8-bit RGB; transparency is flattened onto white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        img.mode == "P" and "transparency" in img.info
+    ):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode.startswith(("I", "F")):
+        # Pillow clips 16-bit and float pixels to 0..255 when converting; rescale instead.
+        pixels = np.asarray(img, dtype=np.float64)
+        if img.mode == "F":
+            if pixels.size and pixels.max() <= 1.0:
+                pixels = pixels * 255.0
+        elif img.mode.startswith("I;16") or (pixels.size and pixels.max() > 255):
+            pixels = pixels / 257.0
+        gray = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    return img.convert("RGB")
+
+
+def _exif_transpose(img: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # Malformed EXIF must not make an otherwise good image unreadable.
+        return img.copy()
+
+
+def _decode(fp: BinaryIO, draft_size: int | None) -> Image.Image:
+    """Decodes fully, applies EXIF orientation, returns an RGB image detached from ``fp``."""
+    with Image.open(fp) as img:
+        if img.format not in SUPPORTED_FORMATS:
+            raise _UnsupportedFormat(img.format or "unknown")
+        if draft_size and img.format in ("JPEG", "MPO"):
+            img.draft("RGB", (draft_size, draft_size))
+        img.load()
+        # exif_transpose returns a new image, so the result outlives the closed file.
+        return _to_rgb(_exif_transpose(img))
+
+
+def _decode_failure(exc: Exception) -> str:
+    """The skip reason for an exception raised while decoding bytes already read."""
+    if isinstance(exc, UnidentifiedImageError):
+        return SKIP_NOT_IMAGE
+    if isinstance(exc, _UnsupportedFormat):
+        return f"unsupported image format: {exc}"
+    if isinstance(exc, Image.DecompressionBombError):
+        return "image too large"
+    return SKIP_CORRUPT
+
+
+def load_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
+    """Loads an image as RGB, EXIF orientation applied, fully decoded, file closed.
+
+    Args:
+        path: Image file in any of ``SUPPORTED_FORMATS``.
+        draft_size: For JPEGs only: decode at the smallest DCT scale whose sides both stay at
+            least this many pixels, which is much faster for large photos. None decodes at full
+            resolution.
+
+    Raises:
+        DatasetError: The file cannot be read or is not a supported, intact image.
+    """
+    path = Path(path)
+    hint = "Replace or remove that file, then scan the dataset again."
+    try:
+        # Reading the bytes first closes the file at once and keeps OS errors apart from
+        # decoding errors.
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DatasetError(
+            f"Could not load image {path.name}: unreadable: {exc.strerror or exc}.", hint=hint
+        ) from exc
+    if not data:
+        raise DatasetError(f"Could not load image {path.name}: {SKIP_EMPTY}.", hint=hint)
+    try:
+        return _decode(io.BytesIO(data), draft_size)
+    except Exception as exc:  # Decoders raise many exception types on malformed data.
+        raise DatasetError(
+            f"Could not load image {path.name}: {_decode_failure(exc)}.", hint=hint
+        ) from exc
+
+
+@dataclass(frozen=True)
+class _FileCheck:
+    path: Path
+    digest: str | None = None
+    problem: str | None = None
+
+
+def _check_file(path: Path) -> _FileCheck:
+    """Reads, hashes and decodes one file; never raises."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return _FileCheck(path, problem=f"unreadable: {exc.strerror or exc}")
+    if not data:
+        return _FileCheck(path, problem=SKIP_EMPTY)
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    try:
+        _decode(io.BytesIO(data), _SCAN_DRAFT_SIZE)
+    except Exception as exc:  # Decoders raise many exception types on malformed data.
+        return _FileCheck(path, digest, _decode_failure(exc))
+    return _FileCheck(path, digest)
+
+
+# --------------------------------------------------------------------------- zip extraction
+
+
+def _is_clutter(name: str) -> bool:
+    return name.startswith(".") or name in CLUTTER_NAMES
+
+
+def _safe_member_path(name: str) -> PurePosixPath:
+    """The member's relative path; raises DatasetError for names that escape the folder."""
+    normalised = name.replace("\\", "/")
+    parts = PurePosixPath(normalised).parts
+    if (
+        normalised.startswith("/")
+        or (parts and len(parts[0]) >= 2 and parts[0][1] == ":")  # a Windows drive, "C:"
+        or ".." in parts
+        or "\x00" in normalised
+    ):
+        raise DatasetError(
+            f"The zip contains an unsafe path {name!r} that points outside its folder.",
+            hint="The archive was not extracted. Re-create the zip from the dataset folder.",
+        )
+    return PurePosixPath(*[p for p in parts if p not in ("", ".")])
+
+
+def extract_zip(
+    zip_path: str | Path,
+    dest: str | Path,
+    *,
+    max_bytes: int = MAX_EXTRACT_BYTES,
+    max_files: int = MAX_EXTRACT_FILES,
+) -> Path:
+    """Safely extracts a zip into ``dest``, which must not exist yet (or be an empty folder).
+
+    Every member is checked before anything is written: absolute paths and ``..`` are rejected
+    (zip slip), as are archives declaring more than ``max_files`` files or ``max_bytes`` bytes.
+    Sizes are counted again while decompressing, since headers can lie. Hidden files, macOS
+    resource forks and symbolic links are not extracted. Files go to a temporary sibling folder
+    renamed to ``dest`` on success, so a failure leaves no half-extracted folder.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        DatasetError: The file is not a readable zip, is unsafe, too large, encrypted, or
+            ``dest`` is a non-empty folder.
+    """
+    zip_path, dest = Path(zip_path), Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise DatasetError(
+            f"Cannot extract into {dest}: it already exists and is not empty.",
+            hint="Choose a new folder, or delete that one first.",
+        )
+    try:
+        archive = zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetError(
+            f"{zip_path.name} could not be read as a zip archive ({exc}).",
+            hint="The file may be damaged or incompletely uploaded; create the zip again.",
+        ) from exc
+    with archive:
+        members = _plan_extraction(archive, max_bytes=max_bytes, max_files=max_files)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+        try:
+            _extract_members(archive, members, staging, max_bytes=max_bytes)
+            if dest.exists():
+                dest.rmdir()  # Empty, checked above; os.replace cannot replace a folder everywhere.
+            os.replace(staging, dest)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return dest
+
+
+def _plan_extraction(
+    archive: zipfile.ZipFile, *, max_bytes: int, max_files: int
+) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
+    infos = archive.infolist()
+    # Validate every name, clutter included, so a hostile archive is refused as a whole.
+    targets = [(info, _safe_member_path(info.filename)) for info in infos]
+    files = [
+        (info, target)
+        for info, target in targets
+        if not info.is_dir()
+        and target.parts
+        and not any(_is_clutter(part) for part in target.parts)
+        and stat.S_IFMT(info.external_attr >> 16) != stat.S_IFLNK
+    ]
+    if len(files) > max_files:
+        raise DatasetError(
+            f"The zip holds {len(files):,} files, more than the limit of {max_files:,}.",
+            hint="Split the dataset into smaller archives, or point at an extracted folder.",
+        )
+    declared = sum(info.file_size for info, _ in files)
+    if declared > max_bytes:
+        raise DatasetError(
+            f"The zip would expand to {declared / 1024**3:.1f} GiB, more than the "
+            f"{max_bytes / 1024**3:.1f} GiB limit.",
+            hint="Use smaller images or fewer of them, or point at an extracted folder.",
+        )
+    return files
+
+
+def _extract_members(
+    archive: zipfile.ZipFile,
+    members: Iterable[tuple[zipfile.ZipInfo, PurePosixPath]],
+    staging: Path,
+    *,
+    max_bytes: int,
+) -> None:
+    written = 0
+    for info, target in members:
+        out_path = staging.joinpath(*target.parts)
+        try:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(info) as src, open(out_path, "wb") as dst:
+                while chunk := src.read(_COPY_CHUNK):
+                    written += len(chunk)
+                    if written > max_bytes:
+                        raise DatasetError(
+                            "The zip expands to more than its declared size and the "
+                            f"{max_bytes / 1024**3:.1f} GiB limit; extraction was stopped.",
+                            hint="The archive looks malformed or hostile; create it again.",
+                        )
+                    dst.write(chunk)
+        except RuntimeError as exc:  # zipfile's error for encrypted members
+            raise DatasetError(
+                f"{info.filename} in the zip is password-protected.",
+                hint="Create the zip again without a password.",
+            ) from exc
+        except NotImplementedError as exc:
+            raise DatasetError(
+                f"{info.filename} in the zip uses an unsupported compression method.",
+                hint="Create the zip again with standard (deflate) compression.",
+            ) from exc
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+            raise DatasetError(
+                f"{info.filename} in the zip is damaged ({exc}).",
+                hint="The file may be incompletely uploaded; create the zip again.",
+            ) from exc
+        except OSError as exc:  # Disk full, a name clash between a file and a folder, ...
+            raise DatasetError(
+                f"Could not extract {info.filename} from the zip: {exc.strerror or exc}.",
+                hint="Check the free disk space, and that no file and folder share a name.",
+            ) from exc
+
+
+# --------------------------------------------------------------------------- scanning
+
+
+def _visible_entries(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Non-clutter subfolders and files of ``folder``, each sorted by name."""
+    dirs, files = [], []
+    for entry in os.scandir(folder):
+        if _is_clutter(entry.name):
+            continue
+        (dirs if entry.is_dir() else files).append(Path(entry.path))
+    return sorted(dirs), sorted(files)
+
+
+def _find_root(folder: Path) -> Path:
+    """Steps into single wrapping folders (``animals.zip`` holding ``animals/cat/...``)."""
+    for _ in range(8):
+        dirs, files = _visible_entries(folder)
+        wrapped = (
+            len(dirs) == 1
+            and not any(f.suffix.lower() in IMAGE_SUFFIXES for f in files)
+            and bool(_visible_entries(dirs[0])[0])
+        )
+        if not wrapped:
+            return folder
+        folder = dirs[0]
+    return folder
+
+
+def _walk_files(folder: Path) -> Iterator[Path]:
+    """Every non-clutter file below ``folder``, in a stable order, hidden folders pruned."""
+    for current, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not _is_clutter(d))
+        for name in sorted(filenames):
+            if not _is_clutter(name):
+                yield Path(current, name)
+
+
+def _resolve_source(source: Path, extract_to: Path | None) -> Path:
+    if not source.exists():
+        raise DatasetError(
+            f"{source} does not exist.",
+            hint="Check the path, or upload the dataset as a .zip of class folders.",
+        )
+    if source.is_dir():
+        return source
+    if not zipfile.is_zipfile(source):
+        if source.suffix.lower() == ".zip":
+            raise DatasetError(
+                f"{source.name} is not a valid zip archive.",
+                hint="The file may be damaged or incompletely uploaded; create the zip again.",
+            )
+        raise DatasetError(
+            f"{source.name} is neither a folder nor a .zip archive.",
+            hint="Give a folder with one subfolder per class, or a .zip of such a folder.",
+        )
+    if extract_to is None:
+        extract_to = Path(tempfile.mkdtemp(prefix="tl-studio-dataset-")) / source.stem
+    return extract_zip(source, extract_to)
+
+
+def scan_dataset(
+    source: str | Path,
+    extract_to: str | Path | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    max_workers: int | None = None,
+) -> DatasetReport:
+    """Reads, decodes and hashes every file of a dataset and reports on its health.
+
+    Images inside a class folder may sit in nested subfolders; they take the class folder's
+    name. Images loose at the top level, unreadable files and non-images are skipped with a
+    reason. Files are decoded in a thread pool (Pillow releases the GIL while decoding).
+
+    Args:
+        source: A folder with one subfolder per class, or a .zip of such a folder.
+        extract_to: Where a zip is extracted (a new folder). When None, a zip is extracted under
+            a fresh ``tl-studio-dataset-*`` folder in the system temp directory, which the
+            caller owns and may delete once done. Ignored for folders.
+        progress: Called as ``progress(done, total)`` while files are checked.
+        max_workers: Threads used to decode; None picks one from the CPU count.
+
+    Raises:
+        DatasetError: ``source`` is missing, is neither a folder nor a zip, or the zip is
+            damaged or unsafe. Problems with the images themselves go into the report.
+    """
+    started = time.perf_counter()
+    source = Path(source).expanduser().resolve()
+    extracted = _resolve_source(source, Path(extract_to) if extract_to is not None else None)
+    root = _find_root(extracted)
+    class_dirs, _ = _visible_entries(root)
+    class_names = tuple(d.name for d in class_dirs)
+
+    candidates: list[tuple[Path, str | None]] = [(path, None) for path in _visible_entries(root)[1]]
+    for class_dir in class_dirs:
+        candidates.extend((path, class_dir.name) for path in _walk_files(class_dir))
+
+    workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
+    checks: list[_FileCheck] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for check in pool.map(_check_file, [path for path, _ in candidates]):
+            checks.append(check)
+            if progress is not None:
+                progress(len(checks), len(candidates))
+
+    items: list[ImageItem] = []
+    skipped: list[SkippedFile] = []
+    digests: dict[str, list[ImageItem]] = defaultdict(list)
+    for (path, label), check in zip(candidates, checks, strict=True):
+        if check.problem is not None:
+            skipped.append(SkippedFile(path, check.problem))
+        elif label is None:
+            skipped.append(SkippedFile(path, SKIP_LOOSE))
+        else:
+            item = ImageItem(path, label)
+            items.append(item)
+            digests[check.digest].append(item)
+
+    duplicates = tuple(
+        DuplicateGroup(tuple(i.path for i in group), tuple(i.label for i in group))
+        for group in digests.values()
+        if len(group) > 1
+    )
+    report = DatasetReport(
+        source=source,
+        root=root,
+        class_names=class_names,
+        items=tuple(items),
+        skipped=tuple(skipped),
+        duplicates=duplicates,
+    )
+    return replace(
+        report,
+        errors=tuple(_blocking_errors(report)),
+        warnings=tuple(_warnings(report)),
+        scan_seconds=time.perf_counter() - started,
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _blocking_errors(report: DatasetReport) -> Iterator[Issue]:
+    loose = sum(1 for s in report.skipped if s.reason == SKIP_LOOSE)
+    if not report.items:
+        hint = (
+            f" {_plural(loose, 'image')} lie at the top level: put each class's images in a "
+            "folder named after the class."
+            if loose
+            else " Expected one folder per class, each holding that class's images."
+        )
+        yield Issue("no_images", f"No readable images were found in {report.root.name}.{hint}")
+        return
+    if len(report.class_names) < 2:
+        found = ", ".join(repr(c) for c in report.class_names) or "none"
+        yield Issue(
+            "too_few_classes",
+            f"Found {_plural(len(report.class_names), 'class')} ({found}); at least 2 are "
+            "needed, each in its own folder.",
+        )
+    for name, n in report.counts.items():
+        if n < MIN_IMAGES_PER_CLASS:
+            yield Issue(
+                "class_too_small",
+                f"Class {name!r} has {_plural(n, 'readable image')}; each class needs at least "
+                f"{MIN_IMAGES_PER_CLASS} (one to train on, one to validate).",
+            )
+
+
+def _warnings(report: DatasetReport) -> Iterator[Issue]:
+    ratio = report.imbalance_ratio
+    if ratio is not None and ratio >= IMBALANCE_WARNING_RATIO:
+        counts = {k: v for k, v in report.counts.items() if v}
+        big, small = max(counts, key=counts.get), min(counts, key=counts.get)
+        yield Issue(
+            "imbalance",
+            f"Classes are imbalanced ({ratio:.1f}x): {big!r} has {counts[big]:,} images, "
+            f"{small!r} only {counts[small]:,}. Add images to the small classes if you can; "
+            "accuracy alone will flatter the model.",
+        )
+    for name in report.tiny_classes:
+        yield Issue(
+            "tiny_class",
+            f"Class {name!r} has only {_plural(report.counts[name], 'image')}; "
+            f"{TINY_CLASS_IMAGES} or more per class give more reliable results.",
+        )
+    across = [g for g in report.duplicates if g.across_classes]
+    if across:
+        example = " = ".join(report.relative(p) for p in across[0].paths[:2])
+        yield Issue(
+            "duplicates_across_classes",
+            f"{_plural(len(across), 'image')} appear in more than one class with identical "
+            f"content, so their labels contradict each other (e.g. {example}).",
+        )
+    within_copies = sum(
+        len(g.paths) - len(set(g.labels)) for g in report.duplicates if not g.across_classes
+    )
+    if within_copies:
+        yield Issue(
+            "duplicates_within_class",
+            f"{_plural(within_copies, 'file')} are exact copies of another image in the same "
+            "class; copies can land in both training and validation and inflate accuracy.",
+        )
+    if report.skipped:
+        reasons = Counter(s.reason for s in report.skipped)
+        detail = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+        yield Issue("skipped_files", f"{_plural(len(report.skipped), 'file')} skipped ({detail}).")
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def stratified_split(
+    items: Sequence[ImageItem], val_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[ImageItem], list[ImageItem]]:
+    """Holds out about ``val_fraction`` of each class for validation.
+
+    Every class keeps at least one training and one validation image. The split depends only on
+    ``seed`` and the set of items (not their order), and each class is shuffled with its own
+    seed, so adding a class does not reshuffle the others.
+
+    Returns:
+        ``(train, val)``, each ordered by class, then path.
+
+    Raises:
+        DatasetError: A class has fewer than 2 images.
+        ValueError: ``val_fraction`` is not strictly between 0 and 1.
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    by_class: dict[str, list[ImageItem]] = defaultdict(list)
+    for item in items:
+        by_class[item.label].append(item)
+    train: list[ImageItem] = []
+    val: list[ImageItem] = []
+    for label in sorted(by_class):
+        members = sorted(by_class[label], key=lambda i: i.path.as_posix())
+        if len(members) < MIN_IMAGES_PER_CLASS:
+            raise DatasetError(
+                f"Class {label!r} has {_plural(len(members), 'image')}; at least 2 are needed "
+                "to hold one out for validation.",
+                hint="Add images to that class or remove its folder.",
+            )
+        n_val = min(max(round(len(members) * val_fraction), 1), len(members) - 1)
+        held_out = set(random.Random(f"{seed}/{label}").sample(range(len(members)), n_val))
+        for index, item in enumerate(members):
+            (val if index in held_out else train).append(item)
+    return train, val
+
+
+def check_validation_classes(train_report: DatasetReport, val_report: DatasetReport) -> list[str]:
+    """Checks that a separate validation set fits the training classes.
+
+    Returns:
+        Training classes that have no validation images (worth a warning, not an error).
+
+    Raises:
+        DatasetError: The validation set has no readable images, or classes the training set
+            lacks (the model could never predict them).
+    """
+    if not val_report.items:
+        raise DatasetError(
+            f"The validation set {val_report.source.name} has no readable images.",
+            hint="Give a folder with one subfolder per class, like the training set.",
+        )
+    val_classes = {item.label for item in val_report.items}
+    unknown = sorted(val_classes - set(train_report.class_names))
+    if unknown:
+        raise DatasetError(
+            "The validation set has classes the training set lacks: "
+            + ", ".join(repr(c) for c in unknown)
+            + ".",
+            hint="Name the validation folders exactly like the training class folders.",
+        )
+    return [name for name in train_report.class_names if name not in val_classes]
+
+
+# --------------------------------------------------------------------------- torch
+
+
+class ImageFolderDataset(Dataset):
+    """Labelled images for a DataLoader: yields ``(transform(image), class_index)``.
+
+    Holds only paths and labels (no open files), so it pickles into DataLoader workers.
+
+    Args:
+        items: Images to serve.
+        class_names: Class order; an item's index is its label's position here.
+        transform: Applied to the RGB PIL image; None gives a float tensor in [0, 1], CHW.
+        draft_size: Passed to :func:`load_image` to decode large JPEGs faster.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[ImageItem],
+        class_names: Sequence[str],
+        transform: Callable[[Image.Image], Any] | None = None,
+        draft_size: int | None = None,
+    ):
+        self.items = list(items)
+        self.class_names = list(class_names)
+        self.class_to_idx = {name: index for index, name in enumerate(self.class_names)}
+        unknown = sorted({i.label for i in self.items} - self.class_to_idx.keys())
+        if unknown:
+            raise DatasetError(
+                f"Images are labelled with unknown classes: {', '.join(map(repr, unknown))}.",
+                hint="Use the class list of the dataset the images came from.",
+            )
+        self.transform = transform
+        self.draft_size = draft_size
+
+    @property
+    def targets(self) -> list[int]:
+        """Class index of every item, in order (for samplers and class weights)."""
+        return [self.class_to_idx[item.label] for item in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        item = self.items[index]
+        image = load_image(item.path, draft_size=self.draft_size)
+        if self.transform is not None:
+            data = self.transform(image)
+        else:
+            data = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255.0
+        return data, self.class_to_idx[item.label]
