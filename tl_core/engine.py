@@ -38,6 +38,8 @@ from tl_core.runs import (
     write_json,
 )
 
+SAVE_INTERVAL_SECONDS = 10.0
+
 
 def autocast_for(device: torch.device):
     """Mixed precision on CUDA (bfloat16 where supported, else float16), none on the CPU."""
@@ -88,6 +90,11 @@ class Trainer:
         self.history: list[dict] = []
         self.best_key: tuple[float, float] | None = None
         self.best_epoch: int | None = None
+        # Epochs on cached features take milliseconds: writing every improvement would cost
+        # more than the training. The best weights wait in memory for a few seconds instead.
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self._best_on_disk = True
+        self._last_save = float("-inf")
         self.step = 0
         self.total_steps = 0
         self.active_seconds = 0.0
@@ -296,8 +303,21 @@ class Trainer:
             return False
         self.best_key = key
         self.best_epoch = row["epoch"]
-        save_weights(self.run_dir / WEIGHTS_FILE, self.model.state_dict())
+        self.best_state = {
+            k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+        }
+        self._best_on_disk = False
+        if time.monotonic() - self._last_save >= SAVE_INTERVAL_SECONDS:
+            self.save_best()
         return True
+
+    def save_best(self) -> None:
+        """Writes the best weights to the run folder, unless the file already holds them."""
+        if self.best_state is None or self._best_on_disk:
+            return
+        save_weights(self.run_dir / WEIGHTS_FILE, self.best_state)
+        self._best_on_disk = True
+        self._last_save = time.monotonic()
 
     def _stagnated(self) -> bool:
         patience = self.config.early_stopping_patience
@@ -342,6 +362,8 @@ class Trainer:
         )
 
     def write_metrics(self, status: str, error: str | None = None) -> None:
+        if status != "running":
+            self.save_best()  # a finished, stopped or failed run keeps its best weights
         best = self.history[self.best_epoch - 1]["val_accuracy"] if self.best_epoch else None
         write_json(
             self.run_dir / METRICS_FILE,
@@ -359,9 +381,7 @@ class Trainer:
         if self.best_epoch is None:
             return
         self.observer.on_phase("Saving validation predictions")
-        from safetensors.torch import load_file
-
-        self.model.load_state_dict(load_file(str(self.run_dir / WEIGHTS_FILE)))
+        self.model.load_state_dict(self.best_state)
         _, _, logits = self.evaluate(self.val_loader)
         evaluation = build_evaluation(
             self.plan.class_names,
