@@ -135,7 +135,7 @@ def test_evaluate_and_export(capsys, cli_run, tmp_path):
     code, out, _ = run_cli(
         capsys, "export", cli_run, "--format", "zip", "--out", tmp_path / "m.zip"
     )
-    assert code == 0 and (tmp_path / "z.zip").stat().st_size > 0
+    assert code == 0 and (tmp_path / "m.zip").stat().st_size > 0
 
 
 def test_the_installed_console_script_runs(tiny_dataset):

@@ -1,0 +1,25 @@
+"""TL Studio: the browser app. Registers the pages in journey order and draws the shared sidebar.
+
+Run with ``streamlit run app.py`` (or ``make run``). The pages live in ``app_pages/``, not
+``pages/``: Streamlit treats a ``pages/`` folder as the old file-based navigation and, for the
+first session after a start, would run a deep-linked page without this frame.
+"""
+
+import streamlit as st
+
+from app_pages import _ui
+
+st.set_page_config(page_title="TL Studio", page_icon=":material/model_training:", layout="wide")
+
+navigation = st.navigation(
+    [
+        st.Page(_ui.DATA_PAGE, title="Data", icon=":material/photo_library:", default=True),
+        st.Page(_ui.MODEL_PAGE, title="Model", icon=":material/account_tree:"),
+        st.Page(_ui.TRAIN_PAGE, title="Train", icon=":material/model_training:"),
+        st.Page(_ui.EVALUATE_PAGE, title="Evaluate", icon=":material/analytics:"),
+        st.Page(_ui.PREDICT_PAGE, title="Predict", icon=":material/image_search:"),
+        st.Page(_ui.EXPORT_PAGE, title="Export", icon=":material/download:"),
+    ]
+)
+_ui.render_sidebar()
+navigation.run()

@@ -1,0 +1,124 @@
+"""Data: bring in labelled images (a .zip, class by class, or the sample) and check their health."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import streamlit as st
+
+from app_pages import _ui
+from tl_core.errors import TLStudioError
+from tl_core.sample_data import sample_dataset_path
+
+st.title("Data")
+st.caption(
+    "One folder per class. Every image is opened once, so problems show up here, not "
+    "halfway through training."
+)
+ws = _ui.workspace()
+
+
+def use_dataset(path: Path) -> None:
+    st.session_state[_ui.DATASET_KEY] = str(path)
+    st.rerun()  # so the sidebar, drawn before this page, names the new dataset
+
+
+def import_zip(upload) -> Path | None:
+    """Saves an uploaded .zip to disk, extracts it, and keeps it only if it can train."""
+    with st.spinner(f"Unpacking {upload.name}..."):
+        zip_path = ws.save_upload(upload, upload.name)
+        try:
+            folder = ws.import_zip(zip_path, Path(upload.name).stem)
+        finally:
+            zip_path.unlink(missing_ok=True)  # the extracted copy is what is kept
+    report = _ui.scan(folder)
+    if report.can_train:
+        return report.root
+    _ui.render_report(report, thumbnails=False)
+    shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+zip_tab, build_tab, sample_tab, saved_tab = st.tabs(
+    ["Upload a .zip", "Build classes here", "Sample dataset", "Imported before"]
+)
+try:
+    with zip_tab, st.form("zip_form", clear_on_submit=True):
+        upload = st.file_uploader(
+            "A .zip holding one folder per class",
+            type=["zip"],
+            help="For example pets.zip with cats/ and dogs/ inside (a wrapping folder is fine).",
+        )
+        if st.form_submit_button("Import", type="primary"):
+            if upload is None:
+                st.warning("Choose a .zip file first.")
+            elif (root := import_zip(upload)) is not None:
+                use_dataset(root)
+
+    with build_tab:
+        st.caption(
+            "Name a class, then drag its images in or take webcam shots. Repeat for "
+            "every class; two or more classes are needed."
+        )
+        name = st.text_input("Dataset name", value="my-dataset")
+        webcam = st.toggle("Use the webcam")  # the camera asks for permission once drawn
+        with st.form("class_form", clear_on_submit=True):
+            class_name = st.text_input("Class name", placeholder="e.g. cats")
+            images = st.file_uploader(
+                "Images of this class",
+                type=["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"],
+                accept_multiple_files=True,
+            )
+            shot = st.camera_input("Take a picture") if webcam else None
+            if st.form_submit_button("Add to class", type="primary"):
+                files = [(f.name, f) for f in images or []] + ([(shot.name, shot)] if shot else [])
+                if not files:
+                    st.warning("Add at least one image or webcam shot.")
+                else:
+                    dataset = ws.dataset_dir(name)
+                    ws.add_class_images(dataset, class_name, files)
+                    st.toast(f"Added {len(files)} image(s) to {class_name!r}.")
+                    use_dataset(dataset)
+
+    with sample_tab:
+        st.write(
+            "A small built-in set of drawn shapes, one folder per class: it trains in well "
+            "under a minute on a CPU."
+        )
+        if st.button("Load sample dataset", type="primary"):
+            use_dataset(sample_dataset_path())
+
+    with saved_tab:
+        saved = ws.list_datasets()
+        if not saved:
+            st.caption("Nothing imported yet: datasets you upload or build are kept here.")
+        else:
+            titles = {str(entry.path): entry.title for entry in saved}
+            chosen = st.selectbox("Dataset", list(titles), format_func=titles.get)
+            if st.button("Use this dataset"):
+                use_dataset(Path(chosen))
+except TLStudioError as error:
+    _ui.show_error(error)
+
+current = st.session_state.get(_ui.DATASET_KEY)
+if not current:
+    st.info(
+        "No dataset yet: upload a .zip, build classes, or load the sample dataset.",
+        icon=":material/info:",
+    )
+    st.stop()
+
+st.subheader(f"Dataset: {Path(current).name}")
+try:
+    report = _ui.scan(current)
+except TLStudioError as error:
+    _ui.show_error(error)
+    st.stop()
+if report.can_train:
+    st.success(
+        f"Ready to train: {report.num_images} images in {len(report.class_names)} classes.",
+        icon=":material/check_circle:",
+    )
+    st.page_link(_ui.MODEL_PAGE, label="Next: choose a model", icon=":material/arrow_forward:")
+_ui.render_report(report)

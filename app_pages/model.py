@@ -1,0 +1,158 @@
+"""Model: a pretrained backbone, how much of it to freeze, and the training settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from app_pages import _ui
+from app_pages._settings import training_settings
+from tl_core.backbones import (
+    LayerGroup,
+    create_model,
+    layer_groups,
+    list_backbones,
+    parse_freeze,
+)
+from tl_core.config import TrainConfig
+from tl_core.errors import TLStudioError
+from tl_core.figures import freeze_figure
+
+st.title("Model")
+OTHER = "Other timm model..."
+
+
+@st.cache_data(max_entries=16, show_spinner="Reading the backbone's layers...")
+def groups_of(name: str, num_classes: int) -> list[LayerGroup]:
+    # Random weights are enough to see the architecture; nothing is downloaded.
+    model, _ = create_model(name, num_classes, pretrained=False)
+    return layer_groups(model)
+
+
+dataset = st.session_state.get(_ui.DATASET_KEY)
+if not dataset:
+    _ui.empty_state("No dataset yet: choose one first.", _ui.DATA_PAGE, "Go to Data")
+    st.stop()
+try:
+    report = _ui.scan(dataset)
+except TLStudioError as error:  # e.g. the folder was deleted since
+    _ui.show_error(error)
+    st.stop()
+if not report.can_train:
+    _ui.empty_state("The dataset cannot train yet: fix it first.", _ui.DATA_PAGE, "Go to Data")
+    st.stop()
+saved_dict = st.session_state.get(_ui.CONFIG_KEY)
+saved = TrainConfig.from_dict({**(saved_dict or {}), "data": dataset})
+ws = _ui.workspace()
+
+catalog = {entry.name: entry for entry in list_backbones()}
+
+
+def backbone_label(name: str) -> str:
+    if name == OTHER:
+        return name
+    info, offline = catalog[name].info, catalog[name].offline_weights
+    return f"{name} · {info.params_millions:.1f} M params · {info.input_size} px · {info.hint}" + (
+        " · weights offline" if offline else ""
+    )
+
+
+options = [*catalog, OTHER]
+start = options.index(saved.backbone if saved.backbone in catalog else OTHER)
+choice = st.selectbox("Backbone", options, index=start, format_func=backbone_label)
+if choice == OTHER:
+    backbone = st.text_input(
+        "timm model name",
+        value="" if saved.backbone in catalog else saved.backbone,
+        placeholder="e.g. regnety_008",
+    ).strip()
+    if not backbone:
+        st.stop()
+else:
+    backbone = choice
+    entry = catalog[choice]
+    st.caption(
+        f"{entry.info.family}: {entry.info.description} Weights: "
+        f"{entry.weights_source or 'downloaded from the model hub (needs internet)'}."
+    )
+
+pretrained = st.toggle(
+    "Start from pretrained weights",
+    value=saved.pretrained,
+    help="Off trains the same network from random weights: the baseline "
+    "that shows what transfer learning buys.",
+)
+weights = None
+if pretrained:
+    upload = st.file_uploader(
+        "Weights file (optional)",
+        type=["safetensors", "pth", "pt", "bin"],
+        help="Use it when the weights cannot be downloaded here.",
+    )
+    if upload is not None:
+        weights = str(ws.save_upload_once(upload, upload.file_id, upload.name, ws.weights))
+    elif (
+        saved.weights
+        and saved.backbone == backbone
+        and st.checkbox(f"Keep using {Path(saved.weights).name}", value=True)
+    ):
+        weights = saved.weights
+    if choice != OTHER and not catalog[choice].offline_weights and weights is None:
+        st.warning(
+            "This backbone's weights are not on this computer: training will try to "
+            "download them. Offline? Upload a weights file.",
+            icon=":material/cloud_off:",
+        )
+
+try:
+    groups = groups_of(backbone, len(report.class_names))
+except TLStudioError as error:
+    _ui.show_error(error)
+    st.stop()
+n = len(groups) - 1  # the head (last group) always trains
+try:
+    default = parse_freeze(saved.freeze, n)
+except TLStudioError:  # saved for a backbone with more groups
+    default = n
+frozen = (
+    st.slider(
+        "Frozen layer groups (from the input)",
+        0,
+        n,
+        value=default,
+        help=f"{n} = train only the new head (fastest; features are computed once). "
+        "0 = fine-tune everything.",
+    )
+    if n > 0  # a slider needs two ends; a model without backbone groups has one
+    else 0
+)
+trainable = sum(g.num_params for g in groups[frozen:])
+total = sum(g.num_params for g in groups)
+st.caption(
+    f"**{trainable:,}** of {total:,} parameters will train "
+    f"({frozen} of {n} backbone groups frozen)."
+)
+st.plotly_chart(freeze_figure(groups, frozen), key="freeze_figure")
+
+with st.form("settings"):
+    settings = training_settings(saved)
+    submitted = st.form_submit_button("Use these settings", type="primary")
+
+if submitted:
+    try:
+        config = saved.replace(
+            backbone=backbone,
+            weights=weights,
+            pretrained=pretrained,
+            freeze="all" if frozen == n else "none" if frozen == 0 else str(frozen),
+            **settings,
+        )
+    except TLStudioError as error:
+        _ui.show_error(error)
+    else:
+        st.session_state[_ui.CONFIG_KEY] = config.to_dict()
+        st.success("Settings saved.", icon=":material/check_circle:")
+        st.page_link(_ui.TRAIN_PAGE, label="Next: train", icon=":material/arrow_forward:")
+elif saved_dict:
+    st.caption("Settings saved earlier are loaded above; press the button to use any changes.")

@@ -1,0 +1,111 @@
+"""Predict: classify new images with a trained run, one by one or a whole folder at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from app_pages import _ui
+from tl_core.errors import TLStudioError
+from tl_core.figures import top_k_figure
+from tl_core.predict import Predictor, collect_image_paths, predictions_frame
+from tl_core.runs import WEIGHTS_FILE
+
+st.title("Predict")
+IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"]
+BATCH_KEY = "predict_batch_csv"
+ws = _ui.workspace()
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the model...")
+def predictor(run_path: str, weights_mtime: int) -> Predictor:
+    # An inference model for a finished run: safe to share; never the model being trained.
+    del weights_mtime
+    return Predictor.from_run(run_path)
+
+
+def predict_folder(model: Predictor, folder: Path, top_k: int) -> Path:
+    """Predicts every image below ``folder``; the table is saved as a CSV beside the images."""
+    paths = collect_image_paths([folder])
+    if not paths:
+        raise TLStudioError(
+            f"No image files were found in {folder.name}.",
+            "Give a folder or .zip that holds .jpg or .png images.",
+        )
+    with st.spinner(f"Predicting {len(paths)} images..."):
+        frame = predictions_frame(model.predict_paths(paths, top_k=top_k))
+    frame["image"] = [Path(p).relative_to(folder).as_posix() for p in frame["image"]]
+    out = ws.uploads / f"predictions-{folder.name}.csv"
+    frame.to_csv(out, index=False)
+    return out
+
+
+summary = _ui.pick_run()
+if summary is None:
+    _ui.empty_state("No trained run yet: train a model first.", _ui.TRAIN_PAGE, "Go to Train")
+    st.stop()
+try:
+    model = predictor(str(summary.path), (summary.path / WEIGHTS_FILE).stat().st_mtime_ns)
+except TLStudioError as error:
+    _ui.show_error(error)
+    st.stop()
+top_k = st.slider("Classes shown per image", 1, len(model.labels), min(3, len(model.labels)))
+
+images_tab, batch_tab = st.tabs(["Images", "A .zip or folder"])
+with images_tab:
+    files = st.file_uploader(
+        "Drop one or more images", type=IMAGE_TYPES, accept_multiple_files=True
+    )
+    # The camera asks for permission as soon as it is drawn: only when the user wants it.
+    shot = st.camera_input("Take a picture") if st.toggle("Use the webcam") else None
+    uploads = list(files or []) + ([shot] if shot else [])
+    paths = [ws.save_upload_once(f, f.file_id, f.name, ws.uploads / "predict") for f in uploads]
+    for upload, result in zip(uploads, model.predict_paths(paths, top_k=top_k), strict=True):
+        image_col, chart_col = st.columns([1, 3])
+        if result.error:
+            chart_col.warning(f"{upload.name}: {result.error}", icon=":material/warning:")
+            continue
+        image_col.image(result.image, caption=upload.name, width=160)
+        chart_col.plotly_chart(top_k_figure(result.predictions), key=f"topk_{upload.file_id}")
+
+with batch_tab, st.form("batch_form"):
+    archive = st.file_uploader("A .zip of images", type=["zip"])
+    folder_text = st.text_input(
+        "Or a folder on this computer", placeholder="/path/to/images (searched recursively)"
+    )
+    if st.form_submit_button("Predict all", type="primary"):
+        try:
+            if archive is not None:
+                zip_path = ws.save_upload(archive, archive.name)
+                try:
+                    folder = ws.extract_upload(zip_path)
+                finally:
+                    zip_path.unlink(missing_ok=True)
+            elif folder_text.strip():
+                folder = Path(folder_text.strip()).expanduser()
+                if not folder.is_dir():
+                    raise TLStudioError(f"{folder} is not a folder.", "Check the path.")
+            else:
+                raise TLStudioError("Choose a .zip or type a folder path first.")
+            st.session_state[BATCH_KEY] = str(predict_folder(model, folder, top_k))
+        except TLStudioError as error:
+            _ui.show_error(error)
+
+if (csv_path := st.session_state.get(BATCH_KEY)) and Path(csv_path).is_file():
+    with batch_tab:
+        table = pd.read_csv(csv_path)
+        st.dataframe(
+            table,
+            hide_index=True,
+            column_config={"confidence": st.column_config.NumberColumn(format="percent")},
+        )
+        st.download_button(
+            "Download CSV",
+            Path(csv_path).read_bytes(),
+            file_name=Path(csv_path).name,
+            mime="text/csv",
+            icon=":material/download:",
+            on_click="ignore",
+        )

@@ -1,0 +1,280 @@
+"""The app's frame and its Data and Model pages, driven headlessly with Streamlit's AppTest.
+
+Every test runs the real ``app.py`` (navigation and sidebar included) against a workspace in
+``tmp_path``. Pages that need a trained run are covered in ``test_app_training.py``.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app_pages import _ui
+from tests.helpers import make_image, make_image_folder, make_zip
+from tl_core.sample_data import sample_dataset_path
+from tl_core.workspace import WORKSPACE_ENV, Workspace
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    monkeypatch.setenv(WORKSPACE_ENV, str(tmp_path / "ws"))
+    return Workspace.from_env()
+
+
+def open_page(page: str, **state) -> AppTest:
+    """Runs the app on ``page`` with ``state`` already in the session."""
+    at = AppTest.from_file(APP, default_timeout=60)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in [*at.button, *at.form_submit_button] if b.label == label)
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+def png_bytes(color=(200, 30, 30), seed=0) -> bytes:
+    buffer = io.BytesIO()
+    make_image(color=color, seed=seed).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def jpeg_bytes(color=(30, 30, 200), seed=0) -> bytes:
+    buffer = io.BytesIO()
+    make_image(color=color, seed=seed).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- frame
+
+
+def test_sidebar_names_the_cpu_when_there_is_no_gpu(ws, monkeypatch):
+    monkeypatch.setattr(
+        _ui,
+        "describe_devices",
+        lambda: {"cuda": False, "name": "CPU", "free_memory_gb": None, "total_memory_gb": None},
+    )
+    _ui._device_info.clear()
+    at = open_page(_ui.DATA_PAGE)
+    assert "CPU" in texts(at.sidebar.markdown)
+
+
+def test_sidebar_shows_gpu_name_and_free_memory(ws, monkeypatch):
+    monkeypatch.setattr(
+        _ui,
+        "describe_devices",
+        lambda: {
+            "cuda": True,
+            "name": "NVIDIA Test",
+            "free_memory_gb": 70.5,
+            "total_memory_gb": 80.0,
+        },
+    )
+    _ui._device_info.clear()
+    try:
+        at = open_page(_ui.DATA_PAGE)
+    finally:
+        _ui._device_info.clear()
+    assert "NVIDIA Test" in texts(at.sidebar.markdown)
+    assert "70.5 of 80.0 GB free" in texts(at.sidebar.markdown)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def test_data_page_empty_state_offers_every_way_in(ws):
+    at = open_page(_ui.DATA_PAGE)
+    assert "No dataset yet" in texts(at.info)
+    assert [t.label for t in at.tabs] == [
+        "Upload a .zip",
+        "Build classes here",
+        "Sample dataset",
+        "Imported before",
+    ]
+    assert button(at, "Load sample dataset")
+    assert at.file_uploader[0].allowed_type == [".zip"]
+
+
+def test_loading_the_sample_dataset_shows_its_health_report(ws):
+    at = open_page(_ui.DATA_PAGE)
+    button(at, "Load sample dataset").click().run()
+    assert not at.exception
+    assert at.session_state[_ui.DATASET_KEY] == str(sample_dataset_path())
+    metrics = {m.label: m.value for m in at.metric}
+    classes = [p for p in sample_dataset_path().iterdir() if p.is_dir()]
+    assert metrics["Classes"] == str(len(classes)) and len(classes) >= 3
+    assert "Ready to train" in texts(at.success)
+    assert len(at.get("plotly_chart")) == 1  # images per class
+    # One thumbnail row per class, each capped at THUMBS_PER_CLASS images.
+    assert len(at.image) == len(classes)
+    assert all(len(row.proto.imgs) <= _ui.THUMBS_PER_CLASS for row in at.image)
+    assert f"{len(classes)} classes" in texts(at.success)
+
+
+def test_uploaded_zip_is_extracted_into_the_workspace(ws, tmp_path):
+    folder = make_image_folder(tmp_path / "pets", {"cats": 3, "dogs": 3})
+    archive = make_zip(folder, tmp_path / "pets.zip", wrap="pets")
+    at = open_page(_ui.DATA_PAGE)
+    at.file_uploader[0].set_value(("pets.zip", archive.read_bytes(), "application/zip"))
+    button(at, "Import").click().run()
+    assert not at.exception
+    dataset = Path(at.session_state[_ui.DATASET_KEY])
+    assert dataset.is_relative_to(ws.datasets)
+    assert sorted(p.name for p in dataset.iterdir()) == ["cats", "dogs"]
+    assert "6 images in 2 classes" in texts(at.success)
+    assert not any(ws.uploads.iterdir())  # the uploaded copy is gone once extracted
+
+
+def test_zip_without_class_folders_gives_an_error_not_an_exception(ws):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a.png", png_bytes(seed=1))
+        archive.writestr("b.png", png_bytes(seed=2))
+    at = open_page(_ui.DATA_PAGE)
+    at.file_uploader[0].set_value(("loose.zip", buffer.getvalue(), "application/zip"))
+    button(at, "Import").click().run()
+    assert not at.exception
+    assert "No readable images" in texts(at.error)
+    assert _ui.DATASET_KEY not in at.session_state
+    assert not any(ws.datasets.iterdir())  # nothing unusable is kept
+
+
+def test_a_file_that_is_not_a_zip_gives_an_error(ws):
+    at = open_page(_ui.DATA_PAGE)
+    at.file_uploader[0].set_value(("photos.zip", b"certainly not a zip", "application/zip"))
+    button(at, "Import").click().run()
+    assert not at.exception
+    assert "photos.zip" in texts(at.error)
+    assert at.info  # the hint of what to do
+    assert _ui.DATASET_KEY not in at.session_state
+
+
+def test_building_a_dataset_class_by_class_with_uploads_and_webcam(ws):
+    at = open_page(_ui.DATA_PAGE)
+    at.toggle[0].set_value(True).run()  # "Use the webcam"
+    class_input = next(t for t in at.text_input if t.label == "Class name")
+    class_input.set_value("red")
+    at.file_uploader[1].set_value(
+        [("r1.png", png_bytes(seed=1), "image/png"), ("r2.png", png_bytes(seed=2), "image/png")]
+    )
+    at.camera_input[0].set_value(("image.jpg", jpeg_bytes(color=(220, 20, 20)), "image/jpeg"))
+    button(at, "Add to class").click().run()
+    assert not at.exception
+    dataset = Path(at.session_state[_ui.DATASET_KEY])
+    assert dataset == ws.datasets / "my-dataset"
+    assert len(list((dataset / "red").iterdir())) == 3
+    assert "at least 2 are needed" in texts(at.error)  # one class is not enough yet
+
+    class_input = next(t for t in at.text_input if t.label == "Class name")
+    class_input.set_value("blue")
+    at.file_uploader[1].set_value(
+        [(f"b{i}.jpg", jpeg_bytes(seed=i), "image/jpeg") for i in range(2)]
+    )
+    button(at, "Add to class").click().run()
+    assert not at.exception
+    assert "5 images in 2 classes" in texts(at.success)
+
+
+def test_adding_nothing_to_a_class_asks_for_images(ws):
+    at = open_page(_ui.DATA_PAGE)
+    next(t for t in at.text_input if t.label == "Class name").set_value("red")
+    button(at, "Add to class").click().run()
+    assert not at.exception
+    assert "at least one image" in texts(at.warning)
+
+
+def test_datasets_imported_before_are_offered_after_a_restart(ws, tmp_path):
+    make_image_folder(ws.datasets / "earlier", {"a": 2, "b": 2})
+    at = open_page(_ui.DATA_PAGE)
+    picker = next(s for s in at.selectbox if s.label == "Dataset")
+    assert "earlier · 2 classes · 4 images" in picker.options
+    button(at, "Use this dataset").click().run()
+    assert at.session_state[_ui.DATASET_KEY] == str(ws.datasets / "earlier")
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def test_model_page_without_a_dataset_links_to_data(ws):
+    at = open_page(_ui.MODEL_PAGE)
+    assert "No dataset yet" in texts(at.info)
+    assert at.page_link[0].label == "Go to Data"
+
+
+@pytest.fixture
+def dataset(ws, tmp_path) -> str:
+    return str(make_image_folder(tmp_path / "tiny", {"red": 4, "green": 4, "blue": 4}))
+
+
+def test_model_page_builds_a_config_into_the_session(ws, dataset):
+    at = open_page(_ui.MODEL_PAGE, **{_ui.DATASET_KEY: dataset})
+    backbone = next(s for s in at.selectbox if s.label == "Backbone")
+    assert backbone.value == "tf_efficientnet_lite0"
+    slider = at.slider[0]
+    assert slider.value == slider.max  # default: only the head trains
+    assert f"{int(slider.max)} of {int(slider.max)} backbone groups frozen" in texts(at.caption)
+
+    slider.set_value(0).run()
+    caption = next(c.value for c in at.caption if "parameters will train" in c.value)
+    trained, total, frozen = re.search(
+        r"\*\*([\d,]+)\*\* of ([\d,]+) parameters will train \((\d+) of", caption
+    ).groups()
+    assert trained == total and frozen == "0"  # nothing frozen: every parameter trains
+
+    next(s for s in at.select_slider if s.label == "Batch size").set_value(8)
+    next(n for n in at.number_input if n.label == "Epochs").set_value(2)
+    button(at, "Use these settings").click().run()
+    assert not at.exception
+    config = at.session_state[_ui.CONFIG_KEY]
+    assert config["data"] == dataset and config["freeze"] == "none"
+    assert config["epochs"] == 2 and config["batch_size"] == 8
+    assert config["backbone"] == "tf_efficientnet_lite0" and config["pretrained"] is True
+
+
+def test_model_page_accepts_any_timm_name_and_explains_a_wrong_one(ws, dataset):
+    at = open_page(_ui.MODEL_PAGE, **{_ui.DATASET_KEY: dataset})
+    next(s for s in at.selectbox if s.label == "Backbone").set_value("Other timm model...").run()
+    next(t for t in at.text_input if t.label == "timm model name").set_value("resnet_9000").run()
+    assert not at.exception
+    assert "no backbone called 'resnet_9000'" in texts(at.error)
+
+    next(t for t in at.text_input if t.label == "timm model name").set_value(
+        "test_efficientnet"
+    ).run()
+    at.toggle[0].set_value(False).run()  # from scratch: no weights needed
+    button(at, "Use these settings").click().run()
+    assert not at.exception
+    config = at.session_state[_ui.CONFIG_KEY]
+    assert config["backbone"] == "test_efficientnet" and config["pretrained"] is False
+
+
+# ----------------------------------------------------------------------------- empty states
+
+
+def test_train_page_asks_for_a_dataset_then_for_settings(ws, dataset):
+    at = open_page(_ui.TRAIN_PAGE)
+    assert "No dataset yet" in texts(at.info)
+    assert at.page_link[0].label == "Go to Data"
+    at = open_page(_ui.TRAIN_PAGE, **{_ui.DATASET_KEY: dataset})
+    assert "No model settings yet" in texts(at.info)
+    assert at.page_link[0].label == "Go to Model"
+
+
+@pytest.mark.parametrize("page", [_ui.EVALUATE_PAGE, _ui.PREDICT_PAGE, _ui.EXPORT_PAGE])
+def test_pages_that_need_a_run_say_so_when_there_is_none(ws, page):
+    at = open_page(page)
+    assert "No trained run yet" in texts(at.info)
+    assert at.page_link[0].label == "Go to Train"

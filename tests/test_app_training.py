@@ -1,0 +1,255 @@
+"""Train, Evaluate, Predict and Export pages with real (tiny) training jobs and runs.
+
+Jobs train timm's ``test_efficientnet`` from random weights on 32-pixel images, so each takes a
+second or two on a CPU. AppTest reruns only when asked, so tests wait on the job itself and
+then run the page once more, instead of sleeping for the live fragment's timer.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app_pages import _ui
+from tests.helpers import make_image, make_image_folder
+from tests.training import tiny_config
+from tl_core.evaluation import evaluate_run
+from tl_core.workspace import WORKSPACE_ENV, Workspace
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+CLASSES = {"red": 6, "green": 6, "blue": 6}
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory) -> Workspace:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(WORKSPACE_ENV, str(tmp_path_factory.mktemp("app") / "ws"))
+        yield Workspace.from_env()
+
+
+@pytest.fixture(scope="module")
+def dataset(ws, tmp_path_factory) -> Path:
+    return make_image_folder(tmp_path_factory.mktemp("data") / "colours", CLASSES)
+
+
+@pytest.fixture(scope="module")
+def run_path(ws, dataset) -> Path:
+    """A finished run, trained through the app's own job registry."""
+    job = _ui.registry().start(tiny_config(dataset))
+    snap = job.wait(120)
+    assert snap.status == "completed", snap.error
+    return Path(snap.run_dir)
+
+
+def open_page(page: str, **state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in [*at.button, *at.form_submit_button] if b.label == label)
+
+
+def texts(elements) -> str:
+    return " ".join(str(e.value) for e in elements)
+
+
+def image_bytes(color, seed=0, fmt="PNG") -> bytes:
+    buffer = io.BytesIO()
+    make_image(color=color, seed=seed).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def test_start_trains_and_the_page_shows_the_finished_job(ws, dataset, run_path):
+    state = {_ui.DATASET_KEY: str(dataset), _ui.CONFIG_KEY: tiny_config(dataset).to_dict()}
+    at = open_page(_ui.TRAIN_PAGE, **state)
+    assert "test_efficientnet" in texts(at.caption)
+    button(at, "Start training").click().run()
+    assert not at.exception
+    job = _ui.registry().get(at.session_state[_ui.JOB_KEY])
+    assert job is not None and job.run_dir != run_path
+    assert job.wait(120).status == "completed"
+
+    at.run()
+    assert not at.exception
+    assert f"Finished: {job.run_dir.name}" in texts(at.success)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Epoch"] == "2/2" and metrics["Best val. accuracy"].endswith("%")
+    assert len(at.get("plotly_chart")) == 2  # loss and accuracy
+    assert at.session_state[_ui.RUN_KEY] == str(job.run_dir)
+    assert {link.label for link in at.page_link} >= {"Evaluate", "Predict", "Export"}
+    # The sidebar reports the job too.
+    assert "completed" in texts(at.sidebar.markdown)
+
+
+def test_a_fresh_session_reattaches_to_the_latest_job(ws, run_path):
+    at = open_page(_ui.TRAIN_PAGE)  # no job id in this session
+    latest = _ui.registry().latest()
+    assert at.session_state[_ui.JOB_KEY] == latest.job_id
+    assert f"Run {latest.run_dir.name}" in texts(at.subheader)
+    # ...and carries on with that job's dataset and settings.
+    assert at.session_state[_ui.DATASET_KEY] == latest.config.data
+    assert at.session_state[_ui.CONFIG_KEY] == latest.config.to_dict()
+    assert button(at, "Start training")
+
+
+def test_pause_resume_stop_and_a_second_start_while_one_runs(ws, dataset, run_path):
+    long_config = tiny_config(dataset, epochs=500)
+    job = _ui.registry().start(long_config)
+    try:
+        wait_for(lambda: job.snapshot().status == "running" and job.snapshot().step > 0)
+        state = {_ui.DATASET_KEY: str(dataset), _ui.CONFIG_KEY: long_config.to_dict()}
+        at = open_page(_ui.TRAIN_PAGE, **state)
+        assert at.session_state[_ui.JOB_KEY] == job.job_id  # attached to the active job
+        assert at.get("progress")
+
+        button(at, "Start training").click().run()
+        assert not at.exception
+        assert "already" in texts(at.error) and "one job trains at a time" in texts(at.info)
+        assert _ui.registry().active() is job
+
+        button(at, "Pause").click().run()
+        wait_for(lambda: job.snapshot().status == "paused")
+        at.run()
+        button(at, "Resume").click().run()
+        wait_for(lambda: job.snapshot().status == "running")
+        at.run()
+        button(at, "Stop").click().run()
+        assert job.wait(60).status == "stopped"
+    finally:
+        job.stop()
+        job.wait(60)
+    at.run()
+    assert not at.exception
+    assert "Stopped" in texts(at.warning)
+    assert not [b for b in at.button if b.label in ("Pause", "Stop")]
+
+
+def test_a_failed_job_explains_itself_in_words(ws, tmp_path, run_path):
+    missing = tmp_path / "gone"
+    state = {_ui.DATASET_KEY: str(missing), _ui.CONFIG_KEY: tiny_config(missing).to_dict()}
+    at = open_page(_ui.TRAIN_PAGE, **state)
+    button(at, "Start training").click().run()
+    job = _ui.registry().get(at.session_state[_ui.JOB_KEY])
+    assert job.wait(60).status == "failed"
+    at.run()
+    assert not at.exception
+    assert "does not exist" in texts(at.error)
+    assert texts(at.info)  # what to try
+    assert "Traceback" not in texts(at.error)
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_shows_confusion_scores_and_the_chosen_cell(ws, run_path):
+    at = open_page(_ui.EVALUATE_PAGE, **{_ui.RUN_KEY: str(run_path)})
+    expected = evaluate_run(run_path)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Validation accuracy"] == f"{expected.accuracy:.1%}"
+    assert metrics["Validation images"] == str(len(expected.predictions))
+    assert len(at.get("plotly_chart")) == 2  # confusion matrix, per-class scores
+    assert len(at.dataframe[0].value) == len(CLASSES)
+
+    true_box = next(s for s in at.selectbox if s.label == "True class")
+    predicted_box = next(s for s in at.selectbox if s.label == "Predicted class")
+    assert sorted(true_box.options) == sorted(CLASSES)
+    true_box.set_value("green")
+    predicted_box.set_value("green").run()
+    assert not at.exception
+    count = len(expected.cell_images("green", "green"))
+    assert f"**{count}** images of *green* predicted as *green*" in texts(at.markdown)
+
+
+def test_evaluate_offers_every_run_on_disk_newest_first(ws, run_path):
+    at = open_page(_ui.EVALUATE_PAGE)
+    picker = next(s for s in at.selectbox if s.label == "Run")
+    names = [option.split(" · ")[0] for option in picker.options]
+    assert run_path.name in names
+    assert names == sorted(names, reverse=True)
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+def test_predict_shows_top_k_bars_per_image_and_flags_unreadable_ones(ws, run_path):
+    at = open_page(_ui.PREDICT_PAGE, **{_ui.RUN_KEY: str(run_path)})
+    at.slider[0].set_value(2).run()
+    at.file_uploader[0].set_value(
+        [
+            ("red.png", image_bytes((220, 40, 40), seed=99), "image/png"),
+            ("blue.jpg", image_bytes((40, 80, 230), seed=98, fmt="JPEG"), "image/jpeg"),
+            ("broken.png", b"not an image", "image/png"),
+        ]
+    ).run()
+    assert not at.exception
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2
+    for chart in charts:  # two classes shown per image, most probable first
+        (bars,) = json.loads(chart.proto.spec)["data"]
+        assert len(bars["y"]) == 2 and bars["x"][0] >= bars["x"][1]
+    assert "broken.png" in texts(at.warning)
+
+
+def test_predict_a_zip_gives_a_table_and_a_csv(ws, run_path, tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("new/a.png", image_bytes((220, 40, 40), seed=7))
+        archive.writestr("new/deeper/b.png", image_bytes((40, 200, 60), seed=8))
+        archive.writestr("new/notes.txt", "not an image")
+    at = open_page(_ui.PREDICT_PAGE, **{_ui.RUN_KEY: str(run_path)})
+    at.file_uploader[1].set_value(("new.zip", buffer.getvalue(), "application/zip"))
+    button(at, "Predict all").click().run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert sorted(table["image"]) == ["new/a.png", "new/deeper/b.png"]
+    assert set(table["predicted_label"]) <= set(CLASSES)
+    assert [d.label for d in at.get("download_button")] == ["Download CSV"]
+
+
+def test_predict_a_folder_path_and_explain_bad_ones(ws, run_path, dataset):
+    at = open_page(_ui.PREDICT_PAGE, **{_ui.RUN_KEY: str(run_path)})
+    at.text_input[0].set_value(str(dataset / "red"))
+    button(at, "Predict all").click().run()
+    assert not at.exception
+    assert len(at.dataframe[0].value) == CLASSES["red"]
+
+    at.text_input[0].set_value(str(dataset / "nowhere"))
+    button(at, "Predict all").click().run()
+    assert not at.exception
+    assert "is not a folder" in texts(at.error)
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def test_export_offers_the_zip_and_builds_torchscript_on_request(ws, run_path):
+    at = open_page(_ui.EXPORT_PAGE, **{_ui.RUN_KEY: str(run_path)})
+    assert [d.label for d in at.get("download_button")] == ["Download run (.zip)"]
+    assert "test_efficientnet" in texts(at.code)  # how to load it
+    button(at, "Build TorchScript file").click().run()
+    assert not at.exception
+    assert [d.label for d in at.get("download_button")] == [
+        "Download run (.zip)",
+        "Download TorchScript (.pt)",
+    ]

@@ -1,0 +1,281 @@
+"""Plotly figures built from plain data (DataFrames, lists, job snapshots).
+
+Each builder returns a ``plotly.graph_objects.Figure`` and touches no UI framework, so the
+app can render it anywhere and tests can check its traces without a browser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+TRAIN_COLOR = "#4C78A8"
+VAL_COLOR = "#F58518"
+FROZEN_COLOR = "#BAB0AC"
+TRAINABLE_COLOR = "#54A24B"
+# Trace name of the invisible markers laid over the confusion matrix: clicking one selects a
+# cell, since Plotly reports no selection events for heatmap cells themselves.
+CONFUSION_PICKER = "cells"
+
+
+def _layout(fig: go.Figure, title: str, height: int = 320) -> go.Figure:
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
+    )
+    return fig
+
+
+def _history_frame(history: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    frame = history if isinstance(history, pd.DataFrame) else pd.DataFrame(list(history))
+    return frame.sort_values("epoch") if "epoch" in frame else frame
+
+
+def class_counts_figure(counts: Mapping[str, int] | pd.Series) -> go.Figure:
+    """Images per class as bars, in the order given."""
+    series = pd.Series(counts, dtype="int64")
+    fig = go.Figure(
+        go.Bar(
+            x=[str(label) for label in series.index],
+            y=series.to_list(),
+            text=series.to_list(),
+            textposition="auto",
+            marker_color=TRAIN_COLOR,
+            name="images",
+        )
+    )
+    fig.update_xaxes(title="class")
+    fig.update_yaxes(title="images")
+    return _layout(fig, "Images per class", height=300)
+
+
+def loss_figure(
+    batch_losses: Sequence[tuple[float, float]],
+    history: pd.DataFrame | Iterable[Mapping[str, Any]] = (),
+) -> go.Figure:
+    """Training loss per batch as a line, validation loss per epoch as markers.
+
+    Args:
+        batch_losses: ``(epoch as a float, loss)`` pairs, e.g. ``(2.35, 0.41)``.
+        history: Per-epoch rows with ``epoch`` and ``val_loss`` (and optionally
+            ``train_loss``, drawn when no per-batch losses are given, as for a finished run
+            read from disk).
+    """
+    fig = go.Figure()
+    frame = _history_frame(history)
+    if batch_losses:
+        x, y = zip(*batch_losses, strict=True)
+        fig.add_trace(
+            go.Scatter(
+                x=list(x),
+                y=list(y),
+                mode="lines",
+                name="training (per batch)",
+                line=dict(color=TRAIN_COLOR, width=1.5),
+            )
+        )
+    elif "train_loss" in frame:
+        fig.add_trace(
+            go.Scatter(
+                x=frame["epoch"],
+                y=frame["train_loss"],
+                mode="lines+markers",
+                name="training (per epoch)",
+                line=dict(color=TRAIN_COLOR),
+            )
+        )
+    if "val_loss" in frame:
+        fig.add_trace(
+            go.Scatter(
+                x=frame["epoch"],
+                y=frame["val_loss"],
+                mode="lines+markers",
+                name="validation (per epoch)",
+                line=dict(color=VAL_COLOR, dash="dot"),
+                marker=dict(size=8),
+            )
+        )
+    fig.update_xaxes(title="epoch", rangemode="tozero")
+    fig.update_yaxes(title="loss", rangemode="tozero")
+    return _layout(fig, "Loss")
+
+
+def accuracy_figure(history: pd.DataFrame | Iterable[Mapping[str, Any]]) -> go.Figure:
+    """Training and validation accuracy per epoch, on a 0-100 % axis."""
+    frame = _history_frame(history)
+    fig = go.Figure()
+    for column, name, color in (
+        ("train_accuracy", "training", TRAIN_COLOR),
+        ("val_accuracy", "validation", VAL_COLOR),
+    ):
+        if column in frame:
+            fig.add_trace(
+                go.Scatter(
+                    x=frame["epoch"],
+                    y=frame[column],
+                    mode="lines+markers",
+                    name=name,
+                    line=dict(color=color),
+                    marker=dict(size=8),
+                )
+            )
+    fig.update_xaxes(title="epoch", rangemode="tozero")
+    fig.update_yaxes(title="accuracy", range=[0, 1.02], tickformat=".0%")
+    return _layout(fig, "Accuracy")
+
+
+def training_figures(snapshot: Any) -> tuple[go.Figure, go.Figure]:
+    """The loss and accuracy figures of a job snapshot (``batch_losses`` and ``history``)."""
+    return (
+        loss_figure(snapshot.batch_losses, snapshot.history),
+        accuracy_figure(snapshot.history),
+    )
+
+
+def confusion_figure(confusion: pd.DataFrame) -> go.Figure:
+    """A confusion-matrix heatmap whose cells can be picked.
+
+    Args:
+        confusion: Counts; index = true label, columns = predicted label.
+
+    Returns:
+        A heatmap with the counts written in the cells, plus transparent square markers on
+        every cell (trace ``CONFUSION_PICKER``) that a click selects; a selected cell is
+        outlined. Rows read top to bottom in label order.
+    """
+    true_labels = [str(v) for v in confusion.index]
+    predicted_labels = [str(v) for v in confusion.columns]
+    counts = confusion.to_numpy()
+    fig = go.Figure(
+        go.Heatmap(
+            z=counts,
+            x=predicted_labels,
+            y=true_labels,
+            colorscale="Blues",
+            text=counts,
+            texttemplate="%{text}",
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
+            showscale=False,
+        )
+    )
+    cells = [
+        (t, p, int(counts[i, j]))
+        for i, t in enumerate(true_labels)
+        for j, p in enumerate(predicted_labels)
+    ]
+    fig.add_trace(
+        go.Scatter(
+            x=[p for _, p, _ in cells],
+            y=[t for t, _, _ in cells],
+            customdata=[[t, p] for t, p, _ in cells],
+            mode="markers",
+            name=CONFUSION_PICKER,
+            marker=dict(
+                symbol="square-open", size=28, opacity=0, line=dict(width=3, color="#E45756")
+            ),
+            selected=dict(marker=dict(opacity=1)),
+            unselected=dict(marker=dict(opacity=0)),
+            hovertemplate="true %{y}<br>predicted %{x}<br>click to see the images<extra></extra>",
+            showlegend=False,
+        )
+    )
+    n = max(len(true_labels), 1)
+    fig.update_xaxes(title="predicted", type="category", side="bottom")
+    fig.update_yaxes(title="true", type="category", autorange="reversed")
+    fig.update_layout(clickmode="event+select", dragmode=False)
+    return _layout(fig, "Confusion matrix (click a cell)", height=min(180 + 45 * n, 700))
+
+
+def confusion_cell_from_selection(selection: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    """The ``(true label, predicted label)`` of the cell picked in a confusion figure, if any.
+
+    Args:
+        selection: The ``selection`` part of a chart selection event: ``{"points": [...]}``,
+            each point with ``x`` (predicted) and ``y`` (true).
+    """
+    points = (selection or {}).get("points") or []
+    for point in points:
+        x, y = point.get("x"), point.get("y")
+        if x is not None and y is not None:
+            return str(y), str(x)
+    return None
+
+
+def per_class_figure(per_class: pd.DataFrame) -> go.Figure:
+    """Grouped bars of precision, recall and F1 for each class."""
+    fig = go.Figure()
+    for column, color in (
+        ("precision", TRAIN_COLOR),
+        ("recall", VAL_COLOR),
+        ("f1", TRAINABLE_COLOR),
+    ):
+        fig.add_trace(
+            go.Bar(
+                x=per_class["label"].astype(str),
+                y=per_class[column],
+                name=column,
+                marker_color=color,
+                hovertemplate="%{x}: %{y:.1%}<extra>" + column + "</extra>",
+            )
+        )
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%")
+    return _layout(fig, "Per-class scores", height=300)
+
+
+def top_k_figure(predictions: Sequence[tuple[str, float]]) -> go.Figure:
+    """Horizontal bars of a top-k prediction, most probable on top."""
+    labels = [str(label) for label, _ in predictions]
+    probabilities = [float(p) for _, p in predictions]
+    fig = go.Figure(
+        go.Bar(
+            x=probabilities,
+            y=labels,
+            orientation="h",
+            text=[f"{p:.1%}" for p in probabilities],
+            textposition="auto",
+            marker_color=[VAL_COLOR] + [TRAIN_COLOR] * (len(labels) - 1),
+            hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(range=[0, 1], tickformat=".0%")
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_layout(height=60 + 32 * max(len(labels), 1), margin=dict(l=10, r=10, t=10, b=10))
+    return fig
+
+
+def freeze_figure(groups: Sequence[Any], frozen: int) -> go.Figure:
+    """Layer groups as bars of their parameter count, grey when frozen, green when trained.
+
+    Args:
+        groups: Layer groups in network order, each with ``name`` and ``num_params``.
+        frozen: How many leading groups are frozen.
+    """
+    names = [f"{i}. {g.name}" for i, g in enumerate(groups)]
+    sizes = [int(g.num_params) for g in groups]
+    is_frozen = [i < frozen for i in range(len(groups))]
+    fig = go.Figure(
+        go.Bar(
+            x=sizes,
+            y=names,
+            orientation="h",
+            marker_color=[FROZEN_COLOR if f else TRAINABLE_COLOR for f in is_frozen],
+            customdata=["frozen" if f else "trains" for f in is_frozen],
+            hovertemplate="%{y}: %{x:,} parameters (%{customdata})<extra></extra>",
+        )
+    )
+    # A log axis keeps small early groups visible beside large late ones.
+    spread = sizes and min(sizes) > 0 and max(sizes) / min(sizes) > 100
+    fig.update_xaxes(title="parameters", type="log" if spread else "linear")
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_layout(
+        height=80 + 26 * max(len(groups), 1),
+        margin=dict(l=10, r=10, t=30, b=10),
+        title="Layer groups (grey = frozen, green = trains)",
+    )
+    return fig
