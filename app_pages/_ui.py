@@ -145,6 +145,15 @@ def pick_run(label: str = "Run") -> RunSummary | None:
     return by_path[choice]
 
 
+def require_run() -> RunSummary:
+    """The run picker, or (when no run has weights yet) a pointer to Train and a stop."""
+    summary = pick_run()
+    if summary is None:
+        empty_state("No trained run yet: train a model first.", TRAIN_PAGE, "Go to Train")
+        st.stop()
+    return summary
+
+
 # ----------------------------------------------------------------------------- datasets
 
 

@@ -20,10 +20,7 @@ def evaluate(run_path: str, weights_mtime: int) -> Evaluation:
     return evaluate_run(run_path)
 
 
-summary = _ui.pick_run()
-if summary is None:
-    _ui.empty_state("No trained run yet: train a model first.", _ui.TRAIN_PAGE, "Go to Train")
-    st.stop()
+summary = _ui.require_run()
 try:
     result = evaluate(str(summary.path), (summary.path / WEIGHTS_FILE).stat().st_mtime_ns)
 except TLStudioError as error:

@@ -30,10 +30,7 @@ def torchscript_bytes(run_path: str, weights_mtime: int) -> bytes:
         return export_torchscript(run_path, Path(tmp) / "model.pt").read_bytes()
 
 
-summary = _ui.pick_run()
-if summary is None:
-    _ui.empty_state("No trained run yet: train a model first.", _ui.TRAIN_PAGE, "Go to Train")
-    st.stop()
+summary = _ui.require_run()
 path, mtime = str(summary.path), (summary.path / WEIGHTS_FILE).stat().st_mtime_ns
 try:
     run = load_run(path)

@@ -42,10 +42,7 @@ def predict_folder(model: Predictor, folder: Path, top_k: int) -> Path:
     return out
 
 
-summary = _ui.pick_run()
-if summary is None:
-    _ui.empty_state("No trained run yet: train a model first.", _ui.TRAIN_PAGE, "Go to Train")
-    st.stop()
+summary = _ui.require_run()
 try:
     model = predictor(str(summary.path), (summary.path / WEIGHTS_FILE).stat().st_mtime_ns)
 except TLStudioError as error:

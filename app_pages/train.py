@@ -26,6 +26,8 @@ def format_seconds(seconds: float | None) -> str:
 def render_job(snap: JobSnapshot) -> None:
     """Progress, numbers and the two charts of one job snapshot."""
     st.progress(snap.progress, text=f"{snap.status.capitalize()} · {snap.message}")
+    if snap.plan:
+        st.caption(snap.plan)
     cols = st.columns(5)
     cols[0].metric("Epoch", f"{snap.epoch}/{snap.total_epochs}")
     best = snap.best_val_accuracy

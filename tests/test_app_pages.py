@@ -12,38 +12,18 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from app_pages import _ui
+from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image, make_image_folder, make_zip
 from tl_core.sample_data import sample_dataset_path
 from tl_core.workspace import WORKSPACE_ENV, Workspace
-
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture
 def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     monkeypatch.setenv(WORKSPACE_ENV, str(tmp_path / "ws"))
     return Workspace.from_env()
-
-
-def open_page(page: str, **state) -> AppTest:
-    """Runs the app on ``page`` with ``state`` already in the session."""
-    at = AppTest.from_file(APP, default_timeout=60)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in [*at.button, *at.form_submit_button] if b.label == label)
-
-
-def texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
 
 
 def png_bytes(color=(200, 30, 30), seed=0) -> bytes:

@@ -14,15 +14,14 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from app_pages import _ui
+from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image, make_image_folder
 from tests.training import tiny_config
 from tl_core.evaluation import evaluate_run
 from tl_core.workspace import WORKSPACE_ENV, Workspace
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 CLASSES = {"red": 6, "green": 6, "blue": 6}
 
 
@@ -45,23 +44,6 @@ def run_path(ws, dataset) -> Path:
     snap = job.wait(120)
     assert snap.status == "completed", snap.error
     return Path(snap.run_dir)
-
-
-def open_page(page: str, **state) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def button(at: AppTest, label: str):
-    return next(b for b in [*at.button, *at.form_submit_button] if b.label == label)
-
-
-def texts(elements) -> str:
-    return " ".join(str(e.value) for e in elements)
 
 
 def image_bytes(color, seed=0, fmt="PNG") -> bytes:

@@ -40,6 +40,8 @@ def test_a_job_reports_batches_and_epochs_then_completes(tiny_dataset, tmp_path)
     assert epochs == sorted(epochs) and epochs[-1] == pytest.approx(2.0)
     assert snapshot.best_val_accuracy == max(r["val_accuracy"] for r in snapshot.history)
     assert snapshot.device == "cpu" and snapshot.finished_at is not None
+    assert "test_efficientnet (random init)" in snapshot.plan
+    assert "in 3 classes" in snapshot.plan
     assert snapshot.images_per_second > 0
 
 

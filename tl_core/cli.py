@@ -195,6 +195,7 @@ def _follow_job(job, quiet: bool) -> JobSnapshot:  # noqa: F821
     interactive = sys.stderr.isatty() and not quiet
     bar = tqdm(total=1, unit="step", disable=not interactive, dynamic_ncols=True, file=sys.stderr)
     epochs_reported = 0
+    plan_reported = False
     try:
         while True:
             snapshot = job.wait(timeout=0.25)
@@ -205,6 +206,9 @@ def _follow_job(job, quiet: bool) -> JobSnapshot:  # noqa: F821
             if snapshot.images_per_second:
                 bar.set_postfix(img_s=f"{snapshot.images_per_second:.0f}", refresh=False)
             bar.refresh()
+            if snapshot.plan and not plan_reported and not quiet:
+                bar.write(snapshot.plan, file=sys.stderr)
+                plan_reported = True
             for row in snapshot.history[epochs_reported:]:
                 line = (
                     f"epoch {row['epoch']:>3}/{snapshot.total_epochs}  "

@@ -34,6 +34,7 @@ class JobSnapshot:
     job_id: str
     status: str
     message: str
+    plan: str  # what trains, in one sentence (empty until the data and model are ready)
     run_dir: str
     backbone: str
     device: str
@@ -67,6 +68,7 @@ class JobSnapshot:
 class _JobState:
     status: str = "starting"
     message: str = "Waiting to start"
+    plan: str = ""
     device: str = ""
     epoch: int = 0
     step: int = 0
@@ -111,7 +113,9 @@ class _StateObserver(TrainingObserver):
         self.job._update(message=message)
 
     def on_plan(self, plan) -> None:
-        self.job._update(status="running", device=describe_device(plan.device))
+        self.job._update(
+            status="running", device=describe_device(plan.device), plan=plan.describe()
+        )
 
     def on_progress(self, step: int, total_steps: int) -> None:
         self.job._update(step=step, total_steps=total_steps)

@@ -48,6 +48,20 @@ class TrainingPlan:
             p.numel() for n, p in self.model.named_parameters() if n in self.head_params
         )
 
+    def describe(self) -> str:
+        """One sentence on what will train, for the CLI and the app."""
+        freeze = self.freeze
+        text = (
+            f"{self.config.backbone} ({self.weights_source}); "
+            f"{freeze.frozen_count} of {freeze.num_backbone_groups} layer groups frozen: "
+            f"{freeze.trainable_params:,} parameters train, {freeze.frozen_params:,} frozen; "
+            f"{len(self.train_items)} training and {len(self.val_items)} validation images "
+            f"in {len(self.class_names)} classes; augmentation {self.augment}"
+        )
+        if self.caches_features:
+            text += "; backbone features computed once"
+        return text + "."
+
     @property
     def caches_features(self) -> bool:
         """Features can be computed once when the backbone is frozen and inputs never vary."""
