@@ -49,6 +49,18 @@ def test_evaluation_of_the_validation_split_matches_the_recorded_accuracy(run_di
     assert list(worst.loss) == sorted(worst.loss, reverse=True)
 
 
+def test_evaluation_on_another_labelled_folder(run_dir, tmp_path):
+    from tests.helpers import make_image_folder
+
+    # New images of two of the three classes, drawn with other noise than the training set.
+    other = make_image_folder(tmp_path / "other", {"red": 3, "green": 4}, seed=5)
+    evaluation = evaluate_run(run_dir, other, device="cpu")
+    assert len(evaluation.predictions) == 7
+    assert set(evaluation.predictions.true_label) == {"red", "green"}
+    assert list(evaluation.confusion.index) == ["blue", "green", "red"]
+    assert evaluation.confusion.loc["blue"].sum() == 0
+
+
 def test_evaluation_refuses_classes_the_model_does_not_know(run_dir, tmp_path):
     from tests.helpers import make_image_folder
 

@@ -412,7 +412,7 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     observer = observer or TrainingObserver()
     control = control or JobControl()
-    trainer = None
+    plan = trainer = None
     try:
         plan = prepare_training(config, run_dir, observer)
         observer.on_plan(plan)
@@ -434,7 +434,8 @@ def train(
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     finally:
-        device = trainer.device if trainer else None
-        del trainer
+        device = plan.device if plan else None
+        # Drop every reference to the model before handing its GPU memory back.
+        plan = trainer = None
         if device is not None:
             release_memory(device)
