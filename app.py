@@ -21,5 +21,8 @@ navigation = st.navigation(
         st.Page(_ui.EXPORT_PAGE, title="Export", icon=":material/download:"),
     ]
 )
-_ui.render_sidebar()
-navigation.run()
+try:
+    _ui.render_sidebar()
+    navigation.run()
+except Exception as error:  # the last safety net: st.stop/st.rerun are not Exceptions
+    _ui.show_unexpected(error)

@@ -8,6 +8,7 @@ so a browser reload or a page switch re-attaches to the same data, job and run.
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +34,8 @@ TRAIN_PAGE = "app_pages/train.py"
 EVALUATE_PAGE = "app_pages/evaluate.py"
 PREDICT_PAGE = "app_pages/predict.py"
 EXPORT_PAGE = "app_pages/export.py"
+
+logger = logging.getLogger("tl_studio.app")
 
 THUMB_SIZE = 96
 THUMBS_PER_CLASS = 8
@@ -74,6 +77,20 @@ def show_error(error: TLStudioError) -> None:
     st.error(error.message, icon=":material/error:")
     if error.hint:
         st.info(error.hint, icon=":material/lightbulb:")
+
+
+def show_unexpected(error: Exception) -> None:
+    """A bug or an unforeseen failure: plain words in the browser, the traceback in the log."""
+    logger.exception("Unexpected error on a page")
+    st.error(
+        f"Something went wrong on this page: {type(error).__name__}: {error}",
+        icon=":material/error:",
+    )
+    st.info(
+        "Your data and trained runs are safe on disk. Reload the page to try again; the "
+        "terminal running TL Studio shows the details.",
+        icon=":material/lightbulb:",
+    )
 
 
 def empty_state(message: str, page: str, label: str) -> None:

@@ -258,3 +258,14 @@ def test_pages_that_need_a_run_say_so_when_there_is_none(ws, page):
     at = open_page(page)
     assert "No trained run yet" in texts(at.info)
     assert at.page_link[0].label == "Go to Train"
+
+
+def test_an_unexpected_failure_is_explained_without_a_traceback(ws, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(_ui, "list_runs", broken)
+    at = open_page(_ui.EVALUATE_PAGE)
+    assert "RuntimeError: disk on fire" in texts(at.error)
+    assert "safe on disk" in texts(at.info)
+    assert not at.exception
