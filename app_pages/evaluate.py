@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import streamlit as st
+from PIL import Image
 
 from app_pages import _ui
+from tl_core.datasets import load_image
 from tl_core.errors import TLStudioError
 from tl_core.evaluation import Evaluation, evaluate_run
 from tl_core.figures import confusion_cell_from_selection, confusion_figure, per_class_figure
+from tl_core.predict import Predictor
 from tl_core.runs import WEIGHTS_FILE
 
 st.title("Evaluate")
@@ -20,9 +23,23 @@ def evaluate(run_path: str, weights_mtime: int) -> Evaluation:
     return evaluate_run(run_path)
 
 
+@st.cache_data(max_entries=4, show_spinner="Working out where the model looked...")
+def saliency_overlays(
+    run_path: str, weights_mtime: int, images: tuple[str, ...], labels: tuple[str, ...]
+) -> list[Image.Image]:
+    """Grad-CAM overlays of ``images``, each for its class in ``labels``."""
+    del weights_mtime  # cache key only
+    model = Predictor.from_run(run_path)
+    return [
+        model.explain(load_image(path), label)[0]
+        for path, label in zip(images, labels, strict=True)
+    ]
+
+
 summary = _ui.require_run()
+weights_mtime = (summary.path / WEIGHTS_FILE).stat().st_mtime_ns
 try:
-    result = evaluate(str(summary.path), (summary.path / WEIGHTS_FILE).stat().st_mtime_ns)
+    result = evaluate(str(summary.path), weights_mtime)
 except TLStudioError as error:
     _ui.show_error(error)
     st.stop()
@@ -72,11 +89,20 @@ st.dataframe(
 st.subheader("Most wrong")
 st.caption("The validation images with the highest loss: often mislabelled or unusual images.")
 worst = result.top_losses(12)
-_ui.image_grid(
-    list(worst.image),
-    [
-        f"true {t} · predicted {p} ({c:.0%})"
-        for t, p, c in zip(worst.true_label, worst.predicted_label, worst.confidence, strict=True)
-    ],
-    size=128,
-)
+captions = [
+    f"true {t} · predicted {p} ({c:.0%})"
+    for t, p, c in zip(worst.true_label, worst.predicted_label, worst.confidence, strict=True)
+]
+if st.toggle(
+    "Show where the model looked",
+    help="A saliency map (Grad-CAM) for the predicted class on the model's (cropped) view.",
+):
+    try:
+        overlays = saliency_overlays(
+            str(summary.path), weights_mtime, tuple(worst.image), tuple(worst.predicted_label)
+        )
+        st.image(overlays, caption=captions, width=128)
+    except TLStudioError as error:
+        _ui.show_error(error)
+else:
+    _ui.image_grid(list(worst.image), captions, size=128)

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
+from PIL import Image
 
 from app_pages import _ui
+from tl_core.datasets import load_image
 from tl_core.errors import TLStudioError
 from tl_core.figures import top_k_figure
 from tl_core.predict import Predictor, collect_image_paths, predictions_frame
@@ -24,6 +26,12 @@ def predictor(run_path: str, weights_mtime: int) -> Predictor:
     # An inference model for a finished run: safe to share; never the model being trained.
     del weights_mtime
     return Predictor.from_run(run_path)
+
+
+@st.cache_data(max_entries=64, show_spinner="Working out where the model looked...")
+def saliency(run_path: str, weights_mtime: int, image_path: str) -> tuple[Image.Image, str, float]:
+    """The Grad-CAM overlay for the predicted class, on the model's cropped view of the image."""
+    return predictor(run_path, weights_mtime).explain(load_image(image_path))
 
 
 def predict_folder(model: Predictor, folder: Path, top_k: int) -> Path:
@@ -43,8 +51,9 @@ def predict_folder(model: Predictor, folder: Path, top_k: int) -> Path:
 
 
 summary = _ui.require_run()
+weights_mtime = (summary.path / WEIGHTS_FILE).stat().st_mtime_ns
 try:
-    model = predictor(str(summary.path), (summary.path / WEIGHTS_FILE).stat().st_mtime_ns)
+    model = predictor(str(summary.path), weights_mtime)
 except TLStudioError as error:
     _ui.show_error(error)
     st.stop()
@@ -55,16 +64,28 @@ with images_tab:
     files = st.file_uploader(
         "Drop one or more images", type=IMAGE_TYPES, accept_multiple_files=True
     )
+    looked = st.toggle(
+        "Show where the model looked",
+        help="A saliency map (Grad-CAM) on the model's view of each image (resized and cropped "
+        "to its input): the brighter a region, the more it raised the predicted class.",
+    )
     # The camera asks for permission as soon as it is drawn: only when the user wants it.
     shot = st.camera_input("Take a picture") if st.toggle("Use the webcam") else None
     uploads = list(files or []) + ([shot] if shot else [])
     paths = [ws.save_upload_once(f, f.file_id, f.name, ws.uploads / "predict") for f in uploads]
     for upload, result in zip(uploads, model.predict_paths(paths, top_k=top_k), strict=True):
-        image_col, chart_col = st.columns([1, 3])
+        cols = st.columns([1, 1, 2] if looked else [1, 3])
+        image_col, chart_col = cols[0], cols[-1]
         if result.error:
             chart_col.warning(f"{upload.name}: {result.error}", icon=":material/warning:")
             continue
         image_col.image(result.image, caption=upload.name, width=160)
+        if looked:
+            try:
+                heat, label, probability = saliency(str(summary.path), weights_mtime, result.image)
+                cols[1].image(heat, caption=f"Evidence for {label} ({probability:.0%})", width=160)
+            except TLStudioError as error:
+                cols[1].warning(error.message, icon=":material/warning:")
         chart_col.plotly_chart(top_k_figure(result.predictions), key=f"topk_{upload.file_id}")
 
 with batch_tab, st.form("batch_form"):

@@ -308,6 +308,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_FAILED if all(r.error for r in results) else EXIT_OK
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from tl_core.datasets import load_image
+    from tl_core.predict import Predictor
+
+    # Bad paths fail before the model loads.
+    out = Path(args.out)
+    if out.suffix.lower() not in Image.registered_extensions():
+        raise TLStudioError(
+            f"Cannot tell which image format to write from the name {out.name}.",
+            "End --out with .png.",
+        )
+    if not Path(args.image).is_file():
+        raise TLStudioError(f"{args.image} does not exist.", "Check the path and try again.")
+    image = load_image(args.image)
+    predictor = Predictor.from_run(args.run, device=args.device)
+    overlay, label, probability = predictor.explain(image, args.label)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    overlay.save(out)
+    print(f"{label} {probability:.1%}  (saliency overlay written to {out})")
+    return EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from tl_core.export import export_torchscript, export_zip
 
@@ -410,6 +434,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     predict.add_argument("--json", action="store_true")
     predict.set_defaults(func=cmd_predict)
+
+    explain = sub.add_parser("explain", help="saliency map: where the model looked in an image")
+    explain.add_argument("run", help="run folder (or an unzipped export)")
+    explain.add_argument("image", help="image file")
+    explain.add_argument("--label", help="class to explain (default: the predicted one)")
+    explain.add_argument("--out", required=True, help="PNG file to write the overlay to")
+    explain.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    explain.set_defaults(func=cmd_explain)
 
     export = sub.add_parser("export", help="export a run as TorchScript or a .zip")
     export.add_argument("run", help="run folder")

@@ -13,6 +13,7 @@ from PIL import Image
 from tl_core.datasets import IMAGE_SUFFIXES, load_image
 from tl_core.devices import resolve_device
 from tl_core.errors import DatasetError, TLStudioError
+from tl_core.explain import explain_image
 from tl_core.runs import Run, as_run
 
 Ranking = tuple[tuple[str, float], ...]
@@ -62,6 +63,38 @@ class Predictor:
         if not images:
             return []
         return self.rank(self.logits(images), top_k)
+
+    def explain(
+        self, image: Image.Image, target_label: str | None = None
+    ) -> tuple[Image.Image, str, float]:
+        """A saliency overlay (Grad-CAM) showing which part of the image drove a class's score.
+
+        The overlay is drawn on the model's own view of the image: resized on its short side and
+        centre-cropped exactly as for prediction, at the model's input size. The heat therefore
+        lines up with what is shown, and the edges a non-square image loses to the crop are
+        missing from the overlay too, as they are from the prediction.
+
+        Args:
+            image: The image to explain, any size and mode.
+            target_label: The class to explain; None explains the predicted class.
+
+        Returns:
+            The overlay on the cropped view, the label explained and its probability.
+
+        Raises:
+            TLStudioError: ``target_label`` is not one of the run's classes, or the backbone
+                gives no spatial features to map.
+        """
+        target = None
+        if target_label is not None:
+            if target_label not in self.labels:
+                raise TLStudioError(
+                    f"{target_label!r} is not one of this model's classes.",
+                    "Choose one of: " + ", ".join(self.labels) + ".",
+                )
+            target = self.labels.index(target_label)
+        view, index, probability = explain_image(self.model, self.transform, image, target)
+        return view, self.labels[index], probability
 
     def logits_for_paths(
         self,
