@@ -127,7 +127,7 @@ def render_sidebar() -> None:
             st.markdown(":material/memory: **CPU** (no GPU found)")
         job = current_job()
         if job is not None:
-            if job.snapshot().is_active:
+            if job.is_active:
                 # Refresh the status on every page while the job runs.
                 st.fragment(run_every=2.0)(_job_status)(job)
             else:

@@ -504,7 +504,7 @@ def _find_root(folder: Path) -> Path:
     return folder
 
 
-def _walk_files(folder: Path) -> Iterator[Path]:
+def walk_visible_files(folder: Path) -> Iterator[Path]:
     """Every non-clutter file below ``folder``, in a stable order, hidden folders pruned."""
     for current, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not _is_clutter(d))
@@ -570,7 +570,7 @@ def scan_dataset(
 
     candidates: list[tuple[Path, str | None]] = [(path, None) for path in _visible_entries(root)[1]]
     for class_dir in class_dirs:
-        candidates.extend((path, class_dir.name) for path in _walk_files(class_dir))
+        candidates.extend((path, class_dir.name) for path in walk_visible_files(class_dir))
 
     workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
     checks: list[_FileCheck] = []

@@ -177,6 +177,8 @@ class Trainer:
                 -(-len(items) // config.batch_size)
                 for items in (self.plan.train_items, self.plan.val_items)
             )
+        # An estimate, so the progress bar moves while features are computed; corrected below
+        # from the real loader (which may drop a lone last image).
         steps_per_epoch = -(-len(self.plan.train_items) // config.batch_size)
         self.total_steps = feature_steps + config.epochs * steps_per_epoch
         if self.plan.caches_features:

@@ -178,6 +178,12 @@ class TrainingJob:
         finally:
             self._update(finished_at=time.time())
 
+    @property
+    def is_active(self) -> bool:
+        """Cheaper than ``snapshot().is_active``: no copy of the loss history."""
+        with self._lock:
+            return self._state.status in ACTIVE_STATUSES
+
     def start(self) -> None:
         self._thread.start()
 
@@ -252,7 +258,7 @@ class JobRegistry:
     def _active_locked(self) -> TrainingJob | None:
         for job_id in reversed(self._order):
             job = self._jobs[job_id]
-            if job.snapshot().is_active:
+            if job.is_active:
                 return job
         return None
 

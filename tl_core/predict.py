@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from tl_core.datasets import IMAGE_SUFFIXES, load_image
+from tl_core.datasets import IMAGE_SUFFIXES, load_image, walk_visible_files
 from tl_core.devices import resolve_device
 from tl_core.errors import DatasetError, TLStudioError
 from tl_core.explain import explain_image
@@ -138,16 +138,7 @@ def collect_image_paths(inputs: Sequence[str | Path]) -> list[Path]:
     for item in map(Path, inputs):
         if item.is_dir():
             found.extend(
-                sorted(
-                    p
-                    for p in item.rglob("*")
-                    if p.is_file()
-                    and p.suffix.lower() in IMAGE_SUFFIXES
-                    and not any(
-                        part.startswith(".") or part == "__MACOSX"
-                        for part in p.relative_to(item).parts
-                    )
-                )
+                sorted(p for p in walk_visible_files(item) if p.suffix.lower() in IMAGE_SUFFIXES)
             )
         elif item.is_file():
             found.append(item)
