@@ -15,10 +15,12 @@ from pathlib import Path
 import streamlit as st
 from PIL import ImageOps
 
-from tl_core.datasets import DatasetReport, load_image, scan_dataset
+from tl_core.config import TrainConfig
+from tl_core.datasets import DatasetReport, scan_dataset
 from tl_core.devices import describe_devices
 from tl_core.errors import TLStudioError
 from tl_core.figures import class_counts_figure
+from tl_core.images import load_image
 from tl_core.jobs import JobRegistry, TrainingJob
 from tl_core.runs import RunSummary, list_runs
 from tl_core.workspace import Workspace, folder_signature
@@ -68,8 +70,35 @@ def current_job() -> TrainingJob | None:
         if job is not None:
             st.session_state[JOB_KEY] = job.job_id
             st.session_state.setdefault(DATASET_KEY, job.config.data)
-            st.session_state.setdefault(CONFIG_KEY, job.config.to_dict())
+            st.session_state.setdefault(CONFIG_KEY, settings_of(job.config))
     return job
+
+
+# ----------------------------------------------------------------------------- settings
+# The dataset has one owner, DATASET_KEY (set on the Data page). CONFIG_KEY holds the Model
+# page's settings without it, so a dataset chosen after the settings is never overridden.
+
+
+def settings_of(config: TrainConfig) -> dict:
+    """A config's settings as the session keeps them: everything but the dataset."""
+    return {key: value for key, value in config.to_dict().items() if key != "data"}
+
+
+def save_settings(config: TrainConfig) -> None:
+    st.session_state[CONFIG_KEY] = settings_of(config)
+
+
+def has_settings() -> bool:
+    return bool(st.session_state.get(CONFIG_KEY))
+
+
+def train_config(dataset: str) -> TrainConfig:
+    """The saved settings (or the defaults) applied to ``dataset``.
+
+    Raises:
+        TLStudioError: The saved settings are no longer valid.
+    """
+    return TrainConfig.from_dict({**(st.session_state.get(CONFIG_KEY) or {}), "data": dataset})
 
 
 def show_error(error: TLStudioError) -> None:

@@ -6,10 +6,10 @@ import streamlit as st
 from PIL import Image
 
 from app_pages import _ui
-from tl_core.datasets import load_image
 from tl_core.errors import TLStudioError
 from tl_core.evaluation import Evaluation, evaluate_run
 from tl_core.figures import confusion_cell_from_selection, confusion_figure, per_class_figure
+from tl_core.images import load_image
 from tl_core.predict import Predictor
 from tl_core.runs import WEIGHTS_FILE
 

@@ -15,7 +15,6 @@ from tl_core.backbones import (
     list_backbones,
     parse_freeze,
 )
-from tl_core.config import TrainConfig
 from tl_core.errors import TLStudioError
 from tl_core.figures import freeze_figure
 
@@ -42,8 +41,7 @@ except TLStudioError as error:  # e.g. the folder was deleted since
 if not report.can_train:
     _ui.empty_state("The dataset cannot train yet: fix it first.", _ui.DATA_PAGE, "Go to Data")
     st.stop()
-saved_dict = st.session_state.get(_ui.CONFIG_KEY)
-saved = TrainConfig.from_dict({**(saved_dict or {}), "data": dataset})
+saved = _ui.train_config(dataset)
 ws = _ui.workspace()
 
 catalog = {entry.name: entry for entry in list_backbones()}
@@ -151,8 +149,8 @@ if submitted:
     except TLStudioError as error:
         _ui.show_error(error)
     else:
-        st.session_state[_ui.CONFIG_KEY] = config.to_dict()
+        _ui.save_settings(config)
         st.success("Settings saved.", icon=":material/check_circle:")
         st.page_link(_ui.TRAIN_PAGE, label="Next: train", icon=":material/arrow_forward:")
-elif saved_dict:
+elif _ui.has_settings():
     st.caption("Settings saved earlier are loaded above; press the button to use any changes.")

@@ -9,9 +9,9 @@ import streamlit as st
 from PIL import Image
 
 from app_pages import _ui
-from tl_core.datasets import load_image
 from tl_core.errors import TLStudioError
 from tl_core.figures import top_k_figure
+from tl_core.images import load_image
 from tl_core.predict import Predictor, collect_image_paths, predictions_frame
 from tl_core.runs import WEIGHTS_FILE
 

@@ -7,7 +7,6 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import _ui
-from tl_core.config import TrainConfig
 from tl_core.errors import TLStudioError
 from tl_core.figures import training_figures
 from tl_core.jobs import JobSnapshot, TrainingJob
@@ -98,15 +97,13 @@ def render_outcome(snap: JobSnapshot) -> None:
 
 
 dataset = st.session_state.get(_ui.DATASET_KEY)
-config_dict = st.session_state.get(_ui.CONFIG_KEY)
 if not dataset:
     _ui.empty_state("No dataset yet: choose one first.", _ui.DATA_PAGE, "Go to Data")
-elif not config_dict:
+elif not _ui.has_settings():
     _ui.empty_state("No model settings yet: pick a backbone first.", _ui.MODEL_PAGE, "Go to Model")
 else:
     try:
-        # The settings follow the dataset chosen last, even if it changed after Model.
-        config = TrainConfig.from_dict({**config_dict, "data": dataset})
+        config = _ui.train_config(dataset)
         st.caption(
             f"{Path(dataset).name} · {config.backbone} · freeze {config.freeze} · "
             f"{config.epochs} epochs · batch {config.batch_size} · lr {config.lr:g}"

@@ -219,7 +219,9 @@ def test_model_page_builds_a_config_into_the_session(ws, dataset):
     button(at, "Use these settings").click().run()
     assert not at.exception
     config = at.session_state[_ui.CONFIG_KEY]
-    assert config["data"] == dataset and config["freeze"] == "none"
+    # The dataset has one owner (DATASET_KEY): the saved settings do not repeat it.
+    assert "data" not in config and at.session_state[_ui.DATASET_KEY] == dataset
+    assert config["freeze"] == "none"
     assert config["epochs"] == 2 and config["batch_size"] == 8
     assert config["backbone"] == "tf_efficientnet_lite0" and config["pretrained"] is True
 

@@ -91,7 +91,7 @@ def test_a_fresh_session_reattaches_to_the_latest_job(ws, run_path):
     assert f"Run {latest.run_dir.name}" in texts(at.subheader)
     # ...and carries on with that job's dataset and settings.
     assert at.session_state[_ui.DATASET_KEY] == latest.config.data
-    assert at.session_state[_ui.CONFIG_KEY] == latest.config.to_dict()
+    assert at.session_state[_ui.CONFIG_KEY] == _ui.settings_of(latest.config)
     assert button(at, "Start training")
 
 

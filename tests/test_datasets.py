@@ -17,20 +17,17 @@ from PIL import Image
 from tests.helpers import make_image, make_image_folder, make_zip
 from tl_core import sample_data
 from tl_core.datasets import (
-    SKIP_CORRUPT,
-    SKIP_EMPTY,
     SKIP_LOOSE,
-    SKIP_NOT_IMAGE,
     DatasetReport,
     ImageFolderDataset,
     ImageItem,
     check_validation_classes,
     extract_zip,
-    load_image,
     scan_dataset,
     stratified_split,
 )
 from tl_core.errors import DatasetError
+from tl_core.images import SKIP_CORRUPT, SKIP_EMPTY, SKIP_NOT_IMAGE, load_image
 
 # ----------------------------------------------------------------------------- helpers
 

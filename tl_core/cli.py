@@ -311,7 +311,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from tl_core.datasets import load_image
+    from tl_core.images import load_image
     from tl_core.predict import Predictor
 
     # Bad paths fail before the model loads.

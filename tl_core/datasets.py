@@ -22,28 +22,25 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
 from tl_core.errors import DatasetError
+from tl_core.folders import find_root, is_clutter, visible_entries, walk_visible_files
+from tl_core.images import (
+    SKIP_EMPTY,
+    decode,
+    decode_failure,
+    load_image,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP", "TIFF"})
-"""Pillow format names accepted; detected from the file's content, not its extension."""
-
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".gif", ".webp", ".tif", ".tiff"}
-)
-"""Extensions that usually mean an image; used only to interpret folder layouts, never to accept."""
-
-CLUTTER_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini", "@eaDir", "$RECYCLE.BIN"})
-"""Operating-system clutter ignored silently, in addition to every dotfile and dot-folder."""
 
 MAX_EXTRACT_BYTES = 4 * 1024**3
 MAX_EXTRACT_FILES = 200_000
@@ -56,9 +53,6 @@ IMBALANCE_WARNING_RATIO = 3.0
 _SCAN_DRAFT_SIZE = 64
 _COPY_CHUNK = 1024 * 1024
 
-SKIP_NOT_IMAGE = "not an image"
-SKIP_CORRUPT = "truncated or corrupt image"
-SKIP_EMPTY = "empty file"
 SKIP_LOOSE = "not inside a class folder"
 
 
@@ -214,98 +208,6 @@ class DatasetReport:
         ).astype({"class": "string", "images": "int64"})
 
 
-# --------------------------------------------------------------------------- images
-
-
-class _UnsupportedFormat(Exception):
-    """Pillow can read the file, but it is not one of SUPPORTED_FORMATS."""
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Converts any Pillow mode to 8-bit RGB; transparency is flattened onto white."""
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        img.mode == "P" and "transparency" in img.info
-    ):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if img.mode.startswith(("I", "F")):
-        # Pillow clips 16-bit and float pixels to 0..255 when converting; rescale instead.
-        pixels = np.asarray(img, dtype=np.float64)
-        if img.mode == "F":
-            if pixels.size and pixels.max() <= 1.0:
-                pixels = pixels * 255.0
-        elif img.mode.startswith("I;16") or (pixels.size and pixels.max() > 255):
-            pixels = pixels / 257.0
-        gray = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-        return Image.fromarray(gray, mode="L").convert("RGB")
-    return img.convert("RGB")
-
-
-def _exif_transpose(img: Image.Image) -> Image.Image:
-    try:
-        return ImageOps.exif_transpose(img)
-    except Exception:  # Malformed EXIF must not make an otherwise good image unreadable.
-        return img.copy()
-
-
-def _decode(fp: BinaryIO, draft_size: int | None) -> Image.Image:
-    """Decodes fully, applies EXIF orientation, returns an RGB image detached from ``fp``."""
-    with Image.open(fp) as img:
-        if img.format not in SUPPORTED_FORMATS:
-            raise _UnsupportedFormat(img.format or "unknown")
-        if draft_size and img.format in ("JPEG", "MPO"):
-            img.draft("RGB", (draft_size, draft_size))
-        img.load()
-        # exif_transpose returns a new image, so the result outlives the closed file.
-        return _to_rgb(_exif_transpose(img))
-
-
-def _decode_failure(exc: Exception) -> str:
-    """The skip reason for an exception raised while decoding bytes already read."""
-    if isinstance(exc, UnidentifiedImageError):
-        return SKIP_NOT_IMAGE
-    if isinstance(exc, _UnsupportedFormat):
-        return f"unsupported image format: {exc}"
-    if isinstance(exc, Image.DecompressionBombError):
-        return "image too large"
-    return SKIP_CORRUPT
-
-
-def load_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
-    """Loads an image as RGB, EXIF orientation applied, fully decoded, file closed.
-
-    Args:
-        path: Image file in any of ``SUPPORTED_FORMATS``.
-        draft_size: For JPEGs only: decode at the smallest DCT scale whose sides both stay at
-            least this many pixels, which is much faster for large photos. None decodes at full
-            resolution.
-
-    Raises:
-        DatasetError: The file cannot be read or is not a supported, intact image.
-    """
-    path = Path(path)
-    hint = "Replace or remove that file, then scan the dataset again."
-    try:
-        # Reading the bytes first closes the file at once and keeps OS errors apart from
-        # decoding errors.
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(
-            f"Could not load image {path.name}: unreadable: {exc.strerror or exc}.", hint=hint
-        ) from exc
-    if not data:
-        raise DatasetError(f"Could not load image {path.name}: {SKIP_EMPTY}.", hint=hint)
-    try:
-        return _decode(io.BytesIO(data), draft_size)
-    except Exception as exc:  # Decoders raise many exception types on malformed data.
-        raise DatasetError(
-            f"Could not load image {path.name}: {_decode_failure(exc)}.", hint=hint
-        ) from exc
-
-
 @dataclass(frozen=True)
 class _FileCheck:
     path: Path
@@ -323,17 +225,13 @@ def _check_file(path: Path) -> _FileCheck:
         return _FileCheck(path, problem=SKIP_EMPTY)
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     try:
-        _decode(io.BytesIO(data), _SCAN_DRAFT_SIZE)
+        decode(io.BytesIO(data), _SCAN_DRAFT_SIZE)
     except Exception as exc:  # Decoders raise many exception types on malformed data.
-        return _FileCheck(path, digest, _decode_failure(exc))
+        return _FileCheck(path, digest, decode_failure(exc))
     return _FileCheck(path, digest)
 
 
 # --------------------------------------------------------------------------- zip extraction
-
-
-def _is_clutter(name: str) -> bool:
-    return name.startswith(".") or name in CLUTTER_NAMES
 
 
 def _safe_member_path(name: str) -> PurePosixPath:
@@ -414,7 +312,7 @@ def _plan_extraction(
         for info, target in targets
         if not info.is_dir()
         and target.parts
-        and not any(_is_clutter(part) for part in target.parts)
+        and not any(is_clutter(part) for part in target.parts)
         and stat.S_IFMT(info.external_attr >> 16) != stat.S_IFLNK
     ]
     if len(files) > max_files:
@@ -479,40 +377,6 @@ def _extract_members(
 # --------------------------------------------------------------------------- scanning
 
 
-def _visible_entries(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Non-clutter subfolders and files of ``folder``, each sorted by name."""
-    dirs, files = [], []
-    for entry in os.scandir(folder):
-        if _is_clutter(entry.name):
-            continue
-        (dirs if entry.is_dir() else files).append(Path(entry.path))
-    return sorted(dirs), sorted(files)
-
-
-def _find_root(folder: Path) -> Path:
-    """Steps into single wrapping folders (``animals.zip`` holding ``animals/cat/...``)."""
-    for _ in range(8):
-        dirs, files = _visible_entries(folder)
-        wrapped = (
-            len(dirs) == 1
-            and not any(f.suffix.lower() in IMAGE_SUFFIXES for f in files)
-            and bool(_visible_entries(dirs[0])[0])
-        )
-        if not wrapped:
-            return folder
-        folder = dirs[0]
-    return folder
-
-
-def walk_visible_files(folder: Path) -> Iterator[Path]:
-    """Every non-clutter file below ``folder``, in a stable order, hidden folders pruned."""
-    for current, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not _is_clutter(d))
-        for name in sorted(filenames):
-            if not _is_clutter(name):
-                yield Path(current, name)
-
-
 def _resolve_source(source: Path, extract_to: Path | None) -> Path:
     if not source.exists():
         raise DatasetError(
@@ -564,11 +428,11 @@ def scan_dataset(
     started = time.perf_counter()
     source = Path(source).expanduser().resolve()
     extracted = _resolve_source(source, Path(extract_to) if extract_to is not None else None)
-    root = _find_root(extracted)
-    class_dirs, _ = _visible_entries(root)
+    root = find_root(extracted)
+    class_dirs, _ = visible_entries(root)
     class_names = tuple(d.name for d in class_dirs)
 
-    candidates: list[tuple[Path, str | None]] = [(path, None) for path in _visible_entries(root)[1]]
+    candidates: list[tuple[Path, str | None]] = [(path, None) for path in visible_entries(root)[1]]
     for class_dir in class_dirs:
         candidates.extend((path, class_dir.name) for path in walk_visible_files(class_dir))
 

@@ -10,10 +10,11 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from tl_core.datasets import IMAGE_SUFFIXES, load_image, walk_visible_files
 from tl_core.devices import resolve_device
 from tl_core.errors import DatasetError, TLStudioError
 from tl_core.explain import explain_image
+from tl_core.folders import walk_visible_files
+from tl_core.images import IMAGE_SUFFIXES, load_image
 from tl_core.runs import Run, as_run
 
 Ranking = tuple[tuple[str, float], ...]

@@ -17,8 +17,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from tl_core.datasets import IMAGE_SUFFIXES, extract_zip
+from tl_core.datasets import extract_zip
 from tl_core.errors import DatasetError
+from tl_core.images import IMAGE_SUFFIXES
 
 WORKSPACE_ENV = "TL_STUDIO_WORKSPACE"
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "workspace"
