@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import torch
 
 from tl_core.errors import TLStudioError
@@ -42,6 +44,12 @@ def describe_devices() -> dict:
 
 
 def release_memory(device: torch.device) -> None:
-    """Hands cached GPU memory back once a job ends, so the next job (or app) can use it."""
+    """Hands cached GPU memory back once a job ends, so the next job (or app) can use it.
+
+    Call it after dropping every reference to the model.
+    """
     if device.type == "cuda":
+        # Optimizers, schedulers and autograd can leave reference cycles: tensors reachable
+        # only through a cycle are freed by the collector, not by reference counting.
+        gc.collect()
         torch.cuda.empty_cache()
