@@ -9,7 +9,7 @@ import streamlit as st
 
 from app_pages import _ui
 
-st.set_page_config(page_title="TL Studio", page_icon=":material/model_training:", layout="wide")
+st.set_page_config(page_title="TL Studio", page_icon=_ui.FAVICON, layout="wide")
 
 navigation = st.navigation(
     [
@@ -22,7 +22,10 @@ navigation = st.navigation(
     ]
 )
 try:
-    _ui.render_sidebar()
+    # The sidebar's job and run lines are drawn again after the page, which may have started
+    # a job or picked a run.
+    sidebar = _ui.render_sidebar()
     navigation.run()
+    _ui.refresh_sidebar(sidebar)
 except Exception as error:  # the last safety net: st.stop/st.rerun are not Exceptions
     _ui.show_unexpected(error)

@@ -11,18 +11,23 @@ import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import streamlit as st
 from PIL import ImageOps
+from streamlit.delta_generator import DeltaGenerator
+from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from tl_core.config import TrainConfig
 from tl_core.datasets import DatasetReport, scan_dataset
 from tl_core.devices import describe_devices
 from tl_core.errors import TLStudioError
-from tl_core.figures import class_counts_figure
+from tl_core.failures import explain_os_error, os_error_in
+from tl_core.figures import STATIC_CHART_CONFIG, class_counts_figure
 from tl_core.images import load_image
 from tl_core.jobs import JobRegistry, TrainingJob
-from tl_core.runs import RunSummary, list_runs
+from tl_core.runs import MAX_NOTE_LENGTH, RunSummary, list_runs, preferred_run, write_note
+from tl_core.text import plural, shorten
 from tl_core.workspace import Workspace, folder_signature
 
 DATASET_KEY = "dataset_path"
@@ -36,11 +41,15 @@ TRAIN_PAGE = "app_pages/train.py"
 EVALUATE_PAGE = "app_pages/evaluate.py"
 PREDICT_PAGE = "app_pages/predict.py"
 EXPORT_PAGE = "app_pages/export.py"
+# Shipped with the app and sent inline (an SVG icon becomes a data: URL), so no page load
+# reaches the internet: a ":material/...:" page icon is fetched from fonts.gstatic.com.
+FAVICON = Path(__file__).resolve().parent.parent / "assets" / "favicon.svg"
 
 logger = logging.getLogger("tl_studio.app")
 
 THUMB_SIZE = 96
 THUMBS_PER_CLASS = 8
+CAPTION_CHAR_PX = 8  # one caption character per 8 pixels of thumbnail width keeps one line
 
 
 def workspace() -> Workspace:
@@ -111,6 +120,12 @@ def show_error(error: TLStudioError) -> None:
 def show_unexpected(error: Exception) -> None:
     """A bug or an unforeseen failure: plain words in the browser, the traceback in the log."""
     logger.exception("Unexpected error on a page")
+    os_error = os_error_in(error)
+    if os_error is not None:  # a full disk or a read-only folder: say so, as the CLI does
+        message, hint = explain_os_error(os_error)
+        st.error(message, icon=":material/error:")
+        st.info(f"{hint} Your data and trained runs are safe on disk.", icon=":material/lightbulb:")
+        return
     st.error(
         f"Something went wrong on this page: {type(error).__name__}: {error}",
         icon=":material/error:",
@@ -137,14 +152,51 @@ def _device_info() -> dict:
 
 def _job_status(job: TrainingJob) -> None:
     snap = job.snapshot()
-    accuracy = "" if snap.best_val_accuracy is None else f" · best {snap.best_val_accuracy:.1%}"
-    st.markdown(f"**Job** {snap.status} · epoch {snap.epoch}/{snap.total_epochs}{accuracy}")
+    accuracy = f" · best {snap.best_accuracy_text}" if snap.best_accuracy_text else ""
+    st.markdown(
+        f"**Job** {Path(snap.run_dir).name} · {snap.status} · "
+        f"epochs done {snap.epochs_done}{accuracy}"
+    )
+    # Always two elements, so a redraw replaces both rather than leaving a stale bar.
     if snap.is_active:
         st.progress(snap.progress, text=snap.message)
+    else:
+        st.empty()
 
 
-def render_sidebar() -> None:
-    """Device, active job and current dataset/run, on every page."""
+class SidebarSlots(NamedTuple):
+    """Placeholders for the sidebar lines that a page run can change."""
+
+    job: DeltaGenerator
+    dataset: DeltaGenerator
+    run: DeltaGenerator
+
+
+def _sidebar_lines(slots: SidebarSlots, live: bool) -> None:
+    """The session's job, dataset and run, each replacing what its slot held."""
+    job = current_job()
+    if job is None:
+        slots.job.empty()
+    elif live and job.is_active:
+        with slots.job:  # refresh the status on every page while the job runs
+            st.fragment(run_every=2.0)(_job_status)(job)
+    else:
+        with slots.job.container():
+            _job_status(job)
+    for slot, label, key in ((slots.dataset, "Dataset", DATASET_KEY), (slots.run, "Run", RUN_KEY)):
+        if path := st.session_state.get(key):
+            slot.caption(f"{label}: {Path(path).name}")
+        else:
+            slot.empty()
+
+
+def render_sidebar() -> SidebarSlots:
+    """Device, job and current dataset/run, on every page, drawn before the page runs.
+
+    Returns:
+        The slots of the job and run lines: hand them to ``refresh_sidebar`` once the page
+        has run. Should the page end in ``st.stop()``, these lines stay as drawn here.
+    """
     with st.sidebar:
         info = _device_info()
         if info["cuda"]:
@@ -154,41 +206,61 @@ def render_sidebar() -> None:
             )
         else:
             st.markdown(":material/memory: **CPU** (no GPU found)")
-        job = current_job()
-        if job is not None:
-            if job.is_active:
-                # Refresh the status on every page while the job runs.
-                st.fragment(run_every=2.0)(_job_status)(job)
-            else:
-                _job_status(job)
-        if dataset := st.session_state.get(DATASET_KEY):
-            st.caption(f"Dataset: {Path(dataset).name}")
-        if run := st.session_state.get(RUN_KEY):
-            st.caption(f"Run: {Path(run).name}")
+        slots = SidebarSlots(st.empty(), st.empty(), st.empty())
+    _sidebar_lines(slots, live=False)
+    return slots
+
+
+def refresh_sidebar(slots: SidebarSlots) -> None:
+    """Redraws the job and run lines after the page ran, so a job it started or a run it
+    picked shows at once rather than after the next rerun."""
+    _sidebar_lines(slots, live=True)
 
 
 # ----------------------------------------------------------------------------- runs
 
 
 def pick_run(label: str = "Run") -> RunSummary | None:
-    """A picker over the runs on disk that have weights, newest first (None if there are none).
+    """A picker over the runs on disk that have weights, newest first, with the run's note
+    beside it (None if no run has weights).
 
-    Defaults to the session's current run, and makes the choice the current run.
+    Starts on the session's current run (the one just trained, or picked before), else on
+    the most accurate completed run, else on the newest; the choice becomes the current run.
     """
     runs = [run for run in list_runs(workspace().runs) if run.has_weights]
-    if not runs:
+    start = preferred_run(runs, st.session_state.get(RUN_KEY))
+    if start is None:
         return None
     by_path = {str(run.path): run for run in runs}
     paths = list(by_path)
-    current = st.session_state.get(RUN_KEY)
-    choice = st.selectbox(
+    picker_col, note_col = st.columns([4, 1], vertical_alignment="bottom")
+    choice = picker_col.selectbox(
         label,
         paths,
-        index=paths.index(current) if current in by_path else 0,
-        format_func=lambda p: f"{by_path[p].title} · {by_path[p].backbone}",
+        index=paths.index(str(start.path)),
+        format_func=lambda p: by_path[p].title,
+        help="Backbone · what trained · epochs done/planned · best validation accuracy "
+        "(95 % interval, validation images) · started · your note",
     )
     st.session_state[RUN_KEY] = choice
+    with note_col:
+        run_note_input(by_path[choice])
     return by_path[choice]
+
+
+def run_note_input(summary: RunSummary) -> None:
+    """A text field that saves the run's note (kept in its folder) when the user presses Enter."""
+    key = f"run_note:{summary.path}"
+    st.text_input(
+        "Note",
+        value=summary.note,
+        key=key,
+        max_chars=MAX_NOTE_LENGTH,
+        placeholder="e.g. clean data",
+        help="A few words to tell this run apart; saved in the run folder and shown in the "
+        "run's title.",
+        on_change=lambda: write_note(summary.path, st.session_state[key]),
+    )
 
 
 def require_run() -> RunSummary:
@@ -198,6 +270,41 @@ def require_run() -> RunSummary:
         empty_state("No trained run yet: train a model first.", TRAIN_PAGE, "Go to Train")
         st.stop()
     return summary
+
+
+def forget_on_change(marker: str, scope: str, keys: Sequence[str]) -> None:
+    """Forgets ``keys`` in the session when ``scope`` is not what ``marker`` last held.
+
+    Choices that only mean something for one run (a picked confusion cell, say) must not
+    carry over to another run, where they would describe cells that do not exist.
+    """
+    if st.session_state.get(marker) != scope:
+        for key in keys:
+            st.session_state.pop(key, None)
+        st.session_state[marker] = scope
+
+
+def folder_from_form(archive: UploadedFile | None, folder_text: str) -> Path:
+    """The folder a form names: an uploaded .zip, extracted safely into the workspace, or a
+    folder path typed on this computer.
+
+    Raises:
+        TLStudioError: Neither was given, the zip is damaged or unsafe, or the path is not
+            a folder.
+    """
+    ws = workspace()
+    if archive is not None:
+        zip_path = ws.save_upload(archive, archive.name)
+        try:
+            return ws.extract_upload(zip_path)
+        finally:
+            zip_path.unlink(missing_ok=True)  # the extracted copy is what is kept
+    if folder_text.strip():
+        folder = Path(folder_text.strip()).expanduser()
+        if not folder.is_dir():
+            raise TLStudioError(f"{folder} is not a folder.", "Check the path.")
+        return folder
+    raise TLStudioError("Choose a .zip or type a folder path first.")
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -229,15 +336,24 @@ def thumbnail(path: str, size: int = THUMB_SIZE) -> bytes | None:
 def image_grid(
     paths: Sequence[str | Path], captions: Sequence[str] | None = None, size: int = THUMB_SIZE
 ) -> None:
-    """Thumbnails in a row that wraps; unreadable files are left out."""
-    captions = list(captions) if captions is not None else [Path(p).name for p in paths]
+    """Thumbnails in rows that wrap, spaced apart; unreadable files are left out.
+
+    Without ``captions``, each thumbnail shows its file name, shortened with an ellipsis to
+    one line under the thumbnail.
+    """
+    if captions is None:
+        captions = [shorten(Path(p).name, size // CAPTION_CHAR_PX) for p in paths]
     shown = [
         (thumb, caption)
         for p, caption in zip(paths, captions, strict=True)
         if (thumb := thumbnail(str(p), size)) is not None
     ]
-    if shown:
-        st.image([t for t, _ in shown], caption=[c for _, c in shown], width=size)
+    if not shown:
+        return
+    # One image per cell of a wrapping row: a list given to one st.image has no column gap.
+    with st.container(horizontal=True, gap="small"):
+        for thumb, caption in shown:
+            st.image(thumb, caption=caption, width=size)
 
 
 def render_report(report: DatasetReport, thumbnails: bool = True) -> None:
@@ -252,7 +368,9 @@ def render_report(report: DatasetReport, thumbnails: bool = True) -> None:
     for issue in report.warnings:
         st.warning(issue.message, icon=":material/warning:")
     if report.class_names:
-        st.plotly_chart(class_counts_figure(report.counts), key="class_counts")
+        st.plotly_chart(
+            class_counts_figure(report.counts), key="class_counts", config=STATIC_CHART_CONFIG
+        )
     if report.skipped:
         with st.expander(f"Skipped files ({len(report.skipped)})"):
             st.dataframe(
@@ -260,7 +378,7 @@ def render_report(report: DatasetReport, thumbnails: bool = True) -> None:
                 hide_index=True,
             )
     if report.duplicates:
-        with st.expander(f"Duplicates ({len(report.duplicates)} groups)"):
+        with st.expander(f"Duplicates ({plural(len(report.duplicates), 'group')})"):
             st.dataframe(
                 [
                     {
@@ -279,6 +397,7 @@ def render_report(report: DatasetReport, thumbnails: bool = True) -> None:
     for name, paths in by_class.items():
         more = len(paths) - THUMBS_PER_CLASS
         st.markdown(
-            f"**{name}** · {len(paths)} images" + (f" ({more} more not shown)" if more > 0 else "")
+            f"**{name}** · {plural(len(paths), 'image')}"
+            + (f" ({more:,} more not shown)" if more > 0 else "")
         )
         image_grid(paths[:THUMBS_PER_CLASS])

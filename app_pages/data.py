@@ -17,6 +17,7 @@ st.caption(
     "halfway through training."
 )
 ws = _ui.workspace()
+IMPORTED_KEY = "imported_zip_id"  # the uploaded file already imported
 
 
 def use_dataset(path: Path) -> None:
@@ -44,16 +45,18 @@ zip_tab, build_tab, sample_tab, saved_tab = st.tabs(
     ["Upload a .zip", "Build classes here", "Sample dataset", "Imported before"]
 )
 try:
-    with zip_tab, st.form("zip_form", clear_on_submit=True):
+    with zip_tab:
         upload = st.file_uploader(
             "A .zip holding one folder per class",
             type=["zip"],
-            help="For example pets.zip with cats/ and dogs/ inside (a wrapping folder is fine).",
+            help="For example pets.zip with cats/ and dogs/ inside (a wrapping folder is fine). "
+            "It is imported as soon as it has uploaded.",
         )
-        if st.form_submit_button("Import", type="primary"):
-            if upload is None:
-                st.warning("Choose a .zip file first.")
-            elif (root := import_zip(upload)) is not None:
+        # Import once per uploaded file: the page reruns on every click while the file
+        # stays in the uploader.
+        if upload is not None and upload.file_id != st.session_state.get(IMPORTED_KEY):
+            st.session_state[IMPORTED_KEY] = upload.file_id
+            if (root := import_zip(upload)) is not None:
                 use_dataset(root)
 
     with build_tab:

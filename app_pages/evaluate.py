@@ -1,4 +1,5 @@
-"""Evaluate: where a run is right and wrong, down to the images."""
+"""Evaluate: where a run is right and wrong, down to the images, on its validation images or
+on a separate labelled test set."""
 
 from __future__ import annotations
 
@@ -12,15 +13,19 @@ from tl_core.figures import confusion_cell_from_selection, confusion_figure, per
 from tl_core.images import load_image
 from tl_core.predict import Predictor
 from tl_core.runs import WEIGHTS_FILE
+from tl_core.text import plural
+from tl_core.workspace import folder_signature
 
 st.title("Evaluate")
-CELL_KEY, TRUE_KEY, PRED_KEY = "eval_cell", "eval_true", "eval_pred"
+CELL_KEY, TRUE_KEY, PRED_KEY, CHART_KEY = "eval_cell", "eval_true", "eval_pred", "confusion"
+TEST_KEY, SCOPE_KEY = "eval_test_set", "eval_scope"
+VALIDATION, TEST = "Validation images", "A labelled test set"
 
 
-@st.cache_data(max_entries=4, show_spinner="Evaluating on the validation images...")
-def evaluate(run_path: str, weights_mtime: int) -> Evaluation:
-    del weights_mtime  # cache key only: new weights in the same folder mean a new evaluation
-    return evaluate_run(run_path)
+@st.cache_data(max_entries=4, show_spinner=False)
+def evaluate(run_path: str, weights_mtime: int, data: str | None, signature: tuple) -> Evaluation:
+    del weights_mtime, signature  # cache keys only: new weights or new images, new evaluation
+    return evaluate_run(run_path, data)
 
 
 @st.cache_data(max_entries=4, show_spinner="Working out where the model looked...")
@@ -36,30 +41,59 @@ def saliency_overlays(
     ]
 
 
+def choose_test_set() -> str | None:
+    """A form for a labelled test folder or .zip; the chosen folder stays for the session."""
+    with st.form("test_set"):
+        archive = st.file_uploader("A .zip with one folder per class", type=["zip"])
+        folder_text = st.text_input(
+            "Or a folder on this computer", placeholder="/path/to/test_set (one folder per class)"
+        )
+        if st.form_submit_button("Evaluate on this set", type="primary"):
+            try:
+                st.session_state[TEST_KEY] = str(_ui.folder_from_form(archive, folder_text))
+            except TLStudioError as error:
+                _ui.show_error(error)
+    return st.session_state.get(TEST_KEY)
+
+
 summary = _ui.require_run()
 weights_mtime = (summary.path / WEIGHTS_FILE).stat().st_mtime_ns
+source = st.radio("Evaluate on", [VALIDATION, TEST], horizontal=True)
+data = choose_test_set() if source == TEST else None
+if source == TEST and not data:
+    st.info("Images the model never saw, in one folder per class named as the run's classes.")
+    st.stop()
+noun = "test" if data else "validation"
+# A cell picked for one run or image set means nothing for another: start afresh.
+_ui.forget_on_change(SCOPE_KEY, f"{summary.path}|{data}", [CELL_KEY, TRUE_KEY, PRED_KEY, CHART_KEY])
 try:
-    result = evaluate(str(summary.path), weights_mtime)
+    with st.spinner(f"Evaluating on the {noun} images..."):
+        signature = folder_signature(data) if data else ()
+        result = evaluate(str(summary.path), weights_mtime, data, signature)
 except TLStudioError as error:
     _ui.show_error(error)
     st.stop()
 
 labels = result.labels
-cols = st.columns(3)
-cols[0].metric("Validation accuracy", f"{result.accuracy:.1%}")
-cols[1].metric("Validation images", len(result.predictions))
-cols[2].metric("Wrong", int((~result.predictions.correct).sum()))
+low, high = result.interval
+cols = st.columns(4)
+cols[0].metric(f"{noun.capitalize()} accuracy", f"{result.accuracy:.1%}")
+cols[1].metric("95 % interval", f"{low:.0%}–{high:.0%}")
+cols[2].metric(f"{noun.capitalize()} images", result.num_images)
+cols[3].metric("Wrong", result.num_wrong)
+st.caption(
+    f"{result.accuracy_text}: on new images like these, the true accuracy most likely lies "
+    "in the interval. Fewer images make it wider."
+)
 
 # The picked cell: a click on the matrix pre-fills the two selectboxes, which also work alone.
 if st.session_state.get(TRUE_KEY) not in labels or st.session_state.get(PRED_KEY) not in labels:
-    confused = result.most_confused()
-    first = tuple(confused.iloc[0, :2]) if len(confused) else (labels[0], labels[0])
-    st.session_state[TRUE_KEY], st.session_state[PRED_KEY] = first
+    st.session_state[TRUE_KEY], st.session_state[PRED_KEY] = result.default_cell()
 matrix_col, cell_col = st.columns([3, 2])
 with matrix_col:
     event = st.plotly_chart(
         confusion_figure(result.confusion),
-        key="confusion",
+        key=CHART_KEY,
         on_select="rerun",
         selection_mode="points",
         config={"displayModeBar": False},  # its zoom tools would only get in the way of clicks
@@ -72,7 +106,9 @@ with cell_col:
     true_label = st.selectbox("True class", labels, key=TRUE_KEY)
     predicted_label = st.selectbox("Predicted class", labels, key=PRED_KEY)
     rows = result.cell_images(true_label, predicted_label)
-    st.markdown(f"**{len(rows)}** images of *{true_label}* predicted as *{predicted_label}*")
+    st.markdown(
+        f"**{plural(len(rows), 'image')}** of *{true_label}* predicted as *{predicted_label}*"
+    )
     _ui.image_grid(list(rows.image[:24]), [f"{c:.0%}" for c in rows.confidence[:24]])
 
 st.subheader("Per class")
@@ -87,11 +123,19 @@ st.dataframe(
 )
 
 st.subheader("Most wrong")
-st.caption("The validation images with the highest loss: often mislabelled or unusual images.")
-worst = result.top_losses(12)
+review = result.most_wrong(12)
+if review.empty:
+    st.success(f"No {noun} image is wrong.", icon=":material/check_circle:")
+    review = result.least_confident_correct(12)
+    st.caption(f"Instead, the correct {noun} images the model was least sure of:")
+else:
+    st.caption(
+        f"The {noun} images the model got wrong, highest loss first: often mislabelled or "
+        "unusual images."
+    )
 captions = [
     f"true {t} · predicted {p} ({c:.0%})"
-    for t, p, c in zip(worst.true_label, worst.predicted_label, worst.confidence, strict=True)
+    for t, p, c in zip(review.true_label, review.predicted_label, review.confidence, strict=True)
 ]
 if st.toggle(
     "Show where the model looked",
@@ -99,10 +143,10 @@ if st.toggle(
 ):
     try:
         overlays = saliency_overlays(
-            str(summary.path), weights_mtime, tuple(worst.image), tuple(worst.predicted_label)
+            str(summary.path), weights_mtime, tuple(review.image), tuple(review.predicted_label)
         )
         st.image(overlays, caption=captions, width=128)
     except TLStudioError as error:
         _ui.show_error(error)
 else:
-    _ui.image_grid(list(worst.image), captions, size=128)
+    _ui.image_grid(list(review.image), captions, size=128)

@@ -54,7 +54,8 @@ try:
     st.subheader("TorchScript")
     st.write(
         f"One file that runs without TL Studio or timm: input a float tensor "
-        f"(N, 3, {size}, {size}) with values in [0, 1]; normalisation is inside."
+        f"(N, 3, {size}, {size}) with values in [0, 1]; normalisation is inside. The class "
+        "names and the preprocessing are inside too (`model.class_names`; see below)."
     )
     if st.session_state.get(TORCHSCRIPT_KEY) != path:
         if st.button("Build TorchScript file", icon=":material/build:"):

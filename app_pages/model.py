@@ -1,4 +1,8 @@
-"""Model: a pretrained backbone, how much of it to freeze, and the training settings."""
+"""Model: a pretrained backbone, how much of it to freeze, and the training settings.
+
+Nothing here sits in a form: every change applies at once (the layer-group picture follows
+the slider), and whatever the page shows is what the next training run uses.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,10 @@ from tl_core.backbones import (
     parse_freeze,
 )
 from tl_core.errors import TLStudioError
-from tl_core.figures import freeze_figure
+from tl_core.figures import STATIC_CHART_CONFIG, freeze_figure
 
 st.title("Model")
+st.caption("Changes apply as you make them: the next training run uses what this page shows.")
 OTHER = "Other timm model..."
 
 
@@ -47,26 +52,42 @@ ws = _ui.workspace()
 catalog = {entry.name: entry for entry in list_backbones()}
 
 
+def stop_unsaved() -> None:
+    """Ends the page without saving, saying what training would use meanwhile."""
+    meanwhile = (
+        f"training uses the settings saved before ({saved.backbone})"
+        if _ui.has_settings()
+        else "there are no settings to train with"
+    )
+    st.info(f"Not saved: until this is settled, {meanwhile}.", icon=":material/info:")
+    st.stop()
+
+
 def backbone_label(name: str) -> str:
     if name == OTHER:
         return name
     info, offline = catalog[name].info, catalog[name].offline_weights
-    return f"{name} · {info.params_millions:.1f} M params · {info.input_size} px · {info.hint}" + (
-        " · weights offline" if offline else ""
+    return (
+        f"{name} · {info.params_millions:.1f} M parameters with the 1000-class ImageNet head · "
+        f"{info.input_size} px · {info.hint}" + (" · weights offline" if offline else "")
     )
 
 
 options = [*catalog, OTHER]
 start = options.index(saved.backbone if saved.backbone in catalog else OTHER)
-choice = st.selectbox("Backbone", options, index=start, format_func=backbone_label)
+# Keys keep each widget's identity while its saved default follows the user's changes.
+choice = st.selectbox(
+    "Backbone", options, index=start, format_func=backbone_label, key="model_backbone"
+)
 if choice == OTHER:
     backbone = st.text_input(
         "timm model name",
         value="" if saved.backbone in catalog else saved.backbone,
         placeholder="e.g. regnety_008",
+        key="model_timm_name",
     ).strip()
     if not backbone:
-        st.stop()
+        stop_unsaved()
 else:
     backbone = choice
     entry = catalog[choice]
@@ -80,6 +101,7 @@ pretrained = st.toggle(
     value=saved.pretrained,
     help="Off trains the same network from random weights: the baseline "
     "that shows what transfer learning buys.",
+    key="model_pretrained",
 )
 weights = None
 if pretrained:
@@ -87,13 +109,14 @@ if pretrained:
         "Weights file (optional)",
         type=["safetensors", "pth", "pt", "bin"],
         help="Use it when the weights cannot be downloaded here.",
+        key="model_weights_file",
     )
     if upload is not None:
         weights = str(ws.save_upload_once(upload, upload.file_id, upload.name, ws.weights))
     elif (
         saved.weights
         and saved.backbone == backbone
-        and st.checkbox(f"Keep using {Path(saved.weights).name}", value=True)
+        and st.checkbox(f"Keep using {Path(saved.weights).name}", value=True, key="model_keep")
     ):
         weights = saved.weights
     if choice != OTHER and not catalog[choice].offline_weights and weights is None:
@@ -107,7 +130,7 @@ try:
     groups = groups_of(backbone, len(report.class_names))
 except TLStudioError as error:
     _ui.show_error(error)
-    st.stop()
+    stop_unsaved()
 n = len(groups) - 1  # the head (last group) always trains
 try:
     default = parse_freeze(saved.freeze, n)
@@ -121,36 +144,33 @@ frozen = (
         value=default,
         help=f"{n} = train only the new head (fastest; features are computed once). "
         "0 = fine-tune everything.",
+        key="model_frozen",
     )
     if n > 0  # a slider needs two ends; a model without backbone groups has one
     else 0
 )
 trainable = sum(g.num_params for g in groups[frozen:])
 total = sum(g.num_params for g in groups)
+# The catalog counts the 1000-class ImageNet head; this total counts the head that trains.
 st.caption(
-    f"**{trainable:,}** of {total:,} parameters will train "
+    f"**{trainable:,}** of {total:,} parameters will train, with your new "
+    f"{len(report.class_names)}-class head in place of the 1000-class ImageNet head "
     f"({frozen} of {n} backbone groups frozen)."
 )
-st.plotly_chart(freeze_figure(groups, frozen), key="freeze_figure")
+st.plotly_chart(freeze_figure(groups, frozen), key="freeze_figure", config=STATIC_CHART_CONFIG)
 
-with st.form("settings"):
-    settings = training_settings(saved)
-    submitted = st.form_submit_button("Use these settings", type="primary")
-
-if submitted:
-    try:
-        config = saved.replace(
-            backbone=backbone,
-            weights=weights,
-            pretrained=pretrained,
-            freeze="all" if frozen == n else "none" if frozen == 0 else str(frozen),
-            **settings,
-        )
-    except TLStudioError as error:
-        _ui.show_error(error)
-    else:
-        _ui.save_settings(config)
-        st.success("Settings saved.", icon=":material/check_circle:")
-        st.page_link(_ui.TRAIN_PAGE, label="Next: train", icon=":material/arrow_forward:")
-elif _ui.has_settings():
-    st.caption("Settings saved earlier are loaded above; press the button to use any changes.")
+settings = training_settings(saved)
+try:
+    config = saved.replace(
+        backbone=backbone,
+        weights=weights,
+        pretrained=pretrained,
+        freeze="all" if frozen == n else "none" if frozen == 0 else str(frozen),
+        **settings,
+    )
+except TLStudioError as error:
+    _ui.show_error(error)
+    stop_unsaved()
+_ui.save_settings(config)
+st.success("Saved: the next training run uses these settings.", icon=":material/check_circle:")
+st.page_link(_ui.TRAIN_PAGE, label="Next: train", icon=":material/arrow_forward:")

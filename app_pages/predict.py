@@ -10,14 +10,15 @@ from PIL import Image
 
 from app_pages import _ui
 from tl_core.errors import TLStudioError
-from tl_core.figures import top_k_figure
+from tl_core.figures import STATIC_CHART_CONFIG, top_k_figure
 from tl_core.images import load_image
 from tl_core.predict import Predictor, collect_image_paths, predictions_frame
 from tl_core.runs import WEIGHTS_FILE
+from tl_core.text import plural
 
 st.title("Predict")
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"]
-BATCH_KEY = "predict_batch_csv"
+BATCH_KEY, BATCH_RUN_KEY = "predict_batch_csv", "predict_batch_run"
 ws = _ui.workspace()
 
 
@@ -42,7 +43,7 @@ def predict_folder(model: Predictor, folder: Path, top_k: int) -> Path:
             f"No image files were found in {folder.name}.",
             "Give a folder or .zip that holds .jpg or .png images.",
         )
-    with st.spinner(f"Predicting {len(paths)} images..."):
+    with st.spinner(f"Predicting {plural(len(paths), 'image')}..."):
         frame = predictions_frame(model.predict_paths(paths, top_k=top_k))
     frame["image"] = [Path(p).relative_to(folder).as_posix() for p in frame["image"]]
     out = ws.uploads / f"predictions-{folder.name}.csv"
@@ -51,6 +52,8 @@ def predict_folder(model: Predictor, folder: Path, top_k: int) -> Path:
 
 
 summary = _ui.require_run()
+# A table predicted by another run must not pass for this run's.
+_ui.forget_on_change(BATCH_RUN_KEY, str(summary.path), [BATCH_KEY])
 weights_mtime = (summary.path / WEIGHTS_FILE).stat().st_mtime_ns
 try:
     model = predictor(str(summary.path), weights_mtime)
@@ -86,7 +89,11 @@ with images_tab:
                 cols[1].image(heat, caption=f"Evidence for {label} ({probability:.0%})", width=160)
             except TLStudioError as error:
                 cols[1].warning(error.message, icon=":material/warning:")
-        chart_col.plotly_chart(top_k_figure(result.predictions), key=f"topk_{upload.file_id}")
+        chart_col.plotly_chart(
+            top_k_figure(result.predictions),
+            key=f"topk_{upload.file_id}",
+            config=STATIC_CHART_CONFIG,
+        )
 
 with batch_tab, st.form("batch_form"):
     archive = st.file_uploader("A .zip of images", type=["zip"])
@@ -95,18 +102,7 @@ with batch_tab, st.form("batch_form"):
     )
     if st.form_submit_button("Predict all", type="primary"):
         try:
-            if archive is not None:
-                zip_path = ws.save_upload(archive, archive.name)
-                try:
-                    folder = ws.extract_upload(zip_path)
-                finally:
-                    zip_path.unlink(missing_ok=True)
-            elif folder_text.strip():
-                folder = Path(folder_text.strip()).expanduser()
-                if not folder.is_dir():
-                    raise TLStudioError(f"{folder} is not a folder.", "Check the path.")
-            else:
-                raise TLStudioError("Choose a .zip or type a folder path first.")
+            folder = _ui.folder_from_form(archive, folder_text)
             st.session_state[BATCH_KEY] = str(predict_folder(model, folder, top_k))
         except TLStudioError as error:
             _ui.show_error(error)

@@ -7,10 +7,13 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import _ui
+from tl_core.config import TrainConfig
 from tl_core.errors import TLStudioError
 from tl_core.figures import training_figures
 from tl_core.jobs import JobSnapshot, TrainingJob
 from tl_core.runs import WEIGHTS_FILE
+
+BUSY_REASON = "A job is running: stop it or wait for it to finish."
 
 st.title("Train")
 
@@ -24,15 +27,18 @@ def format_seconds(seconds: float | None) -> str:
 
 def render_job(snap: JobSnapshot) -> None:
     """Progress, numbers and the two charts of one job snapshot."""
-    st.progress(snap.progress, text=f"{snap.status.capitalize()} · {snap.message}")
+    st.progress(snap.progress, text=snap.headline)
     if snap.plan:
         st.caption(snap.plan)
+    for warning in snap.warnings:  # what `tl-studio check` would say, shown before it matters
+        st.warning(warning, icon=":material/warning:")
     cols = st.columns(5)
-    cols[0].metric("Epoch", f"{snap.epoch}/{snap.total_epochs}")
+    cols[0].metric("Epochs done", snap.epochs_done)
     best = snap.best_val_accuracy
     cols[1].metric("Best val. accuracy", "–" if best is None else f"{best:.1%}")
-    ips = snap.images_per_second
-    cols[2].metric("Images/s", "–" if ips is None else f"{ips:.0f}")
+    if snap.best_accuracy_text:
+        cols[1].caption(snap.best_accuracy_text)
+    cols[2].metric(*snap.speed)  # labelled for the phase: backbone, head epochs or training
     cols[3].metric("ETA", format_seconds(snap.eta_seconds) if snap.is_active else "–")
     cols[4].metric("Device", snap.device or "…")
     loss, accuracy = training_figures(snap)
@@ -42,14 +48,16 @@ def render_job(snap: JobSnapshot) -> None:
 
 
 def render_controls(job: TrainingJob, snap: JobSnapshot) -> None:
+    """The buttons that do something in the job's state (callbacks, so the page redraws
+    with the new status at once)."""
+    if snap.status == "stopping":
+        return  # nothing left to ask for: the progress text says it is stopping
     pause_col, stop_col, _ = st.columns([1, 1, 4])
-    if snap.status == "paused":
-        if pause_col.button("Resume", icon=":material/play_arrow:"):
-            job.resume()
-    elif pause_col.button("Pause", icon=":material/pause:", disabled=snap.status == "stopping"):
-        job.pause()
-    if stop_col.button("Stop", icon=":material/stop:", disabled=snap.status == "stopping"):
-        job.stop()
+    if snap.status in ("pausing", "paused"):
+        pause_col.button("Resume", icon=":material/play_arrow:", on_click=job.resume)
+    else:
+        pause_col.button("Pause", icon=":material/pause:", on_click=job.pause)
+    stop_col.button("Stop", icon=":material/stop:", on_click=job.stop)
 
 
 @st.fragment(run_every=1.0)
@@ -79,14 +87,10 @@ def render_outcome(snap: JobSnapshot) -> None:
         if snap.error_hint:
             st.info(snap.error_hint, icon=":material/lightbulb:")
     elif snap.status == "stopped":
-        st.warning(
-            "Stopped. "
-            + (
-                "The best weights so far are saved."
-                if has_weights
-                else "No epoch finished, so nothing was saved."
-            )
-        )
+        saved = "The best weights so far are saved."
+        if not has_weights:
+            saved = "No epoch finished, so nothing was saved."
+        st.warning(f"Stopped. {saved}", icon=":material/stop_circle:")
     else:
         st.success(f"Finished: {Path(snap.run_dir).name}", icon=":material/check_circle:")
     if has_weights:
@@ -94,6 +98,21 @@ def render_outcome(snap: JobSnapshot) -> None:
         cols[0].page_link(_ui.EVALUATE_PAGE, label="Evaluate", icon=":material/analytics:")
         cols[1].page_link(_ui.PREDICT_PAGE, label="Predict", icon=":material/image_search:")
         cols[2].page_link(_ui.EXPORT_PAGE, label="Export", icon=":material/download:")
+
+
+def render_start(config: TrainConfig) -> None:
+    """The Start button, disabled with the reason beside it while any job is active."""
+    busy = _ui.registry().active() is not None
+    button_col, reason_col = st.columns([1, 3], vertical_alignment="center")
+    start = button_col.button(
+        "Start training", type="primary", icon=":material/rocket_launch:", disabled=busy
+    )
+    if busy:
+        reason_col.caption(BUSY_REASON)
+    if start:
+        job = _ui.registry().start(config)
+        st.session_state[_ui.JOB_KEY] = job.job_id
+        st.rerun()  # the button, the live view and the sidebar all show the new job at once
 
 
 dataset = st.session_state.get(_ui.DATASET_KEY)
@@ -108,9 +127,7 @@ else:
             f"{Path(dataset).name} · {config.backbone} · freeze {config.freeze} · "
             f"{config.epochs} epochs · batch {config.batch_size} · lr {config.lr:g}"
         )
-        if st.button("Start training", type="primary", icon=":material/rocket_launch:"):
-            job = _ui.registry().start(config)
-            st.session_state[_ui.JOB_KEY] = job.job_id
+        render_start(config)
     except TLStudioError as error:
         _ui.show_error(error)
 

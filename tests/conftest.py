@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import make_image_folder, make_zip
+from tl_core.workspace import WORKSPACE_ENV, Workspace
 
 TINY_CLASSES = {"red": 6, "green": 6, "blue": 6}
+
+
+@pytest.fixture(scope="module")
+def module_workspace(tmp_path_factory) -> Iterator[Workspace]:
+    """A workspace of its own for a whole test module: the app finds it through the
+    environment, so runs trained once serve every test of the module."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(WORKSPACE_ENV, str(tmp_path_factory.mktemp("app") / "ws"))
+        yield Workspace.from_env()
 
 
 @pytest.fixture

@@ -98,9 +98,11 @@ def test_loading_the_sample_dataset_shows_its_health_report(ws):
     assert metrics["Classes"] == str(len(classes)) and len(classes) >= 3
     assert "Ready to train" in texts(at.success)
     assert len(at.get("plotly_chart")) == 1  # images per class
-    # One thumbnail row per class, each capped at THUMBS_PER_CLASS images.
-    assert len(at.image) == len(classes)
-    assert all(len(row.proto.imgs) <= _ui.THUMBS_PER_CLASS for row in at.image)
+    # Thumbnails, at most THUMBS_PER_CLASS per class, each with a one-line file name.
+    shown = sum(min(len(list(c.iterdir())), _ui.THUMBS_PER_CLASS) for c in classes)
+    assert len(at.image) == shown
+    captions = [img.caption for element in at.image for img in element.proto.imgs]
+    assert all(len(c) <= _ui.THUMB_SIZE // _ui.CAPTION_CHAR_PX for c in captions)
     assert f"{len(classes)} classes" in texts(at.success)
 
 
@@ -109,13 +111,21 @@ def test_uploaded_zip_is_extracted_into_the_workspace(ws, tmp_path):
     archive = make_zip(folder, tmp_path / "pets.zip", wrap="pets")
     at = open_page(_ui.DATA_PAGE)
     at.file_uploader[0].set_value(("pets.zip", archive.read_bytes(), "application/zip"))
-    button(at, "Import").click().run()
+    at.run()  # the upload alone imports
     assert not at.exception
     dataset = Path(at.session_state[_ui.DATASET_KEY])
     assert dataset.is_relative_to(ws.datasets)
     assert sorted(p.name for p in dataset.iterdir()) == ["cats", "dogs"]
     assert "6 images in 2 classes" in texts(at.success)
     assert not any(ws.uploads.iterdir())  # the uploaded copy is gone once extracted
+    assert not [b for b in [*at.button, *at.form_submit_button] if b.label == "Import"]
+
+    # Later reruns (any click) leave the same upload alone; uploading it again imports anew.
+    next(t for t in at.text_input if t.label == "Dataset name").set_value("other").run()
+    assert len(list(ws.datasets.iterdir())) == 1
+    at.file_uploader[0].set_value(("pets.zip", archive.read_bytes(), "application/zip")).run()
+    assert not at.exception
+    assert len(list(ws.datasets.iterdir())) == 2
 
 
 def test_zip_without_class_folders_gives_an_error_not_an_exception(ws):
@@ -125,7 +135,7 @@ def test_zip_without_class_folders_gives_an_error_not_an_exception(ws):
         archive.writestr("b.png", png_bytes(seed=2))
     at = open_page(_ui.DATA_PAGE)
     at.file_uploader[0].set_value(("loose.zip", buffer.getvalue(), "application/zip"))
-    button(at, "Import").click().run()
+    at.run()  # the upload alone imports
     assert not at.exception
     assert "No readable images" in texts(at.error)
     assert _ui.DATASET_KEY not in at.session_state
@@ -135,7 +145,7 @@ def test_zip_without_class_folders_gives_an_error_not_an_exception(ws):
 def test_a_file_that_is_not_a_zip_gives_an_error(ws):
     at = open_page(_ui.DATA_PAGE)
     at.file_uploader[0].set_value(("photos.zip", b"certainly not a zip", "application/zip"))
-    button(at, "Import").click().run()
+    at.run()  # the upload alone imports
     assert not at.exception
     assert "photos.zip" in texts(at.error)
     assert at.info  # the hint of what to do
@@ -210,14 +220,19 @@ def test_model_page_builds_a_config_into_the_session(ws, dataset):
     slider.set_value(0).run()
     caption = next(c.value for c in at.caption if "parameters will train" in c.value)
     trained, total, frozen = re.search(
-        r"\*\*([\d,]+)\*\* of ([\d,]+) parameters will train \((\d+) of", caption
+        r"\*\*([\d,]+)\*\* of ([\d,]+) parameters will train.*\((\d+) of", caption
     ).groups()
     assert trained == total and frozen == "0"  # nothing frozen: every parameter trains
 
-    next(s for s in at.select_slider if s.label == "Batch size").set_value(8)
-    next(n for n in at.number_input if n.label == "Epochs").set_value(2)
-    button(at, "Use these settings").click().run()
+    # Every setting applies on change, with no button to forget: the slider and the epochs
+    # alike are in the saved settings after their own rerun.
+    assert not at.get("form") and not at.button
+    assert at.session_state[_ui.CONFIG_KEY]["freeze"] == "none"
+    next(s for s in at.select_slider if s.label == "Batch size").set_value(8).run()
+    next(n for n in at.number_input if n.label == "Epochs").set_value(2).run()
     assert not at.exception
+    assert "next training run uses these settings" in texts(at.success)
+    assert at.slider[0].value == 0  # earlier choices survive later reruns
     config = at.session_state[_ui.CONFIG_KEY]
     # The dataset has one owner (DATASET_KEY): the saved settings do not repeat it.
     assert "data" not in config and at.session_state[_ui.DATASET_KEY] == dataset
@@ -232,15 +247,28 @@ def test_model_page_accepts_any_timm_name_and_explains_a_wrong_one(ws, dataset):
     next(t for t in at.text_input if t.label == "timm model name").set_value("resnet_9000").run()
     assert not at.exception
     assert "no backbone called 'resnet_9000'" in texts(at.error)
+    # The wrong name is not saved: the page says which settings training keeps using.
+    assert "Not saved" in texts(at.info) and "tf_efficientnet_lite0" in texts(at.info)
+    assert at.session_state[_ui.CONFIG_KEY]["backbone"] == "tf_efficientnet_lite0"
 
     next(t for t in at.text_input if t.label == "timm model name").set_value(
         "test_efficientnet"
     ).run()
     at.toggle[0].set_value(False).run()  # from scratch: no weights needed
-    button(at, "Use these settings").click().run()
     assert not at.exception
     config = at.session_state[_ui.CONFIG_KEY]
     assert config["backbone"] == "test_efficientnet" and config["pretrained"] is False
+
+
+def test_model_page_says_which_head_each_parameter_total_counts(ws, dataset):
+    at = open_page(_ui.MODEL_PAGE, **{_ui.DATASET_KEY: dataset})
+    backbone = next(s for s in at.selectbox if s.label == "Backbone")
+    label = backbone.format_func(backbone.value)
+    assert "4.7 M parameters with the 1000-class ImageNet head" in label
+    caption = next(c.value for c in at.caption if "parameters will train" in c.value)
+    assert "your new 3-class head" in caption  # red, green, blue
+    chart = at.get("plotly_chart")[0]
+    assert '"displayModeBar": false' in chart.proto.config  # a fixed diagram: no zoom bar
 
 
 # ----------------------------------------------------------------------------- empty states

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -20,16 +21,17 @@ from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image, make_image_folder
 from tests.training import tiny_config
 from tl_core.evaluation import evaluate_run
-from tl_core.workspace import WORKSPACE_ENV, Workspace
+from tl_core.intervals import format_accuracy
+from tl_core.runs import list_runs
+from tl_core.text import plural
+from tl_core.workspace import Workspace
 
 CLASSES = {"red": 6, "green": 6, "blue": 6}
 
 
 @pytest.fixture(scope="module")
-def ws(tmp_path_factory) -> Workspace:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(WORKSPACE_ENV, str(tmp_path_factory.mktemp("app") / "ws"))
-        yield Workspace.from_env()
+def ws(module_workspace) -> Workspace:
+    return module_workspace
 
 
 @pytest.fixture(scope="module")
@@ -70,18 +72,28 @@ def test_start_trains_and_the_page_shows_the_finished_job(ws, dataset, run_path)
     assert not at.exception
     job = _ui.registry().get(at.session_state[_ui.JOB_KEY])
     assert job is not None and job.run_dir != run_path
+    # The sidebar names the job just started in the same page run, not the earlier one.
+    assert job.run_dir.name in texts(at.sidebar.markdown)
     assert job.wait(120).status == "completed"
 
     at.run()
     assert not at.exception
     assert f"Finished: {job.run_dir.name}" in texts(at.success)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Epoch"] == "2/2" and metrics["Best val. accuracy"].endswith("%")
+    assert metrics["Epochs done"] == "2/2" and metrics["Best val. accuracy"].endswith("%")
+    # The accuracy comes with its interval and the number of validation images.
+    snap = job.snapshot()
+    expected = format_accuracy(snap.best_val_accuracy, snap.num_val_images)
+    assert "95 % CI" in expected and expected in texts(at.caption)
     assert len(at.get("plotly_chart")) == 2  # loss and accuracy
+    # The dataset's health warnings (6 images per class is few) are shown with the job.
+    assert snap.warnings and all(w in texts(at.warning) for w in snap.warnings)
+    assert "has only 6 images" in texts(at.warning)
     assert at.session_state[_ui.RUN_KEY] == str(job.run_dir)
     assert {link.label for link in at.page_link} >= {"Evaluate", "Predict", "Export"}
-    # The sidebar reports the job too.
+    # The sidebar reports the job too, with the same accuracy and interval.
     assert "completed" in texts(at.sidebar.markdown)
+    assert expected in texts(at.sidebar.markdown)
 
 
 def test_a_fresh_session_reattaches_to_the_latest_job(ws, run_path):
@@ -95,7 +107,15 @@ def test_a_fresh_session_reattaches_to_the_latest_job(ws, run_path):
     assert button(at, "Start training")
 
 
-def test_pause_resume_stop_and_a_second_start_while_one_runs(ws, dataset, run_path):
+def progress_text(at) -> str:
+    return " ".join(bar.proto.text for bar in at.get("progress"))
+
+
+def button_labels(at) -> set[str]:
+    return {b.label for b in at.button}
+
+
+def test_pause_resume_stop_and_start_is_disabled_while_one_runs(ws, dataset, run_path):
     long_config = tiny_config(dataset, epochs=500)
     job = _ui.registry().start(long_config)
     try:
@@ -104,19 +124,28 @@ def test_pause_resume_stop_and_a_second_start_while_one_runs(ws, dataset, run_pa
         at = open_page(_ui.TRAIN_PAGE, **state)
         assert at.session_state[_ui.JOB_KEY] == job.job_id  # attached to the active job
         assert at.get("progress")
+        assert re.search(r"Running · Epoch \d+ of 500 in progress", progress_text(at))
 
-        button(at, "Start training").click().run()
-        assert not at.exception
-        assert "already" in texts(at.error) and "one job trains at a time" in texts(at.info)
-        assert _ui.registry().active() is job
+        # A second start is not offered, and the page says why.
+        assert button(at, "Start training").disabled
+        assert "A job is running: stop it or wait for it to finish." in texts(at.caption)
 
+        # Pause shows at once: Resume replaces Pause before the loop has even paused.
         button(at, "Pause").click().run()
+        assert not at.exception
+        assert job.snapshot().status in ("pausing", "paused")
+        assert button_labels(at) >= {"Resume", "Stop"} and "Pause" not in button_labels(at)
+        assert any(words in progress_text(at) for words in ("Pausing after this batch", "Paused"))
         wait_for(lambda: job.snapshot().status == "paused")
         at.run()
+        assert progress_text(at).startswith("Paused · Epoch")
+
         button(at, "Resume").click().run()
-        wait_for(lambda: job.snapshot().status == "running")
-        at.run()
+        assert job.snapshot().status == "running"  # at once, too
+        assert "Pause" in button_labels(at) and "Resume" not in button_labels(at)
+
         button(at, "Stop").click().run()
+        assert not button_labels(at) & {"Pause", "Resume", "Stop"}  # nothing left to ask for
         assert job.wait(60).status == "stopped"
     finally:
         job.stop()
@@ -124,7 +153,31 @@ def test_pause_resume_stop_and_a_second_start_while_one_runs(ws, dataset, run_pa
     at.run()
     assert not at.exception
     assert "Stopped" in texts(at.warning)
-    assert not [b for b in at.button if b.label in ("Pause", "Stop")]
+    assert at.warning[0].icon == ":material/stop_circle:"
+    assert not button_labels(at) & {"Pause", "Resume", "Stop"}
+    assert not button(at, "Start training").disabled
+
+
+def test_a_start_clicked_while_another_session_trains_starts_nothing(ws, dataset, run_path):
+    # This page drew an enabled Start button; meanwhile another session started a job.
+    state = {_ui.DATASET_KEY: str(dataset), _ui.CONFIG_KEY: tiny_config(dataset).to_dict()}
+    at = open_page(_ui.TRAIN_PAGE, **state)
+    job = _ui.registry().start(tiny_config(dataset, epochs=500))
+    try:
+        button(at, "Start training").click().run()
+        assert not at.exception
+        assert _ui.registry().active() is job and _ui.registry().latest() is job
+        assert button(at, "Start training").disabled
+        assert "A job is running" in texts(at.caption)
+    finally:
+        job.stop()
+        job.wait(60)
+
+
+def test_the_sidebar_names_the_run_a_page_just_picked(ws, run_path):
+    at = open_page(_ui.EVALUATE_PAGE)  # no run chosen yet: the page's picker chooses one
+    picked = at.session_state[_ui.RUN_KEY]
+    assert f"Run: {Path(picked).name}" in texts(at.sidebar.caption)
 
 
 def test_a_failed_job_explains_itself_in_words(ws, tmp_path, run_path):
@@ -160,15 +213,17 @@ def test_evaluate_shows_confusion_scores_and_the_chosen_cell(ws, run_path):
     predicted_box.set_value("green").run()
     assert not at.exception
     count = len(expected.cell_images("green", "green"))
-    assert f"**{count}** images of *green* predicted as *green*" in texts(at.markdown)
+    assert f"**{plural(count, 'image')}** of *green* predicted as *green*" in texts(at.markdown)
 
 
 def test_evaluate_offers_every_run_on_disk_newest_first(ws, run_path):
     at = open_page(_ui.EVALUATE_PAGE)
     picker = next(s for s in at.selectbox if s.label == "Run")
-    names = [option.split(" · ")[0] for option in picker.options]
-    assert run_path.name in names
-    assert names == sorted(names, reverse=True)
+    runs = [summary for summary in list_runs(ws.runs) if summary.has_weights]
+    assert picker.options == [summary.title for summary in runs]
+    assert str(run_path) in [str(summary.path) for summary in runs]
+    created = [summary.created for summary in runs]
+    assert created == sorted(created, reverse=True)
 
 
 # ----------------------------------------------------------------------------- predict
@@ -211,12 +266,14 @@ def test_predict_a_zip_gives_a_table_and_a_csv(ws, run_path, tmp_path):
 
 def test_predict_a_folder_path_and_explain_bad_ones(ws, run_path, dataset):
     at = open_page(_ui.PREDICT_PAGE, **{_ui.RUN_KEY: str(run_path)})
-    at.text_input[0].set_value(str(dataset / "red"))
+    folder_input = next(t for t in at.text_input if t.label == "Or a folder on this computer")
+    folder_input.set_value(str(dataset / "red"))
     button(at, "Predict all").click().run()
     assert not at.exception
     assert len(at.dataframe[0].value) == CLASSES["red"]
 
-    at.text_input[0].set_value(str(dataset / "nowhere"))
+    folder_input = next(t for t in at.text_input if t.label == "Or a folder on this computer")
+    folder_input.set_value(str(dataset / "nowhere"))
     button(at, "Predict all").click().run()
     assert not at.exception
     assert "is not a folder" in texts(at.error)

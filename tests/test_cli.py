@@ -147,3 +147,24 @@ def test_the_installed_console_script_runs(tiny_dataset):
     )
     assert script.returncode == 0, script.stderr
     assert "Ready to train" in script.stdout
+
+
+def test_train_prints_epochs_done_and_accuracy_with_its_interval(capsys, tiny_dataset, tmp_path):
+    flags = [flag for flag in TINY_TRAIN_FLAGS if flag != "--quiet"]
+    code, out, err = run_cli(capsys, "train", tiny_dataset, "--out", tmp_path / "run", *flags)
+    assert code == 0, err
+    val_images = len(json.loads((tmp_path / "run" / "split.json").read_text())["val"])
+    epoch_lines = [line for line in err.splitlines() if line.startswith("epochs done")]
+    assert [line.split()[2] for line in epoch_lines] == ["1/2", "2/2"]
+    for line in epoch_lines:
+        assert "(95 % CI " in line and line.endswith(f", {val_images} images)")
+    assert "2 epochs done" in out and f", {val_images} images)" in out and "95 % CI" in out
+
+
+def test_train_never_writes_into_a_used_folder(capsys, tiny_dataset, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("earlier work")
+    code, _, err = run_cli(capsys, "train", tiny_dataset, "--out", tmp_path / "run",
+                           *TINY_TRAIN_FLAGS)  # fmt: skip
+    assert code == 1 and "already exists and is not empty" in err
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["keep.txt"]

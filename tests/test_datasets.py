@@ -6,6 +6,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -15,19 +16,26 @@ import torch
 from PIL import Image
 
 from tests.helpers import make_image, make_image_folder, make_zip
-from tl_core import sample_data
+from tl_core import datasets, images, sample_data
 from tl_core.datasets import (
     SKIP_LOOSE,
     DatasetReport,
-    ImageFolderDataset,
     ImageItem,
     check_validation_classes,
     extract_zip,
     scan_dataset,
+    scanned_dataset,
     stratified_split,
 )
 from tl_core.errors import DatasetError
-from tl_core.images import SKIP_CORRUPT, SKIP_EMPTY, SKIP_NOT_IMAGE, load_image
+from tl_core.images import (
+    SKIP_CORRUPT,
+    SKIP_EMPTY,
+    SKIP_NOT_IMAGE,
+    SKIP_NOT_REGULAR,
+    load_image,
+)
+from tl_core.loaders import ImageFolderDataset
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -107,11 +115,105 @@ def test_zip_with_or_without_wrapping_folder(tmp_path, wrap):
     assert [p.name for p in dest.parent.iterdir()] == ["animals"]
 
 
-def test_zip_without_destination_goes_to_a_temp_folder(tiny_dataset_zip):
-    report = scan_dataset(tiny_dataset_zip)
+def test_a_temporary_scan_of_a_zip_leaves_nothing_behind(tiny_dataset_zip):
+    with scanned_dataset(tiny_dataset_zip) as report:
+        assert report.counts == {"blue": 6, "green": 6, "red": 6}
+        extraction = report.root.parent.parent
+        assert extraction.name.startswith("tl-studio-dataset-") and report.items[0].path.is_file()
+    assert not extraction.exists()
 
-    assert report.counts == {"blue": 6, "green": 6, "red": 6}
-    assert report.root.parent.parent.name.startswith("tl-studio-dataset-")
+    # Also when the block fails half-way.
+    with pytest.raises(RuntimeError), scanned_dataset(tiny_dataset_zip) as report:
+        extraction = report.root.parent.parent
+        raise RuntimeError("the caller failed")
+    assert not extraction.exists()
+
+    # A bare scan of a zip must say where the images go: nothing is left in the temp folder.
+    with pytest.raises(ValueError, match="extract_to"):
+        scan_dataset(tiny_dataset_zip)
+
+
+def test_a_named_pipe_is_skipped_not_opened(tmp_path):
+    root = make_image_folder(tmp_path / "data", {"cat": 3, "dog": 3})
+    os.mkfifo(root / "cat" / "x.png")  # opening it for reading would block forever
+    (root / "dog" / "link.png").symlink_to(root / "cat" / "x.png")
+
+    report = scan_dataset(root)  # returns: the test would hang here before
+
+    assert {(s.path.name, s.reason) for s in report.skipped} == {
+        ("x.png", SKIP_NOT_REGULAR),
+        ("link.png", SKIP_NOT_REGULAR),
+    }
+    assert report.counts == {"cat": 3, "dog": 3}
+    with pytest.raises(DatasetError, match="not a regular file"):
+        load_image(root / "cat" / "x.png")
+
+
+def test_files_over_the_size_limit_are_skipped_with_the_reason(tmp_path):
+    root = make_image_folder(tmp_path / "data", {"cat": 3, "dog": 3})
+    with open(root / "cat" / "huge.png", "wb") as huge:  # sparse: takes no disk space
+        huge.truncate(images.MAX_IMAGE_BYTES + 1)
+
+    report = scan_dataset(root)
+
+    reasons = {s.path.name: s.reason for s in report.skipped}
+    assert reasons.keys() == {"huge.png"} and "file too large" in reasons["huge.png"]
+    with pytest.raises(DatasetError, match="file too large"):
+        load_image(root / "cat" / "huge.png")
+
+
+def test_files_are_hashed_in_chunks_not_read_whole(tmp_path, monkeypatch):
+    root = make_image_folder(tmp_path / "data", {"cat": 3, "dog": 3})
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a whole file was read into memory")
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    report = scan_dataset(root)
+    assert report.num_images == 6 and not report.skipped
+
+
+def test_hidden_class_folders_are_reported_not_dropped_silently(tmp_path):
+    root = make_image_folder(tmp_path / "data", {"cat": 3, "dog": 3, ".bird": 3})
+
+    report = scan_dataset(root)
+
+    assert report.class_names == ("cat", "dog")
+    assert report.hidden_folders == (".bird",)
+    assert any(".bird" in w.message and "dot" in w.message for w in report.warnings)
+    assert report.to_dict()["hidden_folders"] == [".bird"]
+
+
+def test_a_zip_bomb_under_the_size_cap_is_refused_by_its_ratio(tmp_path):
+    folder = make_image_folder(tmp_path / "ok", {"cat": 2, "dog": 2})
+    archive = make_zip(folder, tmp_path / "bomb.zip")
+    with zipfile.ZipFile(archive, "a", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("cat/zeros.png", b"\0" * (40 * 1024**2))  # 40 MB from about 40 kB
+    assert archive.stat().st_size < 200_000
+    dest = tmp_path / "out"
+
+    with pytest.raises(DatasetError, match="expands .* times") as caught:
+        scan_dataset(archive, extract_to=dest)
+
+    assert "hostile" in caught.value.hint
+    assert (
+        not dest.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    )
+
+
+def test_extraction_refuses_to_fill_the_disk(tmp_path, monkeypatch):
+    folder = make_image_folder(tmp_path / "ok", {"cat": 2, "dog": 2})
+    archive = make_zip(folder, tmp_path / "data.zip")
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(
+        datasets.shutil, "disk_usage", lambda path: usage._replace(free=10 * 1024**2)
+    )
+    dest = tmp_path / "out"
+
+    with pytest.raises(DatasetError, match="only 0.01 GB are free") as caught:
+        scan_dataset(archive, extract_to=dest)
+
+    assert "Free some disk space" in caught.value.hint and not dest.exists()
 
 
 def test_clutter_is_ignored_silently(tmp_path):

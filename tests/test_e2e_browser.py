@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -92,13 +93,35 @@ def app_url(tmp_path_factory):
             server.kill()
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 @pytest.fixture(scope="module")
-def page(app_url):
+def outside_requests() -> list[str]:
+    """Every request the page tried to send off this machine (refused, as offline)."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def page(app_url, outside_requests):
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         context = browser.new_context(
             viewport={"width": 1400, "height": 1000}, accept_downloads=True
         )
+
+        def offline(route) -> None:
+            # The app runs on the user's own machine and must not need the internet: anything
+            # that would leave it is recorded and refused, as an offline workstation would.
+            url = route.request.url
+            host = urllib.parse.urlsplit(url).hostname or ""
+            if url.startswith(("data:", "blob:")) or host in LOOPBACK_HOSTS:
+                route.continue_()
+            else:
+                outside_requests.append(url)
+                route.abort("internetdisconnected")
+
+        context.route("**/*", offline)
         tab = context.new_page()
         tab.set_default_timeout(TIMEOUT_MS)
         sync_api.expect.set_options(timeout=TIMEOUT_MS)
@@ -107,8 +130,15 @@ def page(app_url):
 
 
 def wait_until_idle(page) -> None:
-    """Waits for the script run to finish (Streamlit shows a status widget while running)."""
-    page.wait_for_timeout(300)
+    """Waits until the app is connected and no script run is under way.
+
+    Streamlit marks its root element with the script's state (its own e2e suite waits on the
+    same attributes). Call it after an auto-retrying expectation has seen the result of an
+    action: that is what proves the run the action caused has started.
+    """
+    app = page.get_by_test_id("stApp")
+    sync_api.expect(app).to_have_attribute("data-test-connection-state", "CONNECTED")
+    sync_api.expect(app).to_have_attribute("data-test-script-state", "notRunning")
     sync_api.expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
 
 
@@ -135,6 +165,11 @@ def plotted_points(page) -> int:
     return page.evaluate(COUNT_POINTS_JS)
 
 
+def wait_for_points(page, at_least: int = 1) -> None:
+    """Waits (polling, no timer) until the page's charts have drawn ``at_least`` points."""
+    page.wait_for_function(f"({COUNT_POINTS_JS})() >= {at_least}")
+
+
 @pytest.fixture(scope="module")
 def labelled_zip(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("upload")
@@ -143,43 +178,44 @@ def labelled_zip(tmp_path_factory) -> Path:
 
 
 def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
-    page, app_url, labelled_zip, tmp_path
+    page, app_url, labelled_zip, tmp_path, outside_requests
 ):
     expect = sync_api.expect
     page.goto(app_url)
     expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
     wait_until_idle(page)
 
-    # Data: upload the zip and see its health report.
+    # Data: choosing the zip imports it; the health report follows.
     page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(labelled_zip))
-    page.get_by_role("button", name="Import").click()
-    expect(page.get_by_text("24 images", exact=False).first).to_be_visible()
+    expect(page.get_by_text("Ready to train: 24 images in 3 classes.")).to_be_visible()
     for name in ("red", "green", "blue"):
         expect(page.get_by_text(name, exact=True).first).to_be_visible()
     screenshot(page, "data")
 
-    # Model: keep the offline default backbone and its defaults, save the settings.
+    # Model: the offline default backbone and its defaults are saved as they are shown.
     go_to(page, "Model")
     expect(page.get_by_text("EfficientNet-Lite", exact=False).first).to_be_visible()
-    page.get_by_role("button", name="Use these settings").click()
-    expect(page.get_by_text("Settings saved.")).to_be_visible()
+    expect(page.get_by_text("Saved: the next training run uses these settings.")).to_be_visible()
     screenshot(page, "model")
 
-    # Train: start, and wait for the live chart to show points and the job to finish.
+    # Train: Start is disabled at once, the live view follows the job, and it finishes.
     go_to(page, "Train")
     page.get_by_role("button", name="Start training").click()
-    page.wait_for_function(f"({COUNT_POINTS_JS})() > 0")
+    expect(page.get_by_role("button", name="Start training")).to_be_disabled()
     expect(page.get_by_text("Finished", exact=False).first).to_be_visible()
-    assert plotted_points(page) > 0
+    wait_until_idle(page)
+    wait_for_points(page)
+    expect(page.get_by_role("button", name="Start training")).to_be_enabled()
+    expect(page.get_by_text("95 % CI", exact=False).first).to_be_visible()
     screenshot(page, "train")
 
     # Evaluate: the confusion matrix and per-class scores of the new run.
     go_to(page, "Evaluate")
     expect(page.locator(".js-plotly-plot").first).to_be_visible()
-    assert plotted_points(page) > 0
+    wait_for_points(page)
     screenshot(page, "evaluate")
 
-    # Predict: drop in a new red image, see its top classes.
+    # Predict: drop in a new red image, see its top classes (one bar per class: top 3 of 3).
     go_to(page, "Predict")
     image = tmp_path / "new_red.png"
     make_image((64, 48), color=(220, 40, 40), seed=12345).save(image)
@@ -187,7 +223,7 @@ def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
     expect(page.get_by_text("new_red.png").first).to_be_visible()
     expect(page.locator(".js-plotly-plot").first).to_be_visible()
     wait_until_idle(page)
-    assert plotted_points(page) == 3  # one bar per class: the top 3 of 3
+    page.wait_for_function(f"({COUNT_POINTS_JS})() === 3")
     screenshot(page, "predict")
 
     # Export: download the run as a zip and check it holds a reloadable model.
@@ -200,3 +236,6 @@ def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
         names = set(archive.namelist())
     assert {"model.safetensors", "config.json", "labels.json", "HOW_TO_LOAD.txt"} <= names
     screenshot(page, "export")
+
+    # Offline all along: not one request tried to leave this machine (the favicon used to).
+    assert outside_requests == []

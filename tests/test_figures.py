@@ -109,6 +109,13 @@ def test_top_k_figure_lists_most_probable_first():
     assert fig.layout.yaxis.autorange == "reversed"
 
 
+def test_top_k_figure_axis_is_labelled_and_fixed_to_0_100_percent():
+    fig = figures.top_k_figure([("owl", 0.3), ("cat", 0.2)])
+    assert fig.layout.xaxis.title.text == "probability"
+    assert tuple(fig.layout.xaxis.range) == (0, 1) and fig.layout.xaxis.tickformat == ".0%"
+    assert fig.layout.xaxis.fixedrange and fig.layout.dragmode is False
+
+
 def test_freeze_figure_colours_frozen_groups():
     groups = [
         SimpleNamespace(name=n, num_params=p)
@@ -121,3 +128,18 @@ def test_freeze_figure_colours_frozen_groups():
     assert colors[:2] == [figures.FROZEN_COLOR] * 2
     assert colors[2:] == [figures.TRAINABLE_COLOR] * 2
     assert fig.layout.xaxis.type == "log"
+
+
+def test_freeze_figure_is_a_fixed_diagram_with_one_short_tick_per_power_of_ten():
+    groups = [SimpleNamespace(name=n, num_params=p) for n, p in (("stem", 900), ("head", 2e6))]
+    fig = figures.freeze_figure(groups, frozen=1)
+    axis = fig.layout.xaxis
+    assert axis.type == "log" and axis.dtick == 1 and axis.tickformat == "~s"
+    assert fig.data[0].texttemplate  # each bar says its count
+    assert axis.fixedrange and fig.layout.yaxis.fixedrange and fig.layout.dragmode is False
+    assert figures.STATIC_CHART_CONFIG["displayModeBar"] is False
+
+
+def test_class_counts_figure_is_a_fixed_diagram():
+    fig = figures.class_counts_figure({"cats": 2, "dogs": 3})
+    assert fig.layout.xaxis.fixedrange and fig.layout.dragmode is False

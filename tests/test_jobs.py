@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from tests.conftest import TINY_CLASSES
 from tests.training import tiny_config
 from tl_core.errors import JobBusyError
 from tl_core.jobs import JobRegistry, TrainingJob, explain_failure
@@ -43,6 +44,8 @@ def test_a_job_reports_batches_and_epochs_then_completes(tiny_dataset, tmp_path)
     assert "test_efficientnet (random init)" in snapshot.plan
     assert "in 3 classes" in snapshot.plan
     assert snapshot.images_per_second > 0
+    assert snapshot.speed[0] == "Training images/s" and snapshot.eta_seconds == 0.0
+    assert snapshot.epochs_done == "2/2"
 
 
 def test_stop_is_honoured_within_one_batch(tiny_dataset, tmp_path):
@@ -104,7 +107,7 @@ def test_the_registry_runs_one_job_at_a_time(tiny_dataset, tmp_path):
     registry = JobRegistry(tmp_path / "runs")
     first = registry.start(long_config(tiny_dataset))
     try:
-        with pytest.raises(JobBusyError, match="already"):
+        with pytest.raises(JobBusyError, match="already .* epochs done"):
             registry.start(tiny_config(tiny_dataset))
         assert registry.active() is first
         assert registry.get(first.job_id) is first
@@ -117,3 +120,66 @@ def test_the_registry_runs_one_job_at_a_time(tiny_dataset, tmp_path):
     assert registry.latest() is second
     assert first.run_dir != second.run_dir
     assert first.run_dir.parent == second.run_dir.parent == tmp_path / "runs"
+
+
+def test_pause_shows_pausing_at_once_then_paused_where_the_loop_holds(tiny_dataset, tmp_path):
+    config = tiny_config(tiny_dataset, freeze="all", augment="auto", epochs=2)
+    job = TrainingJob(config, tmp_path / "run")
+    job.pause()  # asked before the first batch: the status says so at once
+    snapshot = job.snapshot()
+    assert snapshot.status == "pausing" and snapshot.is_active
+    assert snapshot.message == "Pausing after this batch"
+    assert snapshot.headline.startswith("Pausing after this batch")
+
+    job.start()
+    snapshot = wait_until(lambda: (s := job.snapshot()).status == "paused" and s)
+    # The loop holds before the first feature batch, with the phase and the bar's total known.
+    total = sum(TINY_CLASSES.values())
+    assert snapshot.phase == "features"
+    assert snapshot.message == f"Computing backbone features: 0/{total} images"
+    assert snapshot.headline == f"Paused · Computing backbone features: 0/{total} images"
+    assert snapshot.step == 0 and snapshot.total_steps > 0 and snapshot.progress == 0.0
+    assert snapshot.num_val_images == len(
+        json.loads((tmp_path / "run" / "split.json").read_text())["val"]
+    )
+    assert snapshot.speed == ("Backbone images/s", "–")
+
+    job.resume()
+    snapshot = job.snapshot()
+    assert snapshot.status == "running" and snapshot.message.startswith("Computing backbone")
+    assert job.wait(timeout=60).status == "completed"
+
+
+def test_resume_before_the_loop_pauses_cancels_the_pause(tiny_dataset, tmp_path):
+    job = TrainingJob(tiny_config(tiny_dataset, epochs=1), tmp_path / "run")
+    job.pause()
+    job.resume()
+    assert job.snapshot().status == "starting"  # the data and model are not ready yet
+    job.start()
+    assert job.wait(timeout=60).status == "completed"
+
+
+def test_head_only_training_reports_backbone_images_then_head_epochs(tiny_dataset, tmp_path):
+    config = tiny_config(tiny_dataset, freeze="all", augment="auto", epochs=3)
+    job = TrainingJob(config, tmp_path / "run")
+    job.start()
+    snapshot = job.wait(timeout=60)
+    assert snapshot.status == "completed" and snapshot.caches_features
+    # The head's epochs are not shown as images through the backbone.
+    assert snapshot.images_per_second is None and snapshot.epochs_per_second > 0
+    label, value = snapshot.speed
+    assert label == "Head epochs/s" and value != "–"
+    assert snapshot.epochs_done == "3/3"
+    assert snapshot.best_accuracy_text.endswith(f"{snapshot.num_val_images} images)")
+    assert "95 % CI" in snapshot.best_accuracy_text
+
+
+def test_a_fine_tune_paused_before_its_first_batch_already_knows_its_length(tiny_dataset, tmp_path):
+    job = TrainingJob(tiny_config(tiny_dataset, epochs=2), tmp_path / "run")
+    job.pause()
+    job.start()
+    snapshot = wait_until(lambda: (s := job.snapshot()).status == "paused" and s)
+    assert snapshot.phase == "training" and snapshot.message == "Epoch 1 of 2 in progress"
+    assert snapshot.step == 0 and snapshot.total_steps == 2 * 2  # 15 images in batches of 8
+    job.stop()
+    assert job.wait(timeout=30).status == "stopped"

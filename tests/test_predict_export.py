@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,7 +14,8 @@ from tests.helpers import make_image
 from tests.training import train_tiny_run
 from tl_core.errors import DatasetError
 from tl_core.evaluation import build_evaluation, evaluate_run
-from tl_core.export import export_torchscript, export_zip
+from tl_core.export import export_torchscript, export_zip, how_to_load_text
+from tl_core.intervals import format_accuracy, wilson_interval
 from tl_core.predict import Predictor, collect_image_paths, predictions_frame
 from tl_core.runs import load_run
 
@@ -49,6 +51,20 @@ def test_evaluation_of_the_validation_split_matches_the_recorded_accuracy(run_di
     assert list(worst.loss) == sorted(worst.loss, reverse=True)
 
 
+def test_the_command_line_evaluation_states_the_interval(run_dir, capsys):
+    from tl_core.cli import main
+
+    assert main(["evaluate", str(run_dir)]) == 0
+    expected = evaluate_run(run_dir, device="cpu")
+    assert f"Accuracy: {format_accuracy(expected.accuracy, expected.num_images)}" in (
+        capsys.readouterr().out
+    )
+    assert main(["evaluate", str(run_dir), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["num_images"] == expected.num_images
+    assert data["accuracy_ci95"] == pytest.approx(list(expected.interval))
+
+
 def test_evaluation_on_another_labelled_folder(run_dir, tmp_path):
     from tests.helpers import make_image_folder
 
@@ -67,6 +83,42 @@ def test_evaluation_refuses_classes_the_model_does_not_know(run_dir, tmp_path):
     other = make_image_folder(tmp_path / "other", {"red": 2, "purple": 2})
     with pytest.raises(DatasetError, match="purple"):
         evaluate_run(run_dir, other, device="cpu")
+
+
+def test_evaluation_on_a_zip_cleans_up_after_itself(run_dir, tmp_path):
+    from tests.helpers import make_image_folder, make_zip
+
+    other = make_image_folder(tmp_path / "other", {"blue": 2, "red": 3}, seed=6)
+    archive = make_zip(other, tmp_path / "test-set.zip", wrap="test-set")
+    evaluation = evaluate_run(run_dir, archive, device="cpu")  # as `tl-studio evaluate --data`
+    assert evaluation.num_images == 5
+    assert set(evaluation.predictions.true_label) == {"blue", "red"}
+    assert not any(Path(p).exists() for p in evaluation.predictions.image)  # temporary copy
+
+
+def test_evaluation_of_a_folder_without_class_folders_says_so(run_dir, tmp_path):
+    (tmp_path / "loose").mkdir()
+    make_image().save(tmp_path / "loose" / "a.png")
+    with pytest.raises(DatasetError, match="No labelled images"):
+        evaluate_run(run_dir, tmp_path / "loose", device="cpu")
+
+
+def test_an_evaluation_states_its_interval_and_what_to_review():
+    labels = ["cat", "dog"]
+    logits = torch.tensor([[3.0, 0.0], [0.2, 0.0], [0.0, 1.0], [0.0, 4.0], [1.0, 0.0]])
+    evaluation = build_evaluation(labels, ["a", "b", "c", "d", "e"], [0, 0, 0, 1, 0], logits)
+    assert (evaluation.num_images, evaluation.num_wrong) == (5, 1)
+    assert evaluation.interval == wilson_interval(4, 5)
+    assert evaluation.accuracy_text == format_accuracy(0.8, 5)
+    assert evaluation.default_cell() == ("cat", "dog")
+    assert list(evaluation.most_wrong().image) == ["c"]
+    # Least confident correct first: b (softmax of 0.2 vs 0) before e, a and d.
+    assert list(evaluation.least_confident_correct(2).image) == ["b", "e"]
+
+    perfect = build_evaluation(labels, ["a", "d"], [0, 1], logits[[0, 3]])
+    assert perfect.most_wrong().empty
+    assert list(perfect.least_confident_correct().image) == ["a", "d"]
+    assert perfect.default_cell() in {("cat", "cat"), ("dog", "dog")}
 
 
 def test_build_evaluation_computes_the_confusion_matrix_and_scores():
@@ -130,6 +182,44 @@ def test_torchscript_export_reproduces_the_run(run_dir, tmp_path):
 
     expected = Predictor.from_run(run, device="cpu").logits(images)
     torch.testing.assert_close(scripted(pixels), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_torchscript_export_carries_its_class_names_and_preprocessing(run_dir, tmp_path):
+    run = load_run(run_dir)
+    path = export_torchscript(run, tmp_path / "model.pt")
+    # Only the .pt file: what its outputs mean and how to prepare an image come with it.
+    extra = {"labels.json": "", "preprocessing.json": ""}
+    scripted = torch.jit.load(str(path), _extra_files=extra)
+    prep = run.preprocessing
+
+    assert list(scripted.class_names) == run.labels == ["blue", "green", "red"]
+    assert scripted.image_size == prep.image_size == 32
+    assert scripted.resize_size == int(prep.image_size / prep.crop_pct)
+    assert scripted.interpolation == prep.interpolation
+    assert scripted.crop_pct == pytest.approx(prep.crop_pct)
+    torch.testing.assert_close(scripted.mean.flatten(), torch.tensor(prep.mean))
+    assert json.loads(extra["labels.json"]) == run.labels
+    stored = json.loads(extra["preprocessing.json"])
+    assert stored["image_size"] == 32 and stored["std"] == pytest.approx(list(prep.std))
+    assert stored["resize_size"] == scripted.resize_size
+    # Also readable without torch: the .pt file is a zip with the JSON under extra/.
+    with zipfile.ZipFile(path) as archive:
+        member = next(n for n in archive.namelist() if n.endswith("extra/labels.json"))
+        assert json.loads(archive.read(member)) == run.labels
+
+    # The class names pick the same top class as the app does.
+    image = make_image((50, 37), color=(220, 40, 40), seed=3)
+    mean = torch.tensor(prep.mean).view(3, 1, 1)
+    std = torch.tensor(prep.std).view(3, 1, 1)
+    pixels = (prep.eval_transform()(image) * std + mean).unsqueeze(0)
+    top = scripted.class_names[int(scripted(pixels).argmax())]
+    assert top == Predictor.from_run(run, device="cpu").predict_images([image], 1)[0][0][0]
+
+
+def test_how_to_load_text_says_how_to_read_the_class_names(run_dir):
+    text = how_to_load_text(load_run(run_dir))
+    assert "model.class_names" in text and "_extra_files" in text
+    assert "['blue', 'green', 'red']" in text
 
 
 def test_zip_export_holds_everything_needed_to_reload(run_dir, tmp_path):

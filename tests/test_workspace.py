@@ -6,6 +6,9 @@ import zipfile
 
 import pytest
 
+from tests.helpers import make_image_folder
+from tests.helpers import make_zip as zip_folder
+from tl_core.datasets import scan_dataset
 from tl_core.errors import DatasetError
 from tl_core.workspace import (
     WORKSPACE_ENV,
@@ -136,6 +139,31 @@ def test_list_datasets_counts_classes_and_images(ws, tmp_path):
     (entry,) = ws.list_datasets()
     assert entry.name == "a" and entry.classes == ("cats", "dogs") and entry.num_images == 3
     assert "2 classes" in entry.title
+
+
+def test_list_datasets_finds_the_classes_of_a_zip_wrapped_twice_as_the_scan_does(ws, tmp_path):
+    folder = make_image_folder(tmp_path / "src", {"cats": 3, "dogs": 3})
+    ws.import_zip(zip_folder(folder, tmp_path / "pets.zip", wrap="pets/data"), "pets")
+    (entry,) = ws.list_datasets()
+    report = scan_dataset(entry.path)
+    assert entry.path.name == "data" and entry.path == report.root
+    assert entry.classes == report.class_names == ("cats", "dogs")
+    assert entry.num_images == report.num_images == 6
+    assert entry.title == "pets · 2 classes · 6 images"
+
+
+def test_list_datasets_counts_nested_images_and_says_one_class(ws):
+    solo = ws.dataset_dir("solo")
+    make_image_folder(solo, {"owls": 1})
+    (solo / ".hidden").mkdir()
+    nested = ws.dataset_dir("nested")
+    make_image_folder(nested / "owls" / "night", {"a": 2})  # owls/night/a/a_0.png ...
+    make_image_folder(nested, {"cats": 1})
+    entries = {entry.name: entry for entry in ws.list_datasets()}
+    assert entries["solo"].classes == ("owls",)
+    assert entries["solo"].title == "solo · 1 class · 1 image"
+    # Images in a class's subfolders belong to the class, as in the scan.
+    assert entries["nested"].classes == ("cats", "owls") and entries["nested"].num_images == 3
 
 
 def test_folder_signature_changes_when_a_class_gains_a_file(ws, tmp_path):

@@ -7,16 +7,22 @@ Errors are printed as plain sentences with a hint, never as tracebacks (``--debu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tl_core import __version__
 from tl_core.config import AUGMENT_CHOICES, DEFAULT_BACKBONE, DEVICE_CHOICES, TrainConfig
-from tl_core.errors import TLStudioError
+from tl_core.errors import TLStudioError, UsageError
+from tl_core.failures import explain_os_error, os_error_in
+
+if TYPE_CHECKING:
+    from tl_core.jobs import JobSnapshot
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # One source of truth for defaults: the CLI shows what a bare TrainConfig would use.
@@ -43,24 +49,40 @@ def _dump_json(data) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from tl_core.datasets import check_validation_classes, scan_dataset, stratified_split
+    # A zip is unpacked into a temporary folder for the check and deleted afterwards.
+    with contextlib.ExitStack() as stack:
+        return _check(args, stack)
 
-    report = scan_dataset(args.data)
+
+def _check(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
+    from tl_core.datasets import (
+        check_validation_classes,
+        overlap_issue,
+        scanned_dataset,
+        split_overlap,
+        stratified_split,
+    )
+
+    report = stack.enter_context(scanned_dataset(args.data))
     problems = [issue.message for issue in report.errors]
+    warnings = list(report.warnings)
     split_counts = None
     if report.can_train:
         try:
             if args.val:
-                val_report = scan_dataset(args.val)
+                val_report = stack.enter_context(scanned_dataset(args.val))
                 check_validation_classes(report, val_report)
                 split_counts = (report.num_images, val_report.num_images)
             else:
                 train, val = stratified_split(report.items, args.val_fraction, args.seed)
                 split_counts = (len(train), len(val))
+                overlap = overlap_issue(len(split_overlap(report, train, val)), len(val))
+                warnings += [overlap] if overlap else []
         except TLStudioError as exc:
             problems.append(str(exc))
     if args.json:
         data = report.to_dict()
+        data["warnings"] = [issue.to_dict() for issue in warnings]
         data["can_train"] = not problems
         data["blocking_problems"] = problems
         if split_counts:
@@ -82,9 +104,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         for group in report.duplicates:
             where = " (different classes!)" if group.across_classes else ""
             print("  " + ", ".join(report.relative(p) for p in group.paths) + where)
-    if report.warnings:
+    if warnings:
         print("\nWarnings:")
-        for issue in report.warnings:
+        for issue in warnings:
             print(f"  - {issue.message}")
     if split_counts:
         print(f"\nSplit: {split_counts[0]} training / {split_counts[1]} validation images.")
@@ -148,7 +170,7 @@ def cmd_backbones(args: argparse.Namespace) -> int:
             )
             for b in backbones
         ],
-        ["backbone", "family", "params", "input", "speed", "weights offline"],
+        ["backbone", "family", "params (ImageNet head)", "input", "speed", "weights offline"],
     )
     print(
         f"\nDefault: {DEFAULT_BACKBONE}. Any other timm model name works too "
@@ -181,7 +203,24 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     )
 
 
-def _follow_job(job, quiet: bool) -> JobSnapshot:  # noqa: F821
+def _accuracy(accuracy: float | None, snapshot: JobSnapshot) -> str:
+    if accuracy is None:
+        return "n/a"
+    from tl_core.intervals import format_accuracy
+
+    return format_accuracy(accuracy, snapshot.num_val_images or 0)
+
+
+def _epoch_line(row: dict, snapshot: JobSnapshot) -> str:
+    """One finished epoch: epochs are counted as done, as everywhere else."""
+    return (
+        f"epochs done {row['epoch']:>3}/{snapshot.total_epochs}  "
+        f"train loss {row['train_loss']:.4f}  acc {row['train_accuracy']:.3f}  "
+        f"val loss {row['val_loss']:.4f}  acc {_accuracy(row['val_accuracy'], snapshot)}"
+    )
+
+
+def _follow_job(job, quiet: bool) -> JobSnapshot:
     """Draws a progress bar from the job's snapshots until it ends; Ctrl-C stops it cleanly."""
     from tqdm import tqdm
 
@@ -203,20 +242,20 @@ def _follow_job(job, quiet: bool) -> JobSnapshot:  # noqa: F821
                 bar.total = snapshot.total_steps
             bar.n = snapshot.step
             bar.set_description(snapshot.message[:40], refresh=False)
-            if snapshot.images_per_second:
-                bar.set_postfix(img_s=f"{snapshot.images_per_second:.0f}", refresh=False)
+            label, value = snapshot.speed
+            if value != "–":
+                bar.set_postfix_str(f"{value} {label.lower()}", refresh=False)
             bar.refresh()
-            if snapshot.plan and not plan_reported and not quiet:
-                bar.write(snapshot.plan, file=sys.stderr)
-                plan_reported = True
-            for row in snapshot.history[epochs_reported:]:
-                line = (
-                    f"epoch {row['epoch']:>3}/{snapshot.total_epochs}  "
-                    f"train loss {row['train_loss']:.4f}  acc {row['train_accuracy']:.3f}  "
-                    f"val loss {row['val_loss']:.4f}  acc {row['val_accuracy']:.3f}"
-                )
+            if snapshot.plan and not plan_reported:
                 if not quiet:
-                    bar.write(line, file=sys.stderr)
+                    bar.write(snapshot.plan, file=sys.stderr)
+                # Health warnings show even when quiet: they say whether to trust the numbers.
+                for warning in snapshot.warnings:
+                    bar.write(f"warning: {warning}", file=sys.stderr)
+                plan_reported = True
+            if not quiet:
+                for row in snapshot.history[epochs_reported:]:
+                    bar.write(_epoch_line(row, snapshot), file=sys.stderr)
             epochs_reported = len(snapshot.history)
             if not snapshot.is_active:
                 return snapshot
@@ -227,29 +266,28 @@ def _follow_job(job, quiet: bool) -> JobSnapshot:  # noqa: F821
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tl_core.jobs import TrainingJob
+    from tl_core.runs import RunWriter
 
-    config = config_from_args(args)
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        raise TLStudioError(
-            f"{out} already exists and is not empty.",
-            "Choose a new --out folder, so no earlier run is overwritten.",
-        )
-    job = TrainingJob(config, out)
+    try:
+        config = config_from_args(args)
+    except TLStudioError as exc:
+        raise UsageError(exc.message, exc.hint) from None
+    # The run folder is claimed before anything loads: a taken, shared or unwritable folder
+    # fails at once, and a second training on the same --out is refused.
+    writer = RunWriter.create(args.out)
+    out = writer.path
+    job = TrainingJob(config, writer)
     started = time.monotonic()
     job.start()
     snapshot = _follow_job(job, args.quiet)
     if snapshot.status == "failed":
-        print(f"error: {snapshot.error}", file=sys.stderr)
-        if snapshot.error_hint:
-            print(f"hint: {snapshot.error_hint}", file=sys.stderr)
+        _print_error(snapshot.error, snapshot.error_hint or "")
         return EXIT_FAILED
-    best = snapshot.best_val_accuracy
+    done = len(snapshot.history)
     print(
-        f"{snapshot.message}: {len(snapshot.history)} epochs in "
+        f"{snapshot.message}: {done} epoch{'' if done == 1 else 's'} done in "
         f"{time.monotonic() - started:.1f} s on {snapshot.device}; best validation accuracy "
-        + (f"{best:.1%}" if best is not None else "n/a")
-        + f". Run saved in {out}"
+        f"{_accuracy(snapshot.best_val_accuracy, snapshot)}. Run saved in {out}"
     )
     return EXIT_OK
 
@@ -257,14 +295,40 @@ def cmd_train(args: argparse.Namespace) -> int:
 # ---- evaluate / predict / export ---------------------------------------------------------------
 
 
+def _note_unfinished(run: str | Path) -> None:
+    """Says on stderr when a run is still training or was interrupted: its weights are used
+    as they are on disk (the best epoch saved so far)."""
+    from tl_core.runs import METRICS_FILE, WEIGHTS_FILE, live_status, weights_metadata
+
+    run = Path(run)
+    try:
+        status = json.loads((run / METRICS_FILE).read_text()).get("status")
+        epoch = weights_metadata(run / WEIGHTS_FILE).get("epoch")
+    except (OSError, ValueError, AttributeError):
+        return  # an export, or a damaged run: loading it says what is wrong
+    which = f"the weights it saved from epoch {epoch}" if epoch else "the weights it saved"
+    status = live_status(status, run)
+    if status == "interrupted":
+        print(
+            f"note: the run {run.name} was interrupted before it finished (its training "
+            f"process ended); using {which}.",
+            file=sys.stderr,
+        )
+    elif status == "running":
+        print(f"note: the run {run.name} is still training; using {which}.", file=sys.stderr)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from tl_core.evaluation import evaluate_run
 
+    _note_unfinished(args.run)
     evaluation = evaluate_run(args.run, args.data, device=args.device)
     if args.json:
         _dump_json(
             {
                 "accuracy": evaluation.accuracy,
+                "num_images": evaluation.num_images,
+                "accuracy_ci95": list(evaluation.interval),
                 "labels": evaluation.labels,
                 "confusion": evaluation.confusion.to_numpy().tolist(),
                 "per_class": evaluation.per_class.to_dict(orient="records"),
@@ -272,11 +336,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             }
         )
         return EXIT_OK
-    print(f"Accuracy: {evaluation.accuracy:.1%} on {len(evaluation.predictions)} images\n")
+    print(f"Accuracy: {evaluation.accuracy_text}\n")
     print("Confusion matrix (rows: true class, columns: predicted):")
     print(evaluation.confusion.to_string())
     print()
     print(evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return EXIT_OK
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    from tl_core.runs import read_note, write_note
+
+    if args.text is None:
+        print(read_note(args.run) or "(no note)")
+        return EXIT_OK
+    note = write_note(args.run, args.text)
+    print(f"Note saved: {note}" if note else "Note removed.")
     return EXIT_OK
 
 
@@ -286,6 +361,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     paths = collect_image_paths(args.images)
     if not paths:
         raise TLStudioError("No image files were found.", "Give image files or folders of them.")
+    _note_unfinished(args.run)
     predictor = Predictor.from_run(args.run, device=args.device)
     results = predictor.predict_paths(paths, top_k=args.top_k)
     if args.json:
@@ -312,9 +388,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from tl_core.images import load_image
+    from tl_core.outputs import check_output_file
     from tl_core.predict import Predictor
 
     # Bad paths fail before the model loads.
+    check_output_file(args.out)
     out = Path(args.out)
     if out.suffix.lower() not in Image.registered_extensions():
         raise TLStudioError(
@@ -324,6 +402,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if not Path(args.image).is_file():
         raise TLStudioError(f"{args.image} does not exist.", "Check the path and try again.")
     image = load_image(args.image)
+    _note_unfinished(args.run)
     predictor = Predictor.from_run(args.run, device=args.device)
     overlay, label, probability = predictor.explain(image, args.label)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -334,7 +413,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from tl_core.export import export_torchscript, export_zip
+    from tl_core.outputs import check_output_file
 
+    check_output_file(args.out)  # before the model is built
+    _note_unfinished(args.run)
     exporter = export_torchscript if args.format == "torchscript" else export_zip
     path = exporter(args.run, args.out)
     print(f"Exported {args.format} to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
@@ -351,6 +433,27 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("cannot be negative")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError("must be between 0 and 1, e.g. 0.2")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tl-studio", description="Transfer learning on your own labelled images."
@@ -362,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="health report of a labelled image folder or .zip")
     check.add_argument("data", help="folder with one subfolder per class, or a .zip of one")
     check.add_argument("--val", help="separate validation folder to check against DATA")
-    check.add_argument("--val-fraction", type=float, default=0.2)
+    check.add_argument("--val-fraction", type=_fraction, default=0.2)
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(func=cmd_check)
@@ -397,10 +500,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--epochs", type=_positive_int, default=DEFAULTS.epochs)
     train.add_argument("--batch-size", type=_positive_int, default=DEFAULTS.batch_size)
-    train.add_argument("--lr", type=float, default=DEFAULTS.lr, help="learning rate of the head")
-    train.add_argument("--image-size", type=int, help="input size (default: the backbone's)")
+    train.add_argument(
+        "--lr", type=_positive_float, default=DEFAULTS.lr, help="learning rate of the head"
+    )
+    train.add_argument(
+        "--image-size", type=_positive_int, help="input size (default: the backbone's)"
+    )
     split = train.add_mutually_exclusive_group()
-    split.add_argument("--val-fraction", type=float, default=DEFAULTS.val_fraction)
+    split.add_argument("--val-fraction", type=_fraction, default=DEFAULTS.val_fraction)
     split.add_argument("--val", help="separate validation folder")
     train.add_argument("--seed", type=int, default=DEFAULTS.seed)
     train.add_argument(
@@ -411,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--patience",
-        type=int,
+        type=_non_negative_int,
         default=DEFAULTS.early_stopping_patience,
         help="early-stopping patience in epochs (0: off)",
     )
@@ -426,6 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    note = sub.add_parser("note", help="show or set a run's short note (shown in run titles)")
+    note.add_argument("run", help="run folder")
+    note.add_argument("text", nargs="?", help='the note; "" removes it (default: show it)')
+    note.set_defaults(func=cmd_note)
 
     predict = sub.add_parser("predict", help="classify images with a trained run")
     predict.add_argument("run", help="run folder (or an unzipped export)")
@@ -453,6 +565,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_error(message: str, hint: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -461,18 +579,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TLStudioError as exc:
         if args.debug:
             raise
-        print(f"error: {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
-        return EXIT_FAILED
+        _print_error(exc.message, exc.hint)
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
     except Exception as exc:
         if args.debug:
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
-        print("hint: run again with --debug to see the full traceback.", file=sys.stderr)
+        os_error = os_error_in(exc)  # a full disk or a read-only folder is not a bug
+        if os_error is not None:
+            _print_error(*explain_os_error(os_error))
+        else:
+            _print_error(
+                f"unexpected {type(exc).__name__}: {exc}",
+                "run again with --debug to see the full traceback.",
+            )
         return EXIT_FAILED
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -62,30 +63,50 @@ class JobControl:
         return time.monotonic() - started
 
 
+# What a job is doing, so numbers can be labelled for it.
+PHASE_PREPARING = "preparing"  # checking the images, loading the backbone
+PHASE_FEATURES = "features"  # the frozen backbone computes every image's features once
+PHASE_TRAINING = "training"  # epochs (on images, or on cached features when only the head trains)
+PHASE_SAVING = "saving"  # the best model's validation predictions are written
+
+
 @dataclass(frozen=True)
 class BatchStats:
-    """One training step, as the live charts and progress bar see it."""
+    """One training step, as the live loss chart sees it."""
 
     epoch: float  # completed epochs plus the fraction of the current one
     loss: float
     lr: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a run is and how fast it goes, measured for the phase it is in.
+
+    Paused time is left out of every rate and of the ETA.
+    """
+
     step: int
     total_steps: int
-    images_per_second: float
-    eta_seconds: float
+    # Images through the model per second: the backbone's while features are computed, the
+    # training steps' while images train; None while only the head trains on cached features.
+    images_per_second: float | None
+    # Head-only epochs on cached features per second (None in every other phase).
+    epochs_per_second: float | None
+    eta_seconds: float | None
 
 
 class TrainingObserver:
     """Receives the trainer's events; every method is optional."""
 
-    def on_phase(self, message: str) -> None:
-        """A new phase began, described in words ("Scanning images", "Epoch 2/10")."""
+    def on_phase(self, message: str, phase: str | None = None) -> None:
+        """What is under way, in words ("Checking the images"), and its phase if it changed."""
 
     def on_plan(self, plan) -> None:
         """The data, model and schedule are ready (a ``TrainingPlan``)."""
 
-    def on_progress(self, step: int, total_steps: int) -> None:
-        """A step of work that is not a training batch finished (e.g. computing features)."""
+    def on_progress(self, progress: Progress) -> None:
+        """A step of work finished: a batch of features or of training, or an epoch."""
 
     def on_batch(self, stats: BatchStats) -> None:
         """A training batch finished."""
@@ -95,3 +116,121 @@ class TrainingObserver:
 
     def on_pause(self, paused: bool) -> None:
         """Training paused (True) or resumed (False)."""
+
+
+class ProgressMeter:
+    """Counts a run's steps and measures its pace per phase, leaving paused time out.
+
+    The ETA adds up what is left of each phase at that phase's own pace: the images still to go
+    through the backbone at the measured feature rate, then the epochs left at the measured
+    epoch time (during the first epoch, at its pace so far). A single rate over every step
+    would mix slow backbone batches with the head's millisecond steps.
+
+    Args:
+        epochs: Epochs the run is configured for.
+        clock: Seconds from a monotonic clock (replaceable in tests).
+    """
+
+    def __init__(self, epochs: int, clock: Callable[[], float] = time.monotonic):
+        self.epochs = epochs
+        self._clock = clock
+        self._paused = 0.0
+        self.step = 0
+        self.total_steps = 0
+        self.cached = False
+        self.feature_images = 0
+        self.feature_images_done = 0
+        self._feature_started: float | None = None
+        self._feature_seconds = 0.0
+        self.steps_per_epoch = 0
+        self.epoch_seconds: list[float] = []
+        self._epoch_started: float | None = None
+        self._epoch_steps = 0
+        self._epoch_images = 0
+        self._images_per_second: float | None = None
+
+    def now(self) -> float:
+        """Active seconds: the clock with every pause taken out."""
+        return self._clock() - self._paused
+
+    def exclude(self, seconds: float) -> None:
+        """Leaves ``seconds`` spent paused out of every rate and estimate."""
+        self._paused += seconds
+
+    def expect_features(self, images: int, batches: int, steps_per_epoch: int) -> None:
+        """Features of ``images`` will be computed in ``batches``, then the head trains on them."""
+        self.cached = True
+        self.feature_images = images
+        self.steps_per_epoch = steps_per_epoch
+        self.total_steps = self.step + batches + self.epochs * steps_per_epoch
+        self._feature_started = self.now()
+
+    def feature_batch(self, images: int) -> None:
+        self.step += 1
+        self.feature_images_done += images
+        self._feature_seconds = self.now() - self._feature_started
+        if self._feature_seconds > 0:
+            self._images_per_second = self.feature_images_done / self._feature_seconds
+
+    def expect_epochs(self, steps_per_epoch: int) -> None:
+        """Fixes the step count from the real training loader (which may drop a last image)."""
+        self.steps_per_epoch = steps_per_epoch
+        self.total_steps = self.step + self.epochs * steps_per_epoch
+
+    def start_epoch(self) -> None:
+        self._epoch_started = self.now()
+        self._epoch_steps = self._epoch_images = 0
+        if self.cached:
+            self._images_per_second = None  # the head's steps say nothing about the backbone
+
+    def train_batch(self, images: int) -> None:
+        self.step += 1
+        self._epoch_steps += 1
+        self._epoch_images += images
+        elapsed = self.now() - self._epoch_started
+        if not self.cached and elapsed > 0:
+            self._images_per_second = self._epoch_images / elapsed
+
+    def end_epoch(self) -> float:
+        """Closes the epoch (validation included); returns its active seconds."""
+        seconds = self.now() - self._epoch_started
+        self.epoch_seconds.append(seconds)
+        self._epoch_started = None
+        return seconds
+
+    def _epoch_estimate(self) -> float | None:
+        if self.epoch_seconds:
+            return sum(self.epoch_seconds) / len(self.epoch_seconds)
+        if self._epoch_started is not None and self._epoch_steps:
+            elapsed = self.now() - self._epoch_started
+            return elapsed / self._epoch_steps * self.steps_per_epoch
+        # Before any head-only epoch, the head's cost is negligible next to the backbone's.
+        return 0.0 if self.cached else None
+
+    def eta_seconds(self) -> float | None:
+        """Seconds left if every remaining epoch runs, or None before any pace is known."""
+        features_left = 0.0
+        if self.feature_images_done < self.feature_images:
+            if not self.feature_images_done or self._feature_seconds <= 0:
+                return None
+            rate = self.feature_images_done / self._feature_seconds
+            features_left = (self.feature_images - self.feature_images_done) / rate
+        per_epoch = self._epoch_estimate()
+        if per_epoch is None:
+            return None
+        in_epoch = self._epoch_started is not None
+        current_left = max(0.0, per_epoch - (self.now() - self._epoch_started)) if in_epoch else 0
+        epochs_left = self.epochs - len(self.epoch_seconds) - (1 if in_epoch else 0)
+        return features_left + current_left + max(0, epochs_left) * per_epoch
+
+    def progress(self) -> Progress:
+        epochs_per_second = None
+        if self.cached and self.epoch_seconds:
+            epochs_per_second = len(self.epoch_seconds) / max(sum(self.epoch_seconds), 1e-9)
+        return Progress(
+            step=self.step,
+            total_steps=self.total_steps,
+            images_per_second=self._images_per_second,
+            epochs_per_second=epochs_per_second,
+            eta_seconds=self.eta_seconds(),
+        )

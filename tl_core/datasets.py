@@ -1,4 +1,4 @@
-"""Labelled image datasets: safe ingestion, a health report, stratified splits, a torch Dataset.
+"""Labelled image datasets: safe ingestion, a health report and stratified splits.
 
 A dataset is a folder holding one subfolder per class, or a .zip of such a folder (wrapped in a
 single top folder or not). Every file is read and really decoded once by :func:`scan_dataset`, so
@@ -7,8 +7,8 @@ anything that would break training later is reported up front, with the reason, 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
 import os
 import random
 import shutil
@@ -24,19 +24,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-from PIL import Image
-from torch.utils.data import Dataset
-
 from tl_core.errors import DatasetError
 from tl_core.folders import find_root, is_clutter, visible_entries, walk_visible_files
 from tl_core.images import (
-    SKIP_EMPTY,
+    MAX_IMAGE_BYTES,
+    UnusableFile,
     decode,
     decode_failure,
-    load_image,
+    open_image_file,
 )
+from tl_core.text import plural
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,6 +41,13 @@ if TYPE_CHECKING:
 
 MAX_EXTRACT_BYTES = 4 * 1024**3
 MAX_EXTRACT_FILES = 200_000
+# Photos barely compress (JPEG, PNG and WebP are compressed already); a member that expands
+# more than this many times and past _RATIO_FLOOR_BYTES is a decompression bomb, not a photo.
+# Flat drawings saved as BMP can compress far better, but they stay small.
+MAX_COMPRESSION_RATIO = 100
+_RATIO_FLOOR_BYTES = 16 * 1024**2
+# Extraction leaves this much disk free, so the workspace never fills the disk to the last byte.
+DISK_HEADROOM_BYTES = 512 * 1024**2
 MIN_IMAGES_PER_CLASS = 2
 TINY_CLASS_IMAGES = 10
 IMBALANCE_WARNING_RATIO = 3.0
@@ -109,6 +113,8 @@ class DatasetReport:
         items: Readable images, ordered by class then path.
         skipped: Files left out, each with a reason. Hidden and OS clutter files are not listed.
         duplicates: Groups of byte-identical files.
+        hidden_folders: Folders beside the classes whose names start with a dot: never
+            classes, but listed so a folder named ``.cats`` is not dropped without a word.
         errors: Problems that block training.
         warnings: Problems that do not block training but may hurt it.
         scan_seconds: How long reading and decoding every file took.
@@ -120,6 +126,7 @@ class DatasetReport:
     items: tuple[ImageItem, ...]
     skipped: tuple[SkippedFile, ...] = ()
     duplicates: tuple[DuplicateGroup, ...] = ()
+    hidden_folders: tuple[str, ...] = ()
     errors: tuple[Issue, ...] = ()
     warnings: tuple[Issue, ...] = ()
     scan_seconds: float = 0.0
@@ -196,6 +203,7 @@ class DatasetReport:
                 }
                 for group in self.duplicates
             ],
+            "hidden_folders": list(self.hidden_folders),
             "scan_seconds": round(self.scan_seconds, 3),
         }
 
@@ -216,19 +224,24 @@ class _FileCheck:
 
 
 def _check_file(path: Path) -> _FileCheck:
-    """Reads, hashes and decodes one file; never raises."""
+    """Hashes and decodes one file, streaming it from disk; never raises.
+
+    Pipes, devices and oversized files are never read (see ``open_image_file``), and the
+    file is hashed in chunks, so memory stays flat whatever the dataset holds.
+    """
     try:
-        data = path.read_bytes()
-    except OSError as exc:
+        with open_image_file(path) as file:
+            digest = hashlib.file_digest(file, lambda: hashlib.blake2b(digest_size=16))
+            file.seek(0)
+            try:
+                decode(file, _SCAN_DRAFT_SIZE)
+            except Exception as exc:  # Decoders raise many exception types on malformed data.
+                return _FileCheck(path, digest.hexdigest(), decode_failure(exc))
+    except UnusableFile as exc:
+        return _FileCheck(path, problem=str(exc))
+    except OSError as exc:  # a read error after the file was opened
         return _FileCheck(path, problem=f"unreadable: {exc.strerror or exc}")
-    if not data:
-        return _FileCheck(path, problem=SKIP_EMPTY)
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-    try:
-        decode(io.BytesIO(data), _SCAN_DRAFT_SIZE)
-    except Exception as exc:  # Decoders raise many exception types on malformed data.
-        return _FileCheck(path, digest, decode_failure(exc))
-    return _FileCheck(path, digest)
+    return _FileCheck(path, digest.hexdigest())
 
 
 # --------------------------------------------------------------------------- zip extraction
@@ -289,6 +302,7 @@ def extract_zip(
     with archive:
         members = _plan_extraction(archive, max_bytes=max_bytes, max_files=max_files)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        _check_free_space(dest.parent, sum(info.file_size for info, _ in members))
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
         try:
             _extract_members(archive, members, staging, max_bytes=max_bytes)
@@ -315,6 +329,14 @@ def _plan_extraction(
         and not any(is_clutter(part) for part in target.parts)
         and stat.S_IFMT(info.external_attr >> 16) != stat.S_IFLNK
     ]
+    for info, _ in files:
+        if info.file_size > MAX_IMAGE_BYTES:
+            raise DatasetError(
+                f"{info.filename} in the zip is {info.file_size / 1024**2:,.0f} MB; one image "
+                f"may be at most {MAX_IMAGE_BYTES / 1024**2:,.0f} MB.",
+                hint="Remove that file from the zip (or resize it) and upload it again.",
+            )
+        _check_ratio(info, info.file_size)
     if len(files) > max_files:
         raise DatasetError(
             f"The zip holds {len(files):,} files, more than the limit of {max_files:,}.",
@@ -328,6 +350,33 @@ def _plan_extraction(
             hint="Use smaller images or fewer of them, or point at an extracted folder.",
         )
     return files
+
+
+def _check_ratio(info: zipfile.ZipInfo, expanded: int) -> None:
+    """Refuses a member that would expand like a decompression bomb.
+
+    The declared size is enough to go by: zipfile never yields more than it, and a member that
+    declares less than it holds fails its CRC check.
+    """
+    if expanded > _RATIO_FLOOR_BYTES and expanded > MAX_COMPRESSION_RATIO * max(
+        info.compress_size, 1
+    ):
+        raise DatasetError(
+            f"{info.filename} in the zip expands {expanded / max(info.compress_size, 1):,.0f} "
+            f"times (to {expanded / 1024**2:,.0f} MB): real images never compress like that, "
+            "so the archive was not extracted.",
+            hint="The zip looks malformed or hostile; create it again from the image folders.",
+        )
+
+
+def _check_free_space(folder: Path, needed: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if needed + DISK_HEADROOM_BYTES > free:
+        raise DatasetError(
+            f"Extracting the zip needs {needed / 1024**3:.2f} GB, but only "
+            f"{free / 1024**3:.2f} GB are free on the disk holding {folder}.",
+            hint="Free some disk space (for example delete old datasets and runs), then try again.",
+        )
 
 
 def _extract_members(
@@ -396,8 +445,25 @@ def _resolve_source(source: Path, extract_to: Path | None) -> Path:
             hint="Give a folder with one subfolder per class, or a .zip of such a folder.",
         )
     if extract_to is None:
-        extract_to = Path(tempfile.mkdtemp(prefix="tl-studio-dataset-")) / source.stem
+        # A temporary extraction nobody deletes is how temp folders fill up: whoever scans a
+        # zip says where it goes, or uses scanned_dataset(), which cleans up.
+        raise ValueError("scanning a zip needs extract_to, or use scanned_dataset()")
     return extract_zip(source, extract_to)
+
+
+@contextlib.contextmanager
+def scanned_dataset(source: str | Path, **kwargs: Any) -> Iterator[DatasetReport]:
+    """Scans a folder or a zip for the length of a ``with`` block.
+
+    A zip is extracted into a temporary folder that is deleted when the block ends, also on
+    an error, so a command that does not promise to keep the images leaves nothing behind.
+
+    Args:
+        source: A folder with one subfolder per class, or a .zip of such a folder.
+        **kwargs: Passed to :func:`scan_dataset` (``progress``, ``max_workers``).
+    """
+    with tempfile.TemporaryDirectory(prefix="tl-studio-dataset-") as tmp:
+        yield scan_dataset(source, extract_to=Path(tmp) / "data", **kwargs)
 
 
 def scan_dataset(
@@ -415,9 +481,8 @@ def scan_dataset(
 
     Args:
         source: A folder with one subfolder per class, or a .zip of such a folder.
-        extract_to: Where a zip is extracted (a new folder). When None, a zip is extracted under
-            a fresh ``tl-studio-dataset-*`` folder in the system temp directory, which the
-            caller owns and may delete once done. Ignored for folders.
+        extract_to: Where a zip is extracted (a new folder); required for a zip (use
+            :func:`scanned_dataset` for a temporary one). Ignored for folders.
         progress: Called as ``progress(done, total)`` while files are checked.
         max_workers: Threads used to decode; None picks one from the CPU count.
 
@@ -431,6 +496,13 @@ def scan_dataset(
     root = find_root(extracted)
     class_dirs, _ = visible_entries(root)
     class_names = tuple(d.name for d in class_dirs)
+    hidden_folders = tuple(
+        sorted(
+            entry.name
+            for entry in os.scandir(root)
+            if entry.name.startswith(".") and entry.is_dir()
+        )
+    )
 
     candidates: list[tuple[Path, str | None]] = [(path, None) for path in visible_entries(root)[1]]
     for class_dir in class_dirs:
@@ -469,6 +541,7 @@ def scan_dataset(
         items=tuple(items),
         skipped=tuple(skipped),
         duplicates=duplicates,
+        hidden_folders=hidden_folders,
     )
     return replace(
         report,
@@ -478,15 +551,11 @@ def scan_dataset(
     )
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
-
-
 def _blocking_errors(report: DatasetReport) -> Iterator[Issue]:
     loose = sum(1 for s in report.skipped if s.reason == SKIP_LOOSE)
     if not report.items:
         hint = (
-            f" {_plural(loose, 'image')} lie at the top level: put each class's images in a "
+            f" {plural(loose, 'image')} lie at the top level: put each class's images in a "
             "folder named after the class."
             if loose
             else " Expected one folder per class, each holding that class's images."
@@ -497,14 +566,14 @@ def _blocking_errors(report: DatasetReport) -> Iterator[Issue]:
         found = ", ".join(repr(c) for c in report.class_names) or "none"
         yield Issue(
             "too_few_classes",
-            f"Found {_plural(len(report.class_names), 'class')} ({found}); at least 2 are "
+            f"Found {plural(len(report.class_names), 'class')} ({found}); at least 2 are "
             "needed, each in its own folder.",
         )
     for name, n in report.counts.items():
         if n < MIN_IMAGES_PER_CLASS:
             yield Issue(
                 "class_too_small",
-                f"Class {name!r} has {_plural(n, 'readable image')}; each class needs at least "
+                f"Class {name!r} has {plural(n, 'readable image')}; each class needs at least "
                 f"{MIN_IMAGES_PER_CLASS} (one to train on, one to validate).",
             )
 
@@ -523,7 +592,7 @@ def _warnings(report: DatasetReport) -> Iterator[Issue]:
     for name in report.tiny_classes:
         yield Issue(
             "tiny_class",
-            f"Class {name!r} has only {_plural(report.counts[name], 'image')}; "
+            f"Class {name!r} has only {plural(report.counts[name], 'image')}; "
             f"{TINY_CLASS_IMAGES} or more per class give more reliable results.",
         )
     across = [g for g in report.duplicates if g.across_classes]
@@ -531,7 +600,7 @@ def _warnings(report: DatasetReport) -> Iterator[Issue]:
         example = " = ".join(report.relative(p) for p in across[0].paths[:2])
         yield Issue(
             "duplicates_across_classes",
-            f"{_plural(len(across), 'image')} appear in more than one class with identical "
+            f"{plural(len(across), 'image')} appear in more than one class with identical "
             f"content, so their labels contradict each other (e.g. {example}).",
         )
     within_copies = sum(
@@ -540,13 +609,21 @@ def _warnings(report: DatasetReport) -> Iterator[Issue]:
     if within_copies:
         yield Issue(
             "duplicates_within_class",
-            f"{_plural(within_copies, 'file')} are exact copies of another image in the same "
+            f"{plural(within_copies, 'file')} are exact copies of another image in the same "
             "class; copies can land in both training and validation and inflate accuracy.",
+        )
+    if report.hidden_folders:
+        names = ", ".join(report.hidden_folders)
+        yield Issue(
+            "hidden_folders",
+            f"Ignored {plural(len(report.hidden_folders), 'folder')} whose name starts with a "
+            f"dot ({names}): such folders are hidden and never used as classes. Rename a "
+            "folder without the leading dot to use it.",
         )
     if report.skipped:
         reasons = Counter(s.reason for s in report.skipped)
         detail = ", ".join(f"{n} {reason}" for reason, n in reasons.most_common())
-        yield Issue("skipped_files", f"{_plural(len(report.skipped), 'file')} skipped ({detail}).")
+        yield Issue("skipped_files", f"{plural(len(report.skipped), 'file')} skipped ({detail}).")
 
 
 # --------------------------------------------------------------------------- splits
@@ -579,7 +656,7 @@ def stratified_split(
         members = sorted(by_class[label], key=lambda i: i.path.as_posix())
         if len(members) < MIN_IMAGES_PER_CLASS:
             raise DatasetError(
-                f"Class {label!r} has {_plural(len(members), 'image')}; at least 2 are needed "
+                f"Class {label!r} has {plural(len(members), 'image')}; at least 2 are needed "
                 "to hold one out for validation.",
                 hint="Add images to that class or remove its folder.",
             )
@@ -617,53 +694,35 @@ def check_validation_classes(train_report: DatasetReport, val_report: DatasetRep
     return [name for name in train_report.class_names if name not in val_classes]
 
 
-# --------------------------------------------------------------------------- torch
+# --------------------------------------------------------------------------- split overlap
 
 
-class ImageFolderDataset(Dataset):
-    """Labelled images for a DataLoader: yields ``(transform(image), class_index)``.
+def split_overlap(
+    report: DatasetReport, train: Sequence[ImageItem], val: Sequence[ImageItem]
+) -> list[ImageItem]:
+    """Validation images with a byte-identical copy among the training images.
 
-    Holds only paths and labels (no open files), so it pickles into DataLoader workers.
-
-    Args:
-        items: Images to serve.
-        class_names: Class order; an item's index is its label's position here.
-        transform: Applied to the RGB PIL image; None gives a float tensor in [0, 1], CHW.
-        draft_size: Passed to :func:`load_image` to decode large JPEGs faster.
+    The model has already seen such an image when it is validated on it, so the validation
+    accuracy flatters the model. Only copies within the scanned dataset are found (a split of
+    ``report.items``); a separate validation folder is not compared.
     """
+    train_paths = {item.path for item in train}
+    copied = {
+        path
+        for group in report.duplicates
+        if any(p in train_paths for p in group.paths)
+        for path in group.paths
+    }
+    return [item for item in val if item.path in copied]
 
-    def __init__(
-        self,
-        items: Sequence[ImageItem],
-        class_names: Sequence[str],
-        transform: Callable[[Image.Image], Any] | None = None,
-        draft_size: int | None = None,
-    ):
-        self.items = list(items)
-        self.class_names = list(class_names)
-        self.class_to_idx = {name: index for index, name in enumerate(self.class_names)}
-        unknown = sorted({i.label for i in self.items} - self.class_to_idx.keys())
-        if unknown:
-            raise DatasetError(
-                f"Images are labelled with unknown classes: {', '.join(map(repr, unknown))}.",
-                hint="Use the class list of the dataset the images came from.",
-            )
-        self.transform = transform
-        self.draft_size = draft_size
 
-    @property
-    def targets(self) -> list[int]:
-        """Class index of every item, in order (for samplers and class weights)."""
-        return [self.class_to_idx[item.label] for item in self.items]
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        item = self.items[index]
-        image = load_image(item.path, draft_size=self.draft_size)
-        if self.transform is not None:
-            data = self.transform(image)
-        else:
-            data = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255.0
-        return data, self.class_to_idx[item.label]
+def overlap_issue(overlap: int, num_val: int) -> Issue | None:
+    """The warning for ``overlap`` validation images (of ``num_val``) copied in training."""
+    if not overlap:
+        return None
+    return Issue(
+        "train_val_overlap",
+        f"Validation images with an identical copy in the training set: {overlap:,} of "
+        f"{num_val:,}. The model is validated on images it trained on, so the validation "
+        "accuracy flatters it; remove the duplicate files for an honest measure.",
+    )

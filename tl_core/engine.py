@@ -1,44 +1,49 @@
 """The training loop: fit, train one epoch, evaluate, keep the best weights.
 
 Small methods that each do one thing, checking the stop/pause flags every batch. The loop never
-touches a user interface: it reports through a ``TrainingObserver``.
+touches a user interface: it reports through a ``TrainingObserver``. It receives its data
+loaders (``tl_core.loaders`` builds them) and writes the run folder through a ``RunWriter``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
+import logging
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-from tl_core import __version__
 from tl_core.backbones import set_train_mode
 from tl_core.config import TrainConfig
-from tl_core.control import BatchStats, JobControl, TrainingObserver, TrainingStopped
-from tl_core.datasets import ImageFolderDataset
+from tl_core.control import (
+    PHASE_FEATURES,
+    PHASE_SAVING,
+    PHASE_TRAINING,
+    BatchStats,
+    JobControl,
+    ProgressMeter,
+    TrainingObserver,
+    TrainingStopped,
+)
 from tl_core.devices import release_memory
-from tl_core.errors import RunError
 from tl_core.evaluation import build_evaluation
-from tl_core.features import classify_features, extract_features
+from tl_core.failures import explain_failure
+from tl_core.features import classify_features
+from tl_core.loaders import (
+    Loaders,
+    cached_feature_loaders,
+    feature_source_loaders,
+    training_loaders,
+)
 from tl_core.optim import build_optimizer, warmup_cosine_schedule
 from tl_core.plan import TrainingPlan, prepare_training
-from tl_core.runs import (
-    CONFIG_FILE,
-    LABELS_FILE,
-    METRICS_FILE,
-    PREDICTIONS_FILE,
-    SPLIT_FILE,
-    WEIGHTS_FILE,
-    save_weights,
-    write_frame_csv,
-    write_json,
-)
+from tl_core.runs import RunWriter
 
 SAVE_INTERVAL_SECONDS = 10.0
+
+logger = logging.getLogger(__name__)
 
 
 def autocast_for(device: torch.device):
@@ -49,19 +54,17 @@ def autocast_for(device: torch.device):
     return lambda: torch.autocast("cuda", dtype=dtype)
 
 
-def default_num_workers(device: torch.device) -> int:
-    # On the CPU the model itself needs the cores; on a GPU, decoding must keep up with it.
-    if device.type != "cuda":
-        return 0
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+def epoch_message(epoch: int, epochs: int) -> str:
+    """The words for the epoch under way; finished epochs are counted as "epochs done"."""
+    return f"Epoch {epoch} of {epochs} in progress"
 
 
 class Trainer:
-    """Trains a prepared plan, writing the run folder as it goes.
+    """Trains a prepared plan on the loaders it is given, writing the run folder as it goes.
 
     Args:
         plan: Data, model and settings from ``prepare_training``.
-        run_dir: The run folder to write.
+        writer: Writes the run folder.
         observer: Receives progress events.
         control: Pause/resume/stop flags, checked every batch.
     """
@@ -69,13 +72,13 @@ class Trainer:
     def __init__(
         self,
         plan: TrainingPlan,
-        run_dir: Path,
+        writer: RunWriter,
         observer: TrainingObserver | None = None,
         control: JobControl | None = None,
     ):
         self.plan = plan
         self.config = plan.config
-        self.run_dir = Path(run_dir)
+        self.writer = writer
         self.observer = observer or TrainingObserver()
         self.control = control or JobControl()
         self.device = plan.device
@@ -91,63 +94,50 @@ class Trainer:
         self.best_key: tuple[float, float] | None = None
         self.best_epoch: int | None = None
         # Epochs on cached features take milliseconds: writing every improvement would cost
-        # more than the training. The best weights wait in memory for a few seconds instead.
+        # more than the training. The best weights wait in memory for a few seconds instead,
+        # and metrics.json names the epoch on disk (saved_epoch), never the one in memory.
         self.best_state: dict[str, torch.Tensor] | None = None
-        self._best_on_disk = True
+        self.saved_epoch: int | None = None
         self._last_save = float("-inf")
-        self.step = 0
-        self.total_steps = 0
-        self.active_seconds = 0.0
+        self.meter = ProgressMeter(self.config.epochs)
+        self.val_loader: DataLoader | None = None
 
-    # ---- data -------------------------------------------------------------------------------
+    # ---- progress ---------------------------------------------------------------------------
 
-    def _image_loader(self, items, transform, shuffle: bool) -> DataLoader:
-        workers = self.config.num_workers
-        if workers < 0:
-            workers = default_num_workers(self.device)
-        dataset = ImageFolderDataset(items, self.plan.class_names, transform)
-        generator = torch.Generator().manual_seed(self.config.seed)
-        batch_size = self.config.batch_size
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-            pin_memory=self.device.type == "cuda",
-            generator=generator,
-            # A lone image in the last batch breaks BatchNorm layers that are training.
-            drop_last=shuffle and len(dataset) % batch_size == 1 and len(dataset) > batch_size,
+    def _checkpoint(self) -> None:
+        # Paused time is not training time: leave it out of throughput and ETA.
+        self.meter.exclude(self.control.checkpoint(self.observer.on_pause))
+
+    def _report_progress(self) -> None:
+        self.observer.on_progress(self.meter.progress())
+
+    def _features_message(self) -> str:
+        meter = self.meter
+        return (
+            f"Computing backbone features: {meter.feature_images_done}/{meter.feature_images} "
+            "images"
         )
 
-    def _feature_loaders(self) -> tuple[DataLoader, DataLoader]:
-        eval_transform = self.plan.preprocessing.eval_transform()
-        image_loaders = [
-            self._image_loader(self.plan.train_items, eval_transform, shuffle=False),
-            self._image_loader(self.plan.val_items, eval_transform, shuffle=False),
-        ]
-        self.model.eval()
-        total = len(self.plan.train_items) + len(self.plan.val_items)
-        done = 0
+    def begin_features(self, sources: Loaders) -> None:
+        """Announces the feature pass before its first batch, with the whole run's step count.
 
-        def on_batch(count: int) -> None:
-            nonlocal done
-            done += count
-            self.step += 1
-            self.observer.on_phase(f"Computing backbone features: {done}/{total} images")
-            self.observer.on_progress(self.step, self.total_steps)
-            self._checkpoint()
+        The first batch can take long (workers starting, a cold backbone): the phase and a
+        bar with its total show at once, and a pause or stop asked for meanwhile is honoured
+        before the batch starts.
+        """
+        self.meter.expect_features(sources.num_images, sources.num_batches, len(sources.train))
+        self.observer.on_phase(self._features_message(), PHASE_FEATURES)
+        self._report_progress()
+        self._checkpoint()
 
-        train_set, val_set = (
-            extract_features(self.model, loader, self.device, self.autocast, on_batch)
-            for loader in image_loaders
-        )
-        generator = torch.Generator().manual_seed(self.config.seed)
-        train = DataLoader(
-            train_set, batch_size=self.config.batch_size, shuffle=True, generator=generator
-        )
-        val = DataLoader(val_set, batch_size=max(256, self.config.batch_size))
-        return train, val
+    def feature_batch_done(self, images: int) -> None:
+        """One batch of backbone features is ready: report it, then honour pause/stop."""
+        self.meter.feature_batch(images)
+        self.observer.on_phase(self._features_message())
+        self._report_progress()
+        self._checkpoint()
+
+    # ---- loop -------------------------------------------------------------------------------
 
     def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.plan.caches_features:
@@ -160,39 +150,17 @@ class Trainer:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs, targets.to(self.device, non_blocking=True)
 
-    # ---- loop -------------------------------------------------------------------------------
+    def fit(self, train_loader: DataLoader, val_loader: DataLoader) -> None:
+        """Trains for the configured epochs, with early stopping, keeping the best weights.
 
-    def _checkpoint(self) -> None:
-        paused = self.control.checkpoint(self.observer.on_pause)
-        # Paused time is not training time: leave it out of throughput and ETA.
-        self._step_started += paused
-
-    def fit(self) -> None:
-        """Trains for the configured epochs, with early stopping, keeping the best weights."""
+        Args:
+            train_loader: Shuffled training batches (images, or cached features).
+            val_loader: Validation batches in a fixed order.
+        """
         config = self.config
-        self._step_started = time.monotonic()
-        feature_steps = 0
-        if self.plan.caches_features:
-            feature_steps = sum(
-                -(-len(items) // config.batch_size)
-                for items in (self.plan.train_items, self.plan.val_items)
-            )
-        # An estimate, so the progress bar moves while features are computed; corrected below
-        # from the real loader (which may drop a lone last image).
-        steps_per_epoch = -(-len(self.plan.train_items) // config.batch_size)
-        self.total_steps = feature_steps + config.epochs * steps_per_epoch
-        if self.plan.caches_features:
-            train_loader, val_loader = self._feature_loaders()
-        else:
-            prep = self.plan.preprocessing
-            train_loader = self._image_loader(
-                self.plan.train_items, prep.train_transform(self.plan.augment), shuffle=True
-            )
-            val_loader = self._image_loader(self.plan.val_items, prep.eval_transform(), False)
         self.val_loader = val_loader
         steps_per_epoch = len(train_loader)
-        self.total_steps = self.step + config.epochs * steps_per_epoch
-
+        self.meter.expect_epochs(steps_per_epoch)
         optimizer = build_optimizer(
             self.model,
             self.plan.head_params,
@@ -206,8 +174,9 @@ class Trainer:
             config.epochs * steps_per_epoch,
         )
         for epoch in range(config.epochs):
-            self.observer.on_phase(f"Epoch {epoch + 1}/{config.epochs}")
-            started = time.monotonic()
+            self.meter.start_epoch()
+            self.observer.on_phase(epoch_message(epoch + 1, config.epochs), PHASE_TRAINING)
+            self._report_progress()  # the bar's total is known before the epoch's first batch
             train_loss, train_accuracy = self.train_one_epoch(
                 epoch, train_loader, optimizer, scheduler
             )
@@ -219,12 +188,13 @@ class Trainer:
                 "val_loss": val_loss,
                 "val_accuracy": val_accuracy,
                 "lr": optimizer.param_groups[-1]["lr"],
-                "seconds": round(time.monotonic() - started, 3),
+                "seconds": round(self.meter.end_epoch(), 3),
             }
             self.history.append(row)
             improved = self._keep_if_best(row)
-            self.write_metrics("running")
+            self.record("running")
             self.observer.on_epoch(row, improved)
+            self._report_progress()
             if self._stagnated():
                 self.observer.on_phase(
                     f"Stopped early: validation loss has not improved for "
@@ -255,29 +225,16 @@ class Trainer:
             total_loss += loss.item() * batch
             correct += (logits.argmax(1) == targets).sum().item()
             seen += batch
-            self._report_batch(
-                epoch + (index + 1) / steps, loss.item(), batch, optimizer.param_groups[-1]["lr"]
+            self.meter.train_batch(batch)
+            self.observer.on_batch(
+                BatchStats(
+                    epoch=epoch + (index + 1) / steps,
+                    loss=loss.item(),
+                    lr=optimizer.param_groups[-1]["lr"],
+                )
             )
+            self._report_progress()
         return total_loss / max(seen, 1), correct / max(seen, 1)
-
-    def _report_batch(self, epoch: float, loss: float, batch: int, lr: float) -> None:
-        now = time.monotonic()
-        elapsed = max(now - self._step_started, 1e-9)
-        self._step_started = now
-        self.active_seconds += elapsed
-        self.step += 1
-        per_step = self.active_seconds / self.step
-        self.observer.on_batch(
-            BatchStats(
-                epoch=epoch,
-                loss=loss,
-                lr=lr,
-                step=self.step,
-                total_steps=self.total_steps,
-                images_per_second=batch / elapsed,
-                eta_seconds=per_step * (self.total_steps - self.step),
-            )
-        )
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> tuple[float, float, torch.Tensor]:
@@ -308,17 +265,23 @@ class Trainer:
         self.best_state = {
             k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
         }
-        self._best_on_disk = False
         if time.monotonic() - self._last_save >= SAVE_INTERVAL_SECONDS:
             self.save_best()
         return True
 
     def save_best(self) -> None:
-        """Writes the best weights to the run folder, unless the file already holds them."""
-        if self.best_state is None or self._best_on_disk:
+        """Writes the best weights to the run folder, unless the file already holds them.
+
+        Two files cannot change at once, so the order keeps metrics.json true at every moment
+        (a kill -9 can strike between any two writes): first it stops naming the old epoch,
+        then the weights are replaced, then it names the new one (in :meth:`record`).
+        """
+        if self.best_state is None or self.saved_epoch == self.best_epoch:
             return
-        save_weights(self.run_dir / WEIGHTS_FILE, self.best_state)
-        self._best_on_disk = True
+        if self.saved_epoch is not None:
+            self.writer.write_metrics(self.history, None, "running")
+        self.writer.write_weights(self.best_state, epoch=self.best_epoch)
+        self.saved_epoch = self.best_epoch
         self._last_save = time.monotonic()
 
     def _stagnated(self) -> bool:
@@ -328,61 +291,34 @@ class Trainer:
         best_loss = min(row["val_loss"] for row in self.history[:-patience])
         return all(row["val_loss"] >= best_loss for row in self.history[-patience:])
 
-    def write_description(self) -> None:
-        """config.json, labels.json and split.json: written before the first epoch."""
-        plan = self.plan
-        write_json(
-            self.run_dir / CONFIG_FILE,
-            {
-                "train": self.config.to_dict(),
-                "model": {
-                    "backbone": self.config.backbone,
-                    "num_classes": len(plan.class_names),
-                    "weights_source": plan.weights_source,
-                    "preprocessing": plan.preprocessing.to_dict(),
-                    "augment": plan.augment,
-                    "feature_cache": plan.caches_features,
-                    "freeze": {
-                        "frozen_groups": plan.freeze.frozen_count,
-                        "groups": [g.name for g in plan.freeze.groups],
-                        "trainable_params": plan.freeze.trainable_params,
-                        "frozen_params": plan.freeze.frozen_params,
-                    },
-                },
-                "device": str(self.device),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                "tl_studio_version": __version__,
-            },
-        )
-        write_json(self.run_dir / LABELS_FILE, plan.class_names)
-        write_json(
-            self.run_dir / SPLIT_FILE,
-            {
-                "train": [[str(i.path), i.label] for i in plan.train_items],
-                "val": [[str(i.path), i.label] for i in plan.val_items],
-            },
-        )
-
-    def write_metrics(self, status: str, error: str | None = None) -> None:
+    def record(self, status: str) -> None:
+        """Writes metrics.json with ``status``; a run that ended also keeps its best weights."""
         if status != "running":
-            self.save_best()  # a finished, stopped or failed run keeps its best weights
-        best = self.history[self.best_epoch - 1]["val_accuracy"] if self.best_epoch else None
-        write_json(
-            self.run_dir / METRICS_FILE,
-            {
-                "history": self.history,
-                "best_val_accuracy": best,
-                "best_epoch": self.best_epoch,
-                "status": status,
-                "error": error,
-            },
-        )
+            self.save_best()
+        self.writer.write_metrics(self.history, self.saved_epoch, status)
 
-    def write_val_predictions(self) -> None:
+    def record_failure(self, error: str) -> None:
+        """Records a failure as well as the disk allows; never raises.
+
+        The best weights are saved if possible, and metrics.json says "failed" with the reason
+        and the epoch whose weights are really on disk. When the disk refuses even that (it
+        is full), the caller still reports the original error.
+        """
+        try:
+            self.save_best()
+        except Exception:
+            logger.warning("Could not save the best weights of a failed run", exc_info=True)
+        try:
+            self.writer.write_metrics(self.history, self.saved_epoch, "failed", error)
+        except Exception:
+            logger.warning("Could not record the failure in metrics.json", exc_info=True)
+
+    def save_val_predictions(self) -> None:
         """The best model's predictions on the validation images, for the Evaluate page."""
         if self.best_epoch is None:
             return
-        self.observer.on_phase("Saving validation predictions")
+        self.observer.on_phase("Saving validation predictions", PHASE_SAVING)
+        self.save_best()  # the predictions then describe the weights on disk, even after a crash
         self.model.load_state_dict(self.best_state)
         _, _, logits = self.evaluate(self.val_loader)
         evaluation = build_evaluation(
@@ -391,53 +327,74 @@ class Trainer:
             [self.plan.class_names.index(i.label) for i in self.plan.val_items],
             logits,
         )
-        write_frame_csv(self.run_dir / PREDICTIONS_FILE, evaluation.predictions)
+        self.writer.write_val_predictions(evaluation.predictions)
+
+
+def build_loaders(plan: TrainingPlan, trainer: Trainer) -> Loaders:
+    """The loaders ``trainer.fit`` trains on: images, or features the backbone computes once.
+
+    Computing features reports every batch through the trainer, which also honours pause and
+    stop between batches.
+    """
+    if not plan.caches_features:
+        return training_loaders(plan)
+    sources = feature_source_loaders(plan)
+    trainer.begin_features(sources)
+    return cached_feature_loaders(
+        plan, trainer.model, sources, trainer.autocast, trainer.feature_batch_done
+    )
 
 
 def train(
     config: TrainConfig,
-    run_dir: str | Path,
+    run_dir: str | Path | RunWriter,
     observer: TrainingObserver | None = None,
     control: JobControl | None = None,
 ) -> str:
     """Prepares and runs a whole training run, leaving a complete run folder.
 
+    Args:
+        config: The run's settings.
+        run_dir: A new (missing or empty) run folder, or a writer that already claimed one.
+        observer: Receives progress events.
+        control: Pause/resume/stop flags.
+
     Returns:
         "completed" or "stopped". Errors propagate after metrics.json records them.
+
+    Raises:
+        RunError: ``run_dir`` already holds files, or another training owns it.
     """
-    run_dir = Path(run_dir)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise RunError(
-            f"The run folder {run_dir} already exists and is not empty.",
-            "Choose a new folder name, so no earlier run is overwritten.",
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
+    writer = run_dir if isinstance(run_dir, RunWriter) else RunWriter.create(run_dir)
     observer = observer or TrainingObserver()
     control = control or JobControl()
-    plan = trainer = None
+    plan = trainer = loaders = None
     try:
-        plan = prepare_training(config, run_dir, observer)
-        observer.on_plan(plan)
-        trainer = Trainer(plan, run_dir, observer, control)
-        trainer.write_description()
-        trainer.fit()
-        trainer.write_val_predictions()
-        trainer.write_metrics("completed")
-        return "completed"
-    except TrainingStopped:
+        try:
+            plan = prepare_training(config, writer.path, observer)
+            observer.on_plan(plan)
+            trainer = Trainer(plan, writer, observer, control)
+            writer.write_description(plan)
+            loaders = build_loaders(plan, trainer)
+            trainer.fit(loaders.train, loaders.val)
+            trainer.save_val_predictions()
+            status = "completed"
+        except TrainingStopped:
+            status = "stopped"
         if trainer:
-            trainer.write_metrics("stopped")
-        return "stopped"
+            trainer.record(status)  # may fail too (a full disk): then recorded as a failure
+        return status
     except BaseException as exc:
         if trainer:
-            trainer.write_metrics("failed", error=str(exc))
+            trainer.record_failure(explain_failure(exc)[0])
         else:
             # Nothing worth keeping was written (the data or model could not be prepared).
-            shutil.rmtree(run_dir, ignore_errors=True)
+            writer.discard()
         raise
     finally:
+        writer.close()
         device = plan.device if plan else None
         # Drop every reference to the model before handing its GPU memory back.
-        plan = trainer = None
+        plan = trainer = loaders = None
         if device is not None:
             release_memory(device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tl_core.datasets import DatasetReport, scan_dataset, scanned_dataset
 from tl_core.errors import DatasetError
+from tl_core.intervals import format_accuracy, wilson_interval
 from tl_core.runs import SPLIT_FILE, Run, as_run, read_json
 
 
@@ -24,6 +27,34 @@ class Evaluation:
     per_class: pd.DataFrame  # label, precision, recall, f1, support
     accuracy: float
 
+    @property
+    def num_images(self) -> int:
+        return len(self.predictions)
+
+    @property
+    def num_wrong(self) -> int:
+        return int((~self.predictions.correct.astype(bool)).sum())
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The accuracy's 95 % Wilson interval: how far the true accuracy may be from it."""
+        return wilson_interval(self.num_images - self.num_wrong, self.num_images)
+
+    @property
+    def accuracy_text(self) -> str:
+        """``"94.4% (95 % CI 74%–99%, 18 images)"``: the accuracy and how sure it is."""
+        return format_accuracy(self.accuracy, self.num_images)
+
+    def default_cell(self) -> tuple[str, str]:
+        """The confusion cell to show first: the most confused pair, or, when nothing is
+        wrong, the correct cell of the class with the most images."""
+        confused = self.most_confused()
+        if len(confused):
+            return str(confused.true_label[0]), str(confused.predicted_label[0])
+        counts = self.predictions.true_label.value_counts()
+        label = str(counts.index[0]) if len(counts) else self.labels[0]
+        return label, label
+
     def cell_images(self, true_label: str, predicted_label: str) -> pd.DataFrame:
         """The images behind one confusion-matrix cell, most confident first."""
         rows = self.predictions[
@@ -33,8 +64,18 @@ class Evaluation:
         return rows.sort_values("confidence", ascending=False)
 
     def top_losses(self, n: int = 12) -> pd.DataFrame:
-        """The images the model got most wrong (highest loss first)."""
+        """The images with the highest loss, right or wrong, highest first."""
         return self.predictions.sort_values("loss", ascending=False).head(n)
+
+    def most_wrong(self, n: int = 12) -> pd.DataFrame:
+        """The wrongly predicted images, highest loss first (empty when none is wrong)."""
+        wrong = self.predictions[~self.predictions.correct.astype(bool)]
+        return wrong.sort_values("loss", ascending=False).head(n)
+
+    def least_confident_correct(self, n: int = 12) -> pd.DataFrame:
+        """The correctly predicted images the model was least sure of, least sure first."""
+        right = self.predictions[self.predictions.correct.astype(bool)]
+        return right.sort_values("confidence").head(n)
 
     def most_confused(self, min_count: int = 1) -> pd.DataFrame:
         """Off-diagonal (true, predicted) pairs by count, largest first."""
@@ -107,15 +148,17 @@ def per_class_scores(confusion: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _labelled_images(run: Run, data: str | Path | None, workdir: Path | None):
-    """(paths, label indices) of the run's validation split, or of another labelled folder."""
-    if data is None:
+def _labelled_images(run: Run, report: DatasetReport | None) -> tuple[list[Path], list[int]]:
+    """(paths, label indices) of the run's validation split, or of a scanned labelled set."""
+    if report is None:
         split = read_json(run.path / SPLIT_FILE)
         pairs = [(Path(p), label) for p, label in split["val"]]
     else:
-        from tl_core.datasets import scan_dataset
-
-        report = scan_dataset(data, extract_to=workdir)
+        if not report.items:
+            raise DatasetError(
+                f"No labelled images were found in {report.source.name}.",
+                "Put each class's images in a folder named after the class, as for training.",
+            )
         unknown = sorted({item.label for item in report.items} - set(run.labels))
         if unknown:
             raise DatasetError(
@@ -146,16 +189,26 @@ def evaluate_run(
     Args:
         run: A loaded run or its folder.
         data: None for the run's own validation split; else a labelled folder or .zip whose
-            classes the model knows.
+            classes the model knows (it may lack some of them).
         device: "auto", "cpu" or "cuda".
         batch_size: Images per forward pass.
         progress: Called with (images done, total).
-        workdir: Where a zip is unpacked.
+        workdir: Where a zip is unpacked and kept; None unpacks it into a temporary folder,
+            deleted once the images are evaluated.
+
+    Raises:
+        DatasetError: ``data`` holds no labelled images, or classes the model does not know.
     """
     from tl_core.predict import Predictor
 
     run = as_run(run)
-    paths, targets = _labelled_images(run, data, workdir)
-    predictor = Predictor.from_run(run, device=device)
-    logits = predictor.logits_for_paths(paths, batch_size=batch_size, progress=progress)
+    with contextlib.ExitStack() as stack:
+        report = None
+        if data is not None and workdir is None:
+            report = stack.enter_context(scanned_dataset(data))
+        elif data is not None:
+            report = scan_dataset(data, extract_to=workdir)
+        paths, targets = _labelled_images(run, report)
+        predictor = Predictor.from_run(run, device=device)
+        logits = predictor.logits_for_paths(paths, batch_size=batch_size, progress=progress)
     return build_evaluation(run.labels, [str(p) for p in paths], targets, logits)

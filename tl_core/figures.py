@@ -12,6 +12,9 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from tl_core.intervals import format_accuracy, wilson_interval
+from tl_core.text import plural
+
 TRAIN_COLOR = "#4C78A8"
 VAL_COLOR = "#F58518"
 FROZEN_COLOR = "#BAB0AC"
@@ -36,8 +39,20 @@ def _history_frame(history: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.Da
     return frame.sort_values("epoch") if "epoch" in frame else frame
 
 
+STATIC_CHART_CONFIG: dict[str, Any] = {"displayModeBar": False}
+"""Plotly config for a chart that only shows facts (no zoom, pan or download bar)."""
+
+
+def _fixed(fig: go.Figure) -> go.Figure:
+    """Turns off zooming and panning: a diagram of counts has nothing to explore."""
+    fig.update_xaxes(fixedrange=True)
+    fig.update_yaxes(fixedrange=True)
+    fig.update_layout(dragmode=False)
+    return fig
+
+
 def class_counts_figure(counts: Mapping[str, int] | pd.Series) -> go.Figure:
-    """Images per class as bars, in the order given."""
+    """Images per class as bars, in the order given (a fixed diagram: no zoom)."""
     series = pd.Series(counts, dtype="int64")
     fig = go.Figure(
         go.Bar(
@@ -49,9 +64,9 @@ def class_counts_figure(counts: Mapping[str, int] | pd.Series) -> go.Figure:
             name="images",
         )
     )
-    fig.update_xaxes(title="class")
-    fig.update_yaxes(title="images")
-    return _layout(fig, "Images per class", height=300)
+    fig.update_xaxes(title="class", type="category")
+    fig.update_yaxes(title="images", rangemode="tozero")
+    return _fixed(_layout(fig, "Images per class", height=300))
 
 
 def loss_figure(
@@ -105,35 +120,66 @@ def loss_figure(
     return _layout(fig, "Loss")
 
 
-def accuracy_figure(history: pd.DataFrame | Iterable[Mapping[str, Any]]) -> go.Figure:
-    """Training and validation accuracy per epoch, on a 0-100 % axis."""
+def accuracy_figure(
+    history: pd.DataFrame | Iterable[Mapping[str, Any]], num_val_images: int | None = None
+) -> go.Figure:
+    """Training and validation accuracy per epoch, on a 0-100 % axis.
+
+    Args:
+        history: Per-epoch rows with ``epoch`` and the accuracy columns.
+        num_val_images: The validation set's size; given, each validation point carries its
+            95 % Wilson interval as an error bar and says how many images it rests on.
+    """
     frame = _history_frame(history)
     fig = go.Figure()
     for column, name, color in (
         ("train_accuracy", "training", TRAIN_COLOR),
         ("val_accuracy", "validation", VAL_COLOR),
     ):
-        if column in frame:
-            fig.add_trace(
-                go.Scatter(
-                    x=frame["epoch"],
-                    y=frame[column],
-                    mode="lines+markers",
-                    name=name,
-                    line=dict(color=color),
-                    marker=dict(size=8),
-                )
+        if column not in frame:
+            continue
+        extra: dict[str, Any] = {}
+        if column == "val_accuracy" and num_val_images:
+            extra = _interval_bars(list(frame[column]), num_val_images, color)
+        fig.add_trace(
+            go.Scatter(
+                x=frame["epoch"],
+                y=frame[column],
+                mode="lines+markers",
+                name=name,
+                line=dict(color=color),
+                marker=dict(size=8),
+                **extra,
             )
+        )
     fig.update_xaxes(title="epoch", rangemode="tozero")
     fig.update_yaxes(title="accuracy", range=[0, 1.02], tickformat=".0%")
     return _layout(fig, "Accuracy")
 
 
+def _interval_bars(accuracies: list[float], total: int, color: str) -> dict[str, Any]:
+    """Scatter settings that draw each accuracy's 95 % Wilson interval and name its sample."""
+    bounds = [wilson_interval(round(value * total), total) for value in accuracies]
+    return dict(
+        error_y=dict(
+            type="data",
+            symmetric=False,
+            array=[high - value for value, (_, high) in zip(accuracies, bounds, strict=True)],
+            arrayminus=[value - low for value, (low, _) in zip(accuracies, bounds, strict=True)],
+            color=color,
+            thickness=1,
+        ),
+        text=[format_accuracy(value, total) for value in accuracies],
+        hovertemplate="epoch %{x}<br>%{text}<extra>validation</extra>",
+    )
+
+
 def training_figures(snapshot: Any) -> tuple[go.Figure, go.Figure]:
-    """The loss and accuracy figures of a job snapshot (``batch_losses`` and ``history``)."""
+    """The loss and accuracy figures of a job snapshot (``batch_losses``, ``history`` and,
+    when known, ``num_val_images`` for the accuracy's intervals)."""
     return (
         loss_figure(snapshot.batch_losses, snapshot.history),
-        accuracy_figure(snapshot.history),
+        accuracy_figure(snapshot.history, getattr(snapshot, "num_val_images", None)),
     )
 
 
@@ -159,7 +205,8 @@ def confusion_figure(confusion: pd.DataFrame) -> go.Figure:
             colorscale="Blues",
             text=counts,
             texttemplate="%{text}",
-            hovertemplate="true %{y}<br>predicted %{x}<br>%{z} images<extra></extra>",
+            customdata=[[plural(int(count), "image") for count in row] for row in counts],
+            hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>",
             showscale=False,
         )
     )
@@ -229,7 +276,7 @@ def per_class_figure(per_class: pd.DataFrame) -> go.Figure:
 
 
 def top_k_figure(predictions: Sequence[tuple[str, float]]) -> go.Figure:
-    """Horizontal bars of a top-k prediction, most probable on top."""
+    """Horizontal bars of a top-k prediction, most probable on top, on a fixed 0-100 % axis."""
     labels = [str(label) for label, _ in predictions]
     probabilities = [float(p) for _, p in predictions]
     fig = go.Figure(
@@ -243,14 +290,17 @@ def top_k_figure(predictions: Sequence[tuple[str, float]]) -> go.Figure:
             hovertemplate="%{y}: %{x:.1%}<extra></extra>",
         )
     )
-    fig.update_xaxes(range=[0, 1], tickformat=".0%")
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_layout(height=60 + 32 * max(len(labels), 1), margin=dict(l=10, r=10, t=10, b=10))
-    return fig
+    # The whole 0-100 % range, whatever the top value, so bars compare across images.
+    fig.update_xaxes(title="probability", range=[0, 1], tickformat=".0%", dtick=0.25)
+    fig.update_yaxes(autorange="reversed", type="category", automargin=True)
+    fig.update_layout(height=100 + 32 * max(len(labels), 1), margin=dict(l=10, r=20, t=10, b=10))
+    return _fixed(fig)
 
 
 def freeze_figure(groups: Sequence[Any], frozen: int) -> go.Figure:
     """Layer groups as bars of their parameter count, grey when frozen, green when trained.
+
+    Each bar is labelled with its count (e.g. "1.2M"); the diagram is fixed (no zoom).
 
     Args:
         groups: Layer groups in network order, each with ``name`` and ``num_params``.
@@ -266,16 +316,21 @@ def freeze_figure(groups: Sequence[Any], frozen: int) -> go.Figure:
             orientation="h",
             marker_color=[FROZEN_COLOR if f else TRAINABLE_COLOR for f in is_frozen],
             customdata=["frozen" if f else "trains" for f in is_frozen],
+            texttemplate="%{x:.2s}",
+            textposition="outside",
+            cliponaxis=False,
             hovertemplate="%{y}: %{x:,} parameters (%{customdata})<extra></extra>",
         )
     )
-    # A log axis keeps small early groups visible beside large late ones.
+    # A log axis keeps small early groups visible beside large late ones; one tick per power
+    # of ten, written short (1k, 10k, 1M), instead of Plotly's crowded 2-5-10 minor labels.
     spread = sizes and min(sizes) > 0 and max(sizes) / min(sizes) > 100
-    fig.update_xaxes(title="parameters", type="log" if spread else "linear")
-    fig.update_yaxes(autorange="reversed", type="category")
+    ticks = dict(type="log", dtick=1) if spread else dict(type="linear")
+    fig.update_xaxes(title="parameters", tickformat="~s", **ticks)
+    fig.update_yaxes(autorange="reversed", type="category", automargin=True)
     fig.update_layout(
-        height=80 + 26 * max(len(groups), 1),
-        margin=dict(l=10, r=10, t=30, b=10),
+        height=110 + 26 * max(len(groups), 1),
+        margin=dict(l=10, r=40, t=40, b=10),
         title="Layer groups (grey = frozen, green = trains)",
     )
-    return fig
+    return _fixed(fig)

@@ -8,6 +8,8 @@ accepts is read the same way by every other.
 from __future__ import annotations
 
 import io
+import os
+import stat
 from pathlib import Path
 from typing import BinaryIO
 
@@ -24,9 +26,52 @@ IMAGE_SUFFIXES = frozenset(
 )
 """Extensions that usually mean an image; used only to interpret folder layouts, never to accept."""
 
+MAX_IMAGE_BYTES = 256 * 1024**2
+"""Larger files are not read: no photo needs it, and reading one would fill the memory."""
+
 SKIP_NOT_IMAGE = "not an image"
 SKIP_CORRUPT = "truncated or corrupt image"
 SKIP_EMPTY = "empty file"
+SKIP_NOT_REGULAR = "not a regular file (a pipe, socket or device)"
+
+
+class UnusableFile(Exception):
+    """A file that is not read as an image at all; the message is the reason, in words."""
+
+
+def open_image_file(path: str | Path, max_bytes: int = MAX_IMAGE_BYTES) -> BinaryIO:
+    """Opens a file for reading only if it is a regular file of a sensible size.
+
+    A named pipe called ``x.png`` would block a plain ``open`` forever, and a device such as
+    ``/dev/zero`` never ends: neither is ever opened for reading. The open itself does not
+    block (``O_NONBLOCK``), and the type is checked again on the open descriptor, so a file
+    swapped for a pipe in between is caught too.
+
+    Raises:
+        UnusableFile: Not a regular file, empty, too large, or unreadable.
+    """
+    path = Path(path)
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):  # follows links: a link to a pipe is a pipe
+            raise UnusableFile(SKIP_NOT_REGULAR)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise UnusableFile(f"unreadable: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnusableFile(SKIP_NOT_REGULAR)
+        if info.st_size == 0:
+            raise UnusableFile(SKIP_EMPTY)
+        if info.st_size > max_bytes:
+            raise UnusableFile(
+                f"file too large ({info.st_size / 1024**2:,.0f} MB; an image may be at most "
+                f"{max_bytes / 1024**2:,.0f} MB)"
+            )
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class _UnsupportedFormat(Exception):
@@ -103,13 +148,14 @@ def load_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     try:
         # Reading the bytes first closes the file at once and keeps OS errors apart from
         # decoding errors.
-        data = path.read_bytes()
+        with open_image_file(path) as file:
+            data = file.read()
+    except UnusableFile as exc:
+        raise DatasetError(f"Could not load image {path.name}: {exc}.", hint=hint) from exc
     except OSError as exc:
         raise DatasetError(
             f"Could not load image {path.name}: unreadable: {exc.strerror or exc}.", hint=hint
         ) from exc
-    if not data:
-        raise DatasetError(f"Could not load image {path.name}: {SKIP_EMPTY}.", hint=hint)
     try:
         return decode(io.BytesIO(data), draft_size)
     except Exception as exc:  # Decoders raise many exception types on malformed data.

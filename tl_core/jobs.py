@@ -13,31 +13,56 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from tl_core.config import TrainConfig
-from tl_core.control import BatchStats, JobControl, TrainingObserver
+from tl_core.control import (
+    PHASE_FEATURES,
+    PHASE_PREPARING,
+    BatchStats,
+    JobControl,
+    Progress,
+    TrainingObserver,
+)
 from tl_core.devices import describe_device
 from tl_core.engine import train
-from tl_core.errors import JobBusyError, TLStudioError
-from tl_core.runs import new_run_dir
+from tl_core.errors import JobBusyError
+from tl_core.failures import explain_failure
+from tl_core.intervals import format_accuracy
+from tl_core.runs import RunWriter
 
-ACTIVE_STATUSES = ("starting", "running", "paused", "stopping")
+ACTIVE_STATUSES = ("starting", "running", "pausing", "paused", "stopping")
+PAUSING_MESSAGE = "Pausing after this batch"
+STOPPING_MESSAGE = "Stopping after this batch"
 # Enough points for a smooth live chart; older batches are thinned out, never the epochs.
 MAX_BATCH_POINTS = 2000
 
 
+def _format_rate(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
+
+
 @dataclass(frozen=True)
 class JobSnapshot:
-    """An immutable copy of a job's state at one moment."""
+    """An immutable copy of a job's state at one moment.
+
+    Epochs are counted one way everywhere: ``epoch`` is the number of finished epochs
+    ("epochs done"); the message names the epoch in progress.
+    """
 
     job_id: str
     status: str
-    message: str
+    message: str  # what to show beside the status: the activity, or the pending pause/stop
+    activity: str  # what the job is doing, in words ("Epoch 2 of 6 in progress")
+    phase: str  # one of the PHASE_* names of tl_core.control
     plan: str  # what trains, in one sentence (empty until the data and model are ready)
+    # Dataset health warnings, train/validation overlap included (known with the plan).
+    warnings: tuple[str, ...]
     run_dir: str
     backbone: str
     device: str
+    num_val_images: int | None
+    caches_features: bool
     epoch: int
     total_epochs: int
     step: int
@@ -47,6 +72,7 @@ class JobSnapshot:
     best_val_accuracy: float | None
     lr: float | None
     images_per_second: float | None
+    epochs_per_second: float | None
     eta_seconds: float | None
     error: str | None
     error_hint: str | None
@@ -63,13 +89,53 @@ class JobSnapshot:
             return 1.0
         return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
 
+    @property
+    def headline(self) -> str:
+        """The status in words, for a progress bar: "Paused · Epoch 2 of 6 in progress"."""
+        if self.status in ("pausing", "stopping"):
+            return f"{self.message} · {self.activity}"
+        return f"{self.status.capitalize()} · {self.message}"
+
+    @property
+    def epochs_done(self) -> str:
+        """Finished epochs out of the planned ones, e.g. "1/6"."""
+        return f"{self.epoch}/{self.total_epochs}"
+
+    @property
+    def best_accuracy_text(self) -> str | None:
+        """The best validation accuracy with its interval and image count, if there is one."""
+        if self.best_val_accuracy is None or not self.num_val_images:
+            return None
+        return format_accuracy(self.best_val_accuracy, self.num_val_images)
+
+    @property
+    def speed(self) -> tuple[str, str]:
+        """(label, value) of the throughput that means something in the current phase.
+
+        Computing features: images through the backbone. Training only the head on cached
+        features: epochs per second (its steps are far faster than the backbone and would
+        mislead as images/s). Training on images: the training steps' images per second.
+        """
+        if self.phase == PHASE_FEATURES:
+            return "Backbone images/s", _format_rate(self.images_per_second)
+        if self.phase == PHASE_PREPARING:
+            return "Images/s", "–"
+        if self.caches_features:
+            return "Head epochs/s", _format_rate(self.epochs_per_second)
+        return "Training images/s", _format_rate(self.images_per_second)
+
 
 @dataclass
 class _JobState:
     status: str = "starting"
-    message: str = "Waiting to start"
+    message: str = "Starting"
+    activity: str = "Starting"
+    phase: str = PHASE_PREPARING
     plan: str = ""
+    warnings: tuple[str, ...] = ()
     device: str = ""
+    num_val_images: int | None = None
+    caches_features: bool = False
     epoch: int = 0
     step: int = 0
     total_steps: int = 0
@@ -78,29 +144,12 @@ class _JobState:
     best_val_accuracy: float | None = None
     lr: float | None = None
     images_per_second: float | None = None
+    epochs_per_second: float | None = None
     eta_seconds: float | None = None
     error: str | None = None
     error_hint: str | None = None
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
-
-
-def explain_failure(exc: BaseException) -> tuple[str, str]:
-    """Turns an exception into (what went wrong, what to try), in plain words."""
-    if isinstance(exc, TLStudioError):
-        return exc.message, exc.hint
-    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
-        return (
-            "The GPU ran out of memory.",
-            "Try a smaller batch size or image size, freeze more layer groups, or a smaller "
-            "backbone.",
-        )
-    if isinstance(exc, MemoryError):
-        return "The computer ran out of memory.", "Try a smaller batch size or image size."
-    return (
-        f"Training failed: {type(exc).__name__}: {exc}",
-        "Check the settings and the images; if it happens again, report it with this message.",
-    )
 
 
 class _StateObserver(TrainingObserver):
@@ -109,24 +158,39 @@ class _StateObserver(TrainingObserver):
     def __init__(self, job: TrainingJob):
         self.job = job
 
-    def on_phase(self, message: str) -> None:
-        self.job._update(message=message)
+    def on_phase(self, message: str, phase: str | None = None) -> None:
+        with self.job._lock:
+            state = self.job._state
+            state.activity = message
+            if phase is not None:
+                state.phase = phase
+            if state.status not in ("pausing", "stopping"):  # those keep their own words
+                state.message = message
 
     def on_plan(self, plan) -> None:
-        self.job._update(
-            status="running", device=describe_device(plan.device), plan=plan.describe()
-        )
+        with self.job._lock:
+            state = self.job._state
+            if state.status == "starting":
+                state.status = "running"
+            state.device = describe_device(plan.device)
+            state.plan = plan.describe()
+            state.warnings = tuple(issue.message for issue in plan.warnings)
+            state.num_val_images = plan.num_val_images
+            state.caches_features = plan.caches_features
 
-    def on_progress(self, step: int, total_steps: int) -> None:
-        self.job._update(step=step, total_steps=total_steps)
+    def on_progress(self, progress: Progress) -> None:
+        self.job._update(
+            step=progress.step,
+            total_steps=progress.total_steps,
+            images_per_second=progress.images_per_second,
+            epochs_per_second=progress.epochs_per_second,
+            eta_seconds=progress.eta_seconds,
+        )
 
     def on_batch(self, stats: BatchStats) -> None:
         with self.job._lock:
             state = self.job._state
-            state.step, state.total_steps = stats.step, stats.total_steps
             state.lr = stats.lr
-            state.images_per_second = stats.images_per_second
-            state.eta_seconds = stats.eta_seconds
             state.batch_losses.append((stats.epoch, stats.loss))
             if len(state.batch_losses) > MAX_BATCH_POINTS:
                 state.batch_losses = state.batch_losses[::2]
@@ -140,21 +204,30 @@ class _StateObserver(TrainingObserver):
                 state.best_val_accuracy = row["val_accuracy"]
 
     def on_pause(self, paused: bool) -> None:
-        self.job._update(status="paused" if paused else "running")
+        with self.job._lock:
+            state = self.job._state
+            if paused and state.status != "stopping":
+                state.status, state.message = "paused", state.activity
+            elif not paused and state.status in ("pausing", "paused"):
+                state.status, state.message = "running", state.activity
 
 
 class TrainingJob:
     """One training run in a background thread.
 
+    ``pause`` and ``stop`` take effect between batches; the status says so at once
+    ("pausing", "stopping") and changes again when the loop has really paused or ended.
+
     Args:
         config: The run's settings.
-        run_dir: The (new or empty) run folder to write.
+        run_dir: The (new or empty) run folder to write, or a writer that already claimed it.
     """
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path):
+    def __init__(self, config: TrainConfig, run_dir: str | Path | RunWriter):
         self.job_id = uuid.uuid4().hex[:12]
         self.config = config
-        self.run_dir = Path(run_dir)
+        self._target = run_dir
+        self.run_dir = run_dir.path if isinstance(run_dir, RunWriter) else Path(run_dir)
         self._control = JobControl()
         self._lock = threading.Lock()
         self._state = _JobState()
@@ -169,7 +242,7 @@ class TrainingJob:
 
     def _run(self) -> None:
         try:
-            status = train(self.config, self.run_dir, _StateObserver(self), self._control)
+            status = train(self.config, self._target, _StateObserver(self), self._control)
             message = "Finished" if status == "completed" else "Stopped by the user"
             self._update(status=status, message=message)
         except BaseException as exc:  # the thread must always end in a readable state
@@ -188,16 +261,28 @@ class TrainingJob:
         self._thread.start()
 
     def pause(self) -> None:
-        self._control.pause()
+        """Pauses before the next batch; the status is "pausing" until the loop holds."""
+        with self._lock:
+            state = self._state
+            if state.status not in ("starting", "running"):
+                return
+            state.status, state.message = "pausing", PAUSING_MESSAGE
+            self._control.pause()
 
     def resume(self) -> None:
-        self._control.resume()
+        """Carries on (or cancels a pause not yet reached)."""
+        with self._lock:
+            state = self._state
+            if state.status in ("pausing", "paused"):
+                state.status = "running" if state.plan else "starting"
+                state.message = state.activity
+            self._control.resume()
 
     def stop(self) -> None:
         with self._lock:
             if self._state.status in ACTIVE_STATUSES:
                 self._state.status = "stopping"
-                self._state.message = "Stopping after this batch"
+                self._state.message = STOPPING_MESSAGE
         self._control.stop()
 
     def wait(self, timeout: float | None = None) -> JobSnapshot:
@@ -243,10 +328,10 @@ class JobRegistry:
                 snapshot = active.snapshot()
                 raise JobBusyError(
                     f"A training job is already {snapshot.status} ({snapshot.backbone}, "
-                    f"epoch {snapshot.epoch}/{snapshot.total_epochs}).",
+                    f"epochs done {snapshot.epochs_done}).",
                     "Wait for it to finish, or stop it first: one job trains at a time.",
                 )
-            job = TrainingJob(config, new_run_dir(self.runs_root, config.backbone))
+            job = TrainingJob(config, RunWriter.create_new(self.runs_root, config.backbone))
             self._jobs[job.job_id] = job
             self._order.append(job.job_id)
             job.start()

@@ -11,12 +11,15 @@ import torch
 
 from tl_core.backbones import FreezeSummary, apply_freeze, create_model
 from tl_core.config import TrainConfig
-from tl_core.control import TrainingObserver
+from tl_core.control import PHASE_PREPARING, TrainingObserver
 from tl_core.datasets import (
     DatasetReport,
     ImageItem,
+    Issue,
     check_validation_classes,
+    overlap_issue,
     scan_dataset,
+    split_overlap,
     stratified_split,
 )
 from tl_core.devices import resolve_device
@@ -40,6 +43,22 @@ class TrainingPlan:
     freeze: FreezeSummary
     head_params: set[str]
     augment: str
+
+    @property
+    def num_val_images(self) -> int:
+        """The images every validation accuracy of this run is measured on."""
+        return len(self.val_items)
+
+    @property
+    def val_overlap(self) -> int:
+        """Validation images whose byte-identical copy is among the training images."""
+        return len(split_overlap(self.report, self.train_items, self.val_items))
+
+    @property
+    def warnings(self) -> tuple[Issue, ...]:
+        """The dataset's health warnings, plus the train/validation overlap of this split."""
+        overlap = overlap_issue(self.val_overlap, self.num_val_images)
+        return self.report.warnings + ((overlap,) if overlap else ())
 
     @property
     def backbone_frozen(self) -> bool:
@@ -95,7 +114,7 @@ def prepare_training(
     device = resolve_device(config.device)
     seed_everything(config.seed)
 
-    observer.on_phase("Checking the images")
+    observer.on_phase("Checking the images", PHASE_PREPARING)
     report = scan_dataset(config.data, extract_to=workdir / "data")
     report.require_trainable()
     if config.val_data:

@@ -3,10 +3,13 @@
 A run folder holds:
     config.json          everything needed to rebuild the model and its preprocessing
     labels.json          class names in output-index order
-    metrics.json         per-epoch history, best validation accuracy, status
-    model.safetensors    best weights (by validation accuracy)
+    metrics.json         per-epoch history, status, and the epoch (with its validation
+                         accuracy) whose weights model.safetensors holds
+    model.safetensors    best weights (by validation accuracy), their epoch in the metadata
     split.json           which images were used for training and validation
     val_predictions.csv  the best model's predictions on the validation images
+    note.txt             the user's short note on the run (optional, editable at any time)
+    .lock                held by the training process while it writes (see tl_core.locks)
 """
 
 from __future__ import annotations
@@ -14,20 +17,30 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import load_file
+from safetensors.torch import save as serialize_weights
 
+from tl_core import __version__
 from tl_core.config import TrainConfig
 from tl_core.errors import RunError
+from tl_core.intervals import format_accuracy
+from tl_core.locks import LOCK_FILE, FolderLock, is_locked
+from tl_core.outputs import check_output_folder
 from tl_core.preprocessing import Preprocessing
+
+if TYPE_CHECKING:
+    from tl_core.plan import TrainingPlan
 
 CONFIG_FILE = "config.json"
 LABELS_FILE = "labels.json"
@@ -35,6 +48,8 @@ METRICS_FILE = "metrics.json"
 WEIGHTS_FILE = "model.safetensors"
 SPLIT_FILE = "split.json"
 PREDICTIONS_FILE = "val_predictions.csv"
+NOTE_FILE = "note.txt"
+MAX_NOTE_LENGTH = 200
 
 
 def atomic_write(path: Path, write) -> None:
@@ -65,10 +80,36 @@ def write_frame_csv(path: Path, frame: pd.DataFrame) -> None:
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
-def save_weights(path: Path, state_dict: Mapping[str, torch.Tensor]) -> None:
+def save_weights(
+    path: Path, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> None:
+    """Writes a safetensors file atomically, with string ``metadata`` in its header."""
     # safetensors refuses shared or non-contiguous storage: give it independent CPU copies.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
+    # Serialised here and written by Python, so a full disk raises an OSError with its errno
+    # (the library's own file writer reports it as an opaque error, or not at all).
+    data = serialize_weights(tensors, dict(metadata) if metadata else None)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def weights_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata in a safetensors file's header (for run weights: their epoch), or {}."""
+    with safe_open(str(path), framework="pt") as weights:
+        return dict(weights.metadata() or {})
+
+
+def run_is_live(path: str | Path) -> bool:
+    """Whether a process is still training into the run folder ``path``.
+
+    A run whose metrics still say "running" but that is not live was interrupted (its process
+    was killed, or the machine stopped). Where this cannot be told, a run counts as live.
+    """
+    return is_locked(path) is not False
+
+
+def live_status(status: str, path: str | Path) -> str:
+    """The status to show for a run: "interrupted" for a "running" run whose process is gone."""
+    return "interrupted" if status == "running" and not run_is_live(path) else status
 
 
 def read_json(path: Path) -> Any:
@@ -99,9 +140,192 @@ def new_run_dir(root: str | Path, backbone: str) -> Path:
     raise RunError(f"Could not create a new run folder in {root}.")
 
 
+def _taken(path: Path) -> RunError:
+    return RunError(
+        f"The run folder {path} already exists and is not empty.",
+        "Choose a new folder, so no earlier run is overwritten.",
+    )
+
+
+def require_new_run_dir(path: str | Path) -> Path:
+    """Checks that ``path`` is free for a new run: missing, or an empty folder, and writable.
+
+    Raises:
+        RunError: It holds files, which a new run must never overwrite.
+        TLStudioError: It cannot be created or written (read-only, no permission, a file in
+            the way, a name too long).
+    """
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise _taken(path)
+    check_output_folder(path)
+    return path
+
+
+class RunWriter:
+    """Writes one run folder in the format this module reads back, every file atomically.
+
+    :meth:`create` claims the folder: exactly one writer may own it, and it holds the folder's
+    lock (so readers can tell a live run from an interrupted one) until :meth:`close`.
+
+    Args:
+        path: The run folder.
+        lock: The folder's lock, held by this writer.
+        created: True when this writer created the folder, so it may delete it again.
+    """
+
+    def __init__(self, path: str | Path, lock: FolderLock | None = None, created: bool = False):
+        self.path = Path(path)
+        self.created = created
+        self._lock = lock
+
+    @classmethod
+    def create(cls, path: str | Path) -> RunWriter:
+        """Claims a new (missing or empty) folder, creating it if it is missing.
+
+        Raises:
+            RunError: The folder holds files, or another training claimed it first.
+            TLStudioError: It cannot be created or written.
+        """
+        path = require_new_run_dir(path)
+        try:
+            path.mkdir(parents=True)
+            created = True
+        except FileExistsError:  # an empty folder the user made, or a concurrent claim
+            created = False
+        return cls._claim(path, created)
+
+    @classmethod
+    def create_new(cls, root: str | Path, backbone: str) -> RunWriter:
+        """Claims a new, uniquely named run folder under ``root`` (see :func:`new_run_dir`)."""
+        return cls._claim(new_run_dir(root, backbone), created=True)
+
+    @classmethod
+    def _claim(cls, path: Path, created: bool) -> RunWriter:
+        lock = FolderLock.acquire(path)
+        if lock is None:
+            raise RunError(
+                f"Another training is already writing to the run folder {path}.",
+                "Give each training a folder of its own (a new --out).",
+            )
+        if any(entry.name != LOCK_FILE for entry in path.iterdir()):
+            lock.release(remove=True)
+            raise _taken(path)
+        return cls(path, lock, created)
+
+    def close(self) -> None:
+        """Releases the folder: the run is no longer being written (its lock file goes)."""
+        if self._lock is not None:
+            self._lock.release(remove=True)
+
+    def discard(self) -> None:
+        """Removes what this writer wrote, and the folder only if this writer created it.
+
+        The folder was empty when claimed, so everything in it came from this run.
+        """
+        if self.created:
+            shutil.rmtree(self.path, ignore_errors=True)
+        else:
+            for entry in self.path.iterdir():
+                if entry.name == LOCK_FILE:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        if self._lock is not None:
+            self._lock.release(remove=True)
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def write_description(self, plan: TrainingPlan) -> None:
+        """config.json, labels.json and split.json: written before the first epoch."""
+        config = plan.config
+        freeze = plan.freeze
+        write_json(
+            self.path / CONFIG_FILE,
+            {
+                "train": config.to_dict(),
+                "model": {
+                    "backbone": config.backbone,
+                    "num_classes": len(plan.class_names),
+                    "weights_source": plan.weights_source,
+                    "preprocessing": plan.preprocessing.to_dict(),
+                    "augment": plan.augment,
+                    "feature_cache": plan.caches_features,
+                    "freeze": {
+                        "frozen_groups": freeze.frozen_count,
+                        "groups": [g.name for g in freeze.groups],
+                        "trainable_params": freeze.trainable_params,
+                        "frozen_params": freeze.frozen_params,
+                    },
+                },
+                "device": str(plan.device),
+                "created": datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
+                "tl_studio_version": __version__,
+            },
+        )
+        write_json(self.path / LABELS_FILE, plan.class_names)
+        write_json(
+            self.path / SPLIT_FILE,
+            {
+                "train": [[str(i.path), i.label] for i in plan.train_items],
+                "val": [[str(i.path), i.label] for i in plan.val_items],
+            },
+        )
+
+    def write_metrics(
+        self, history: list[dict], best_epoch: int | None, status: str, error: str | None = None
+    ) -> None:
+        """metrics.json: the per-epoch history, the best epoch and its accuracy, the status.
+
+        Args:
+            history: One row per finished epoch.
+            best_epoch: The epoch whose weights model.safetensors holds (None: no weights yet,
+                or they are being replaced), so metrics.json never names weights that are
+                not on disk. A better epoch still waiting in memory is not named.
+            status: "running", "completed", "stopped" or "failed".
+            error: What went wrong, for a failed run.
+        """
+        best = history[best_epoch - 1]["val_accuracy"] if best_epoch else None
+        write_json(
+            self.path / METRICS_FILE,
+            {
+                "history": history,
+                "best_val_accuracy": best,
+                "best_epoch": best_epoch,
+                "status": status,
+                "error": error,
+            },
+        )
+
+    def write_weights(
+        self, state_dict: Mapping[str, torch.Tensor], epoch: int | None = None
+    ) -> None:
+        """model.safetensors, with the epoch the weights come from in its metadata."""
+        metadata = {"epoch": str(epoch)} if epoch is not None else None
+        save_weights(self.path / WEIGHTS_FILE, state_dict, metadata)
+
+    def write_val_predictions(self, predictions: pd.DataFrame) -> None:
+        """The best model's predictions on the validation images, for the Evaluate page."""
+        write_frame_csv(self.path / PREDICTIONS_FILE, predictions)
+
+
 @dataclass(frozen=True)
 class RunSummary:
-    """What a list of runs shows, read without loading any weights."""
+    """What a list of runs shows, read without loading any weights.
+
+    Attributes:
+        freeze: What trained, in words: "head only", "full fine-tune" or "3/7 groups frozen".
+        epochs_planned: The epochs the run was set to train (``epochs_done`` may be fewer:
+            stopped, failed or stopped early).
+        num_val_images: The images ``best_val_accuracy`` was measured on, when known.
+        note: The user's note on the run ("" when none).
+    """
 
     path: Path
     name: str
@@ -112,13 +336,57 @@ class RunSummary:
     epochs_done: int
     labels: tuple[str, ...]
     has_weights: bool
+    freeze: str = "?"
+    pretrained: bool = True
+    epochs_planned: int | None = None
+    num_val_images: int | None = None
+    note: str = ""
+
+    @property
+    def accuracy_text(self) -> str:
+        """The best validation accuracy, with its interval and sample size when known."""
+        if self.best_val_accuracy is None:
+            return "no accuracy yet"
+        if self.num_val_images:
+            return format_accuracy(self.best_val_accuracy, self.num_val_images)
+        return f"{self.best_val_accuracy:.1%}"
 
     @property
     def title(self) -> str:
-        accuracy = (
-            "no accuracy yet" if self.best_val_accuracy is None else f"{self.best_val_accuracy:.1%}"
-        )
-        return f"{self.name} · {self.status} · {accuracy}"
+        """A line that tells runs apart: "tf_efficientnet_lite0 · head only · 10/10 epochs ·
+        94.4% (95 % CI 74%–99%, 18 images) · 2026-05-01 14:32:05 · “clean data”"."""
+        planned = self.epochs_planned if self.epochs_planned is not None else "?"
+        parts = [self.backbone, self.freeze]
+        if not self.pretrained:
+            parts.append("from scratch")
+        parts.append(f"{self.epochs_done}/{planned} epochs")
+        if self.status != "completed":
+            parts.append(self.status)
+        parts += [self.accuracy_text, f"{self.created:%Y-%m-%d %H:%M:%S}"]
+        if self.note:
+            parts.append(f"“{self.note}”")
+        return " · ".join(parts)
+
+
+def describe_freeze(config: Mapping[str, Any]) -> str:
+    """A run's freeze depth in words, from its config.json (older runs: the train setting)."""
+    freeze = config.get("model", {}).get("freeze") or {}
+    frozen, groups = freeze.get("frozen_groups"), freeze.get("groups")
+    if isinstance(frozen, int) and groups:
+        backbone_groups = len(groups) - 1  # the last group is the head, which always trains
+        spec = "all" if frozen >= backbone_groups else "none" if frozen == 0 else None
+        detail = f"{frozen}/{backbone_groups} groups frozen"
+    else:
+        spec = str(config.get("train", {}).get("freeze", "?"))
+        detail = f"{spec} groups frozen" if spec.isdigit() else spec
+    return {"all": "head only", "none": "full fine-tune"}.get(spec, detail)
+
+
+def _num_val_images(path: Path) -> int | None:
+    try:
+        return len(read_json(path / SPLIT_FILE)["val"])
+    except (RunError, KeyError, TypeError):
+        return None
 
 
 def summarize_run(path: Path) -> RunSummary:
@@ -126,16 +394,22 @@ def summarize_run(path: Path) -> RunSummary:
     metrics = read_json(path / METRICS_FILE) if (path / METRICS_FILE).exists() else {}
     labels = read_json(path / LABELS_FILE) if (path / LABELS_FILE).exists() else []
     created = config.get("created")
+    train = config.get("train", {})
     return RunSummary(
         path=path,
         name=path.name,
         created=datetime.fromisoformat(created) if created else datetime.fromtimestamp(0),
         backbone=config.get("model", {}).get("backbone", "?"),
-        status=metrics.get("status", "unknown"),
+        status=live_status(metrics.get("status", "unknown"), path),
         best_val_accuracy=metrics.get("best_val_accuracy"),
         epochs_done=len(metrics.get("history", [])),
         labels=tuple(labels),
         has_weights=(path / WEIGHTS_FILE).exists(),
+        freeze=describe_freeze(config),
+        pretrained=bool(train.get("pretrained", True)),
+        epochs_planned=train.get("epochs"),
+        num_val_images=_num_val_images(path),
+        note=read_note(path),
     )
 
 
@@ -153,6 +427,67 @@ def list_runs(root: str | Path) -> list[RunSummary]:
         except (RunError, ValueError, AttributeError):
             continue
     return sorted(summaries, key=lambda s: (s.created, s.name), reverse=True)
+
+
+def preferred_run(
+    runs: Sequence[RunSummary], current: str | Path | None = None
+) -> RunSummary | None:
+    """The run a picker starts on, among those with weights.
+
+    The session's current run (the one just trained, or picked before) comes first; else the
+    most accurate completed run, since a stopped one-epoch run is rarely what the user wants;
+    else the newest.
+
+    Args:
+        runs: Run summaries, as ``list_runs`` gives them.
+        current: The session's current run folder, if any.
+
+    Returns:
+        The run to preselect, or None when no run has weights.
+    """
+    usable = [run for run in runs if run.has_weights]
+    for run in usable:
+        if current is not None and run.path == Path(current):
+            return run
+    completed = [r for r in usable if r.status == "completed" and r.best_val_accuracy is not None]
+    if completed:
+        return max(completed, key=lambda r: (r.best_val_accuracy, r.created, r.name))
+    return max(usable, key=lambda r: (r.created, r.name), default=None)
+
+
+def read_note(path: str | Path) -> str:
+    """The user's note on a run, or "" when it has none."""
+    try:
+        return (Path(path) / NOTE_FILE).read_text(encoding="utf-8").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return ""
+
+
+def write_note(path: str | Path, text: str) -> str:
+    """Saves (or, for blank text, removes) the user's note on a run, atomically.
+
+    The note is kept on one line, since it is shown in run titles.
+
+    Returns:
+        The note as saved.
+
+    Raises:
+        RunError: ``path`` is not a run folder, or the note is too long.
+    """
+    path = Path(path)
+    if not (path / CONFIG_FILE).is_file():
+        raise RunError(f"{path} is not a run folder.", "Check the path of the run.")
+    note = " ".join(text.split())
+    if len(note) > MAX_NOTE_LENGTH:
+        raise RunError(
+            f"The note has {len(note)} characters; a note holds at most {MAX_NOTE_LENGTH}.",
+            "Shorten it: a few words that tell this run apart are enough.",
+        )
+    if note:
+        atomic_write(path / NOTE_FILE, lambda tmp: tmp.write_text(note + "\n", encoding="utf-8"))
+    else:
+        (path / NOTE_FILE).unlink(missing_ok=True)
+    return note
 
 
 class Run:

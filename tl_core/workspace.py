@@ -19,7 +19,9 @@ from typing import BinaryIO
 
 from tl_core.datasets import extract_zip
 from tl_core.errors import DatasetError
+from tl_core.folders import find_root, visible_entries, walk_visible_files
 from tl_core.images import IMAGE_SUFFIXES
+from tl_core.text import plural
 
 WORKSPACE_ENV = "TL_STUDIO_WORKSPACE"
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "workspace"
@@ -70,11 +72,12 @@ def save_stream(source: BinaryIO, destination: str | Path) -> Path:
 
 
 def count_images(folder: str | Path) -> int:
-    """Image files directly inside ``folder`` (by extension; contents are not opened)."""
+    """Image files anywhere below ``folder``, as the dataset scan walks a class folder.
+
+    Counted by extension: contents are not opened, so a listing stays fast.
+    """
     return sum(
-        1
-        for entry in os.scandir(folder)
-        if entry.is_file() and Path(entry.name).suffix.lower() in IMAGE_SUFFIXES
+        1 for path in walk_visible_files(Path(folder)) if path.suffix.lower() in IMAGE_SUFFIXES
     )
 
 
@@ -107,7 +110,10 @@ class DatasetEntry:
 
     @property
     def title(self) -> str:
-        return f"{self.name} · {len(self.classes)} classes · {self.num_images} images"
+        return (
+            f"{self.name} · {plural(len(self.classes), 'class')} · "
+            f"{plural(self.num_images, 'image')}"
+        )
 
 
 @dataclass(frozen=True)
@@ -229,32 +235,19 @@ class Workspace:
         if not self.datasets.is_dir():
             return []
         entries = []
-        for folder in self.datasets.iterdir():
-            if not folder.is_dir() or folder.name.startswith("."):
-                continue
-            root = unwrap_single_folder(folder)
-            classes = sorted(
-                p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-            )
-            if not classes:
+        for folder in visible_entries(self.datasets)[0]:
+            # The scan's own rule for where the class folders start, so both agree.
+            root = find_root(folder)
+            class_dirs, _ = visible_entries(root)
+            if not class_dirs:
                 continue
             entries.append(
                 DatasetEntry(
                     name=folder.name,
                     path=root,
-                    classes=tuple(classes),
-                    num_images=sum(count_images(root / c) for c in classes),
+                    classes=tuple(d.name for d in class_dirs),
+                    num_images=sum(count_images(d) for d in class_dirs),
                     modified=datetime.fromtimestamp(folder.stat().st_mtime),
                 )
             )
         return sorted(entries, key=lambda e: (e.modified, e.name), reverse=True)
-
-
-def unwrap_single_folder(folder: Path) -> Path:
-    """The folder itself, or its only subfolder when that is all it holds (ignoring __MACOSX)."""
-    children = [p for p in folder.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
-    if len(children) == 1 and children[0].is_dir():
-        grandchildren = [p for p in children[0].iterdir() if p.is_dir()]
-        if grandchildren:
-            return children[0]
-    return folder

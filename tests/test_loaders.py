@@ -1,0 +1,64 @@
+"""Data loading lives outside the trainer: loaders are built, then handed to ``fit``."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from torch.utils.data import DataLoader
+
+from tests.conftest import TINY_CLASSES
+from tests.training import tiny_config
+from tl_core.control import Progress, TrainingObserver
+from tl_core.engine import Trainer
+from tl_core.loaders import (
+    cached_feature_loaders,
+    feature_source_loaders,
+    training_loaders,
+)
+from tl_core.plan import prepare_training
+from tl_core.runs import RunWriter
+
+
+def test_training_loaders_serve_every_image_and_keep_validation_in_order(tiny_dataset, tmp_path):
+    plan = prepare_training(tiny_config(tiny_dataset, batch_size=4), tmp_path)
+    loaders = training_loaders(plan)
+    assert loaders.num_images == sum(TINY_CLASSES.values())
+    images, labels = next(iter(loaders.train))
+    assert images.shape == (4, 3, 32, 32) and labels.dtype == torch.int64
+    val_targets = [label for _, batch in loaders.val for label in batch.tolist()]
+    assert val_targets == [plan.class_names.index(i.label) for i in plan.val_items]
+
+
+def test_cached_feature_loaders_report_every_batch(tiny_dataset, tmp_path):
+    config = tiny_config(tiny_dataset, freeze="all", augment="auto", batch_size=4)
+    plan = prepare_training(config, tmp_path)
+    sources = feature_source_loaders(plan)
+    counts: list[int] = []
+    loaders = cached_feature_loaders(plan, plan.model, sources, torch.no_grad, counts.append)
+    assert counts and sum(counts) == sources.num_images
+    assert len(counts) == sources.num_batches
+    features, _ = next(iter(loaders.train))
+    assert features.ndim == 2 and features.shape[1] == plan.model.num_features
+
+
+def test_fit_trains_on_the_loaders_it_is_given(tiny_dataset, tmp_path):
+    class Steps(TrainingObserver):
+        last: Progress | None = None
+
+        def on_progress(self, progress: Progress) -> None:
+            self.last = progress
+
+    writer = RunWriter.create(tmp_path / "run")
+    plan = prepare_training(tiny_config(tiny_dataset, epochs=2), writer.path)
+    loaders = training_loaders(plan)
+    # One fixed batch of four training images stands in for the whole training set.
+    subset = next(iter(loaders.train))
+    observer = Steps()
+    trainer = Trainer(plan, writer, observer)
+    trainer.fit([(subset[0][:4], subset[1][:4])], loaders.val)
+    assert observer.last.step == observer.last.total_steps == 2  # 2 epochs x 1 batch
+    assert [row["epoch"] for row in trainer.history] == [1, 2]
+    metrics = json.loads((writer.path / "metrics.json").read_text())
+    assert metrics["status"] == "running" and len(metrics["history"]) == 2
+    assert isinstance(loaders.train, DataLoader)
