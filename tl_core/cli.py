@@ -304,7 +304,7 @@ def _note_unfinished(run: str | Path) -> None:
     try:
         status = json.loads((run / METRICS_FILE).read_text()).get("status")
         epoch = weights_metadata(run / WEIGHTS_FILE).get("epoch")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, TLStudioError):
         return  # an export, or a damaged run: loading it says what is wrong
     which = f"the weights it saved from epoch {epoch}" if epoch else "the weights it saved"
     status = live_status(status, run)

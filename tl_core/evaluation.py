@@ -14,6 +14,7 @@ import torch
 from tl_core.datasets import DatasetReport, scan_dataset, scanned_dataset
 from tl_core.errors import DatasetError
 from tl_core.intervals import format_accuracy, wilson_interval
+from tl_core.run_checks import check_validation_split
 from tl_core.runs import SPLIT_FILE, Run, as_run, read_json
 
 
@@ -151,8 +152,7 @@ def per_class_scores(confusion: pd.DataFrame) -> pd.DataFrame:
 def _labelled_images(run: Run, report: DatasetReport | None) -> tuple[list[Path], list[int]]:
     """(paths, label indices) of the run's validation split, or of a scanned labelled set."""
     if report is None:
-        split = read_json(run.path / SPLIT_FILE)
-        pairs = [(Path(p), label) for p, label in split["val"]]
+        pairs = check_validation_split(read_json(run.path / SPLIT_FILE), run.labels)
     else:
         if not report.items:
             raise DatasetError(
@@ -208,7 +208,8 @@ def evaluate_run(
             report = stack.enter_context(scanned_dataset(data))
         elif data is not None:
             report = scan_dataset(data, extract_to=workdir)
-        paths, targets = _labelled_images(run, report)
+        # The model first: when labels.json was edited, its weights tell the clearest story.
         predictor = Predictor.from_run(run, device=device)
+        paths, targets = _labelled_images(run, report)
         logits = predictor.logits_for_paths(paths, batch_size=batch_size, progress=progress)
     return build_evaluation(run.labels, [str(p) for p in paths], targets, logits)

@@ -158,8 +158,13 @@ def how_to_load_text(run: Run) -> str:
 
 
 def export_zip(run: Run | str | Path, out_file: str | Path) -> Path:
-    """Packs weights, config, labels, metrics and HOW_TO_LOAD.txt into one .zip file."""
+    """Packs weights, config, labels, metrics and HOW_TO_LOAD.txt into one .zip file.
+
+    Raises:
+        RunError: The run folder is damaged or was edited: its model cannot be built.
+    """
     run = as_run(run)
+    run.build_model("cpu")  # an export must load the first time: never pack weights that don't
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
 

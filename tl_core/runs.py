@@ -27,17 +27,26 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as serialize_weights
 
 from tl_core import __version__
 from tl_core.config import TrainConfig
-from tl_core.errors import RunError
+from tl_core.errors import RunError, WeightsError
 from tl_core.intervals import format_accuracy
 from tl_core.locks import LOCK_FILE, FolderLock, is_locked
 from tl_core.outputs import check_output_folder
-from tl_core.preprocessing import Preprocessing
+from tl_core.run_checks import (
+    check_labels,
+    check_metrics,
+    check_model_info,
+    check_preprocessing,
+    check_train_settings,
+    check_weights_fit,
+    damaged,
+    read_weights,
+    unreadable_weights,
+)
 
 if TYPE_CHECKING:
     from tl_core.plan import TrainingPlan
@@ -93,9 +102,16 @@ def save_weights(
 
 
 def weights_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata in a safetensors file's header (for run weights: their epoch), or {}."""
-    with safe_open(str(path), framework="pt") as weights:
-        return dict(weights.metadata() or {})
+    """The metadata in a safetensors file's header (for run weights: their epoch), or {}.
+
+    Raises:
+        RunError: The file is cut short or is not a safetensors file.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as weights:
+            return dict(weights.metadata() or {})
+    except SafetensorError as exc:
+        raise unreadable_weights(Path(path), exc) from None
 
 
 def run_is_live(path: str | Path) -> bool:
@@ -121,7 +137,7 @@ def read_json(path: Path) -> Any:
             "Pick another run, or train again: the run may have been interrupted.",
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path} is not valid JSON ({exc}).", "The run folder is damaged.") from None
+        raise damaged(f"{Path(path).name} is not valid JSON ({exc})") from None
 
 
 def new_run_dir(root: str | Path, backbone: str) -> Path:
@@ -368,16 +384,25 @@ class RunSummary:
         return " · ".join(parts)
 
 
+def _typed(value: Any, kind: type | tuple[type, ...], default: Any = None) -> Any:
+    """``value`` if it is of ``kind``, else ``default``; true and false are never numbers.
+
+    A summary shows what it can of a run whose files were edited; loading the run then says
+    what is wrong with it.
+    """
+    return value if isinstance(value, kind) and not isinstance(value, bool) else default
+
+
 def describe_freeze(config: Mapping[str, Any]) -> str:
     """A run's freeze depth in words, from its config.json (older runs: the train setting)."""
-    freeze = config.get("model", {}).get("freeze") or {}
-    frozen, groups = freeze.get("frozen_groups"), freeze.get("groups")
-    if isinstance(frozen, int) and groups:
+    freeze = _typed(_typed(config.get("model"), dict, {}).get("freeze"), dict, {})
+    frozen, groups = _typed(freeze.get("frozen_groups"), int), _typed(freeze.get("groups"), list)
+    if frozen is not None and groups:
         backbone_groups = len(groups) - 1  # the last group is the head, which always trains
         spec = "all" if frozen >= backbone_groups else "none" if frozen == 0 else None
         detail = f"{frozen}/{backbone_groups} groups frozen"
     else:
-        spec = str(config.get("train", {}).get("freeze", "?"))
+        spec = str(_typed(config.get("train"), dict, {}).get("freeze", "?"))
         detail = f"{spec} groups frozen" if spec.isdigit() else spec
     return {"all": "head only", "none": "full fine-tune"}.get(spec, detail)
 
@@ -389,32 +414,61 @@ def _num_val_images(path: Path) -> int | None:
         return None
 
 
+def _read_leniently(path: Path) -> Any:
+    """A JSON file of a run, or None when it is missing or unreadable."""
+    try:
+        return read_json(path)
+    except RunError:
+        return None
+
+
+def _created(config: Mapping[str, Any]) -> datetime:
+    try:
+        return datetime.fromisoformat(config["created"])
+    except (KeyError, TypeError, ValueError):
+        return datetime.fromtimestamp(0)
+
+
 def summarize_run(path: Path) -> RunSummary:
+    """What a list of runs shows of the run folder ``path``.
+
+    A value of the wrong type in an edited file shows as unknown, so the run stays listed and
+    loading it says what is wrong.
+
+    Raises:
+        RunError: config.json is missing, not JSON, or not an object: nothing tells what the
+            folder holds.
+    """
     config = read_json(path / CONFIG_FILE)
-    metrics = read_json(path / METRICS_FILE) if (path / METRICS_FILE).exists() else {}
-    labels = read_json(path / LABELS_FILE) if (path / LABELS_FILE).exists() else []
-    created = config.get("created")
-    train = config.get("train", {})
+    if not isinstance(config, dict):
+        raise damaged("config.json does not describe a run")
+    metrics = _typed(_read_leniently(path / METRICS_FILE), dict, {})
+    labels = _typed(_read_leniently(path / LABELS_FILE), list, [])
+    train = _typed(config.get("train"), dict, {})
     return RunSummary(
         path=path,
         name=path.name,
-        created=datetime.fromisoformat(created) if created else datetime.fromtimestamp(0),
-        backbone=config.get("model", {}).get("backbone", "?"),
-        status=live_status(metrics.get("status", "unknown"), path),
-        best_val_accuracy=metrics.get("best_val_accuracy"),
-        epochs_done=len(metrics.get("history", [])),
-        labels=tuple(labels),
+        created=_created(config),
+        backbone=_typed(_typed(config.get("model"), dict, {}).get("backbone"), str, "?"),
+        status=live_status(_typed(metrics.get("status"), str, "unknown"), path),
+        best_val_accuracy=_typed(metrics.get("best_val_accuracy"), (int, float)),
+        epochs_done=len(_typed(metrics.get("history"), list, [])),
+        labels=tuple(str(label) for label in labels),
         has_weights=(path / WEIGHTS_FILE).exists(),
         freeze=describe_freeze(config),
         pretrained=bool(train.get("pretrained", True)),
-        epochs_planned=train.get("epochs"),
+        epochs_planned=_typed(train.get("epochs"), int),
         num_val_images=_num_val_images(path),
         note=read_note(path),
     )
 
 
 def list_runs(root: str | Path) -> list[RunSummary]:
-    """Every run folder under ``root``, newest first; damaged folders are skipped."""
+    """Every run folder under ``root``, newest first.
+
+    A damaged run is listed when its config.json still tells what it is (loading it then says
+    what is wrong); a folder that cannot be read at all is skipped.
+    """
     root = Path(root)
     if not root.is_dir():
         return []
@@ -424,7 +478,7 @@ def list_runs(root: str | Path) -> list[RunSummary]:
             continue
         try:
             summaries.append(summarize_run(path))
-        except (RunError, ValueError, AttributeError):
+        except (RunError, OSError):
             continue
     return sorted(summaries, key=lambda s: (s.created, s.name), reverse=True)
 
@@ -501,18 +555,30 @@ class Run:
         self.model_info = model_info
         self.labels = labels
         self.metrics = metrics
-        self.preprocessing = Preprocessing.from_dict(model_info["preprocessing"])
+        self.preprocessing = check_preprocessing(model_info)
 
     @property
     def backbone(self) -> str:
         return self.model_info["backbone"]
 
     def build_model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
-        """The architecture with the run's best weights, in eval mode."""
+        """The architecture with the run's best weights, in eval mode.
+
+        Raises:
+            RunError: The backbone is unknown, or the weights file is unreadable or does not
+                fit the architecture and the number of classes.
+        """
         from tl_core.backbones import create_model  # deferred: timm model registry is slow
 
-        model, _ = create_model(self.backbone, len(self.labels), pretrained=False)
-        state = load_file(str(self.path / WEIGHTS_FILE))
+        try:
+            model, _ = create_model(self.backbone, len(self.labels), pretrained=False)
+        except WeightsError as exc:
+            raise damaged(
+                f"config.json names the backbone {self.backbone!r}, which cannot be built "
+                f"({exc.message.rstrip('.')})"
+            ) from None
+        state = read_weights(self.path / WEIGHTS_FILE)
+        check_weights_fit(model, state, self.labels, self.backbone)
         model.load_state_dict(state)
         return model.to(device).eval()
 
@@ -521,7 +587,15 @@ class Run:
 
 
 def load_run(path: str | Path) -> Run:
-    """Loads a run's description, checking that it can rebuild a model."""
+    """Loads a run's description, checking all it can without building the model.
+
+    Settings, preprocessing, class names and metrics are checked here; the weights when
+    :meth:`Run.build_model` builds the model.
+
+    Raises:
+        RunError: No run folder or no weights at ``path``, or a file that is damaged or was
+            edited (the message says which, and what is wrong with it).
+    """
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"No run folder at {path}.", "Check the path, or train a model first.")
@@ -531,14 +605,11 @@ def load_run(path: str | Path) -> Run:
             f"The run {path.name} has no saved weights.",
             "It stopped before finishing its first epoch: train again.",
         )
-    try:
-        config = TrainConfig.from_dict(config_data["train"])
-        model_info = config_data["model"]
-    except (KeyError, TypeError) as exc:
-        raise RunError(f"{path / CONFIG_FILE} lacks {exc}.", "The run folder is damaged.") from None
-    labels = read_json(path / LABELS_FILE)
+    config = check_train_settings(config_data)
+    model_info = check_model_info(config_data)
+    labels = check_labels(read_json(path / LABELS_FILE), model_info)
     metrics = read_json(path / METRICS_FILE) if (path / METRICS_FILE).exists() else {}
-    return Run(path, config, model_info, labels, metrics)
+    return Run(path, config, model_info, labels, check_metrics(metrics))
 
 
 def as_run(run: Run | str | Path) -> Run:
