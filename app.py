@@ -19,13 +19,15 @@ navigation = st.navigation(
         st.Page(_ui.EVALUATE_PAGE, title="Evaluate", icon=":material/analytics:"),
         st.Page(_ui.PREDICT_PAGE, title="Predict", icon=":material/image_search:"),
         st.Page(_ui.EXPORT_PAGE, title="Export", icon=":material/download:"),
+        st.Page(_ui.WORKSPACE_PAGE, title="Workspace", icon=":material/hard_drive:"),
     ]
 )
-try:
+# The last safety net: an error the page did not expect is a sentence, never a traceback
+# (fragments have their own, _ui.fragment; .streamlit/config.toml hides any that slips by).
+with _ui.safety_net():
+    _ui.clean_uploads_once()
     # The sidebar's job and run lines are drawn again after the page, which may have started
     # a job or picked a run.
     sidebar = _ui.render_sidebar()
     navigation.run()
     _ui.refresh_sidebar(sidebar)
-except Exception as error:  # the last safety net: st.stop/st.rerun are not Exceptions
-    _ui.show_unexpected(error)

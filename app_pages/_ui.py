@@ -7,9 +7,11 @@ so a browser reload or a page switch re-attaches to the same data, job and run.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,13 +29,14 @@ from tl_core.figures import STATIC_CHART_CONFIG, class_counts_figure
 from tl_core.images import load_image
 from tl_core.jobs import JobRegistry, TrainingJob
 from tl_core.runs import MAX_NOTE_LENGTH, RunSummary, list_runs, preferred_run, write_note
-from tl_core.text import plural, shorten
+from tl_core.text import escape_markdown, format_size, plural, shorten
 from tl_core.workspace import Workspace, folder_signature
 
 DATASET_KEY = "dataset_path"
 CONFIG_KEY = "train_config"
 JOB_KEY = "job_id"
 RUN_KEY = "run_path"
+CLEANED_KEY = "uploads_cleaned"
 
 DATA_PAGE = "app_pages/data.py"
 MODEL_PAGE = "app_pages/model.py"
@@ -41,15 +44,30 @@ TRAIN_PAGE = "app_pages/train.py"
 EVALUATE_PAGE = "app_pages/evaluate.py"
 PREDICT_PAGE = "app_pages/predict.py"
 EXPORT_PAGE = "app_pages/export.py"
+WORKSPACE_PAGE = "app_pages/workspace.py"
 # Shipped with the app and sent inline (an SVG icon becomes a data: URL), so no page load
 # reaches the internet: a ":material/...:" page icon is fetched from fonts.gstatic.com.
 FAVICON = Path(__file__).resolve().parent.parent / "assets" / "favicon.svg"
 
 logger = logging.getLogger("tl_studio.app")
+Drawing = Callable[..., None]  # a function that draws part of a page
 
 THUMB_SIZE = 96
 THUMBS_PER_CLASS = 8
 CAPTION_CHAR_PX = 8  # one caption character per 8 pixels of thumbnail width keeps one line
+
+# Streamlit holds every upload in the server's memory until the page has saved it, several
+# at a time, so each is capped to what a workstation can hold. The largest cap is also
+# server.maxUploadSize in .streamlit/config.toml, which the server itself enforces.
+ARCHIVE_UPLOAD_MB = 1024
+WEIGHTS_UPLOAD_MB = 1024
+IMAGE_UPLOAD_MB = 50
+FOLDER_LABEL = "Or a folder on this computer"
+FOLDER_HELP = (
+    "A folder on the disk of the computer running TL Studio, which may not be the one your "
+    "browser runs on. System folders are never read; when TL Studio answers other computers, "
+    "only folders under its user's home folder or in its workspace are."
+)
 
 
 def workspace() -> Workspace:
@@ -111,10 +129,10 @@ def train_config(dataset: str) -> TrainConfig:
 
 
 def show_error(error: TLStudioError) -> None:
-    """A user-facing error: what went wrong, then what to try."""
-    st.error(error.message, icon=":material/error:")
+    """A user-facing error: what went wrong, then what to try (names in it shown as typed)."""
+    st.error(escape_markdown(error.message), icon=":material/error:")
     if error.hint:
-        st.info(error.hint, icon=":material/lightbulb:")
+        st.info(escape_markdown(error.hint), icon=":material/lightbulb:")
 
 
 def show_unexpected(error: Exception) -> None:
@@ -123,11 +141,14 @@ def show_unexpected(error: Exception) -> None:
     os_error = os_error_in(error)
     if os_error is not None:  # a full disk or a read-only folder: say so, as the CLI does
         message, hint = explain_os_error(os_error)
-        st.error(message, icon=":material/error:")
-        st.info(f"{hint} Your data and trained runs are safe on disk.", icon=":material/lightbulb:")
+        st.error(escape_markdown(message), icon=":material/error:")
+        st.info(
+            f"{escape_markdown(hint)} Your data and trained runs are safe on disk.",
+            icon=":material/lightbulb:",
+        )
         return
     st.error(
-        f"Something went wrong on this page: {type(error).__name__}: {error}",
+        f"Something went wrong on this page: {type(error).__name__}: {escape_markdown(error)}",
         icon=":material/error:",
     )
     st.info(
@@ -135,6 +156,59 @@ def show_unexpected(error: Exception) -> None:
         "terminal running TL Studio shows the details.",
         icon=":material/lightbulb:",
     )
+
+
+@contextlib.contextmanager
+def safety_net() -> Iterator[None]:
+    """Shows an error raised inside as a sentence, never as a traceback.
+
+    ``st.rerun`` and ``st.stop`` are not Exceptions, so they pass through.
+    """
+    try:
+        yield
+    except TLStudioError as error:
+        show_error(error)
+    except Exception as error:
+        show_unexpected(error)
+
+
+def fragment(run_every: float | None = None) -> Callable[[Drawing], Drawing]:
+    """``st.fragment`` behind the app's safety net.
+
+    Streamlit catches an exception raised in a fragment itself (in a full run as in the
+    fragment's own reruns) and shows it with its traceback, so ``app.py``'s safety net never
+    sees it. Every fragment of the app is made with this decorator.
+    """
+
+    def decorate(func: Drawing) -> Drawing:
+        @functools.wraps(func)  # the fragment's identity comes from the function's name
+        def guarded(*args, **kwargs) -> None:
+            with safety_net():
+                func(*args, **kwargs)
+
+        return st.fragment(guarded, run_every=run_every)
+
+    return decorate
+
+
+def clean_uploads_once() -> None:
+    """Deletes uploads no session needs any more (a day old), once as a session starts."""
+    if not st.session_state.get(CLEANED_KEY):
+        st.session_state[CLEANED_KEY] = True
+        workspace().clean_uploads()
+
+
+def file_uploader(label: str, limit_mb: int, help: str | None = None, **kwargs):
+    """``st.file_uploader`` with a size limit per file, said in its help text."""
+    limit = f"Up to {format_size(limit_mb << 20)} per file."
+    return st.file_uploader(
+        label, help=f"{help} {limit}" if help else limit, max_upload_size=limit_mb, **kwargs
+    )
+
+
+def folder_input(placeholder: str) -> str:
+    """A text field for a folder on the server's disk (see ``folder_from_form``)."""
+    return st.text_input(FOLDER_LABEL, placeholder=placeholder, help=FOLDER_HELP)
 
 
 def empty_state(message: str, page: str, label: str) -> None:
@@ -154,12 +228,12 @@ def _job_status(job: TrainingJob) -> None:
     snap = job.snapshot()
     accuracy = f" · best {snap.best_accuracy_text}" if snap.best_accuracy_text else ""
     st.markdown(
-        f"**Job** {Path(snap.run_dir).name} · {snap.status} · "
+        f"**Job** {escape_markdown(Path(snap.run_dir).name)} · {snap.status} · "
         f"epochs done {snap.epochs_done}{accuracy}"
     )
     # Always two elements, so a redraw replaces both rather than leaving a stale bar.
     if snap.is_active:
-        st.progress(snap.progress, text=snap.message)
+        st.progress(snap.progress, text=escape_markdown(snap.message))
     else:
         st.empty()
 
@@ -179,13 +253,13 @@ def _sidebar_lines(slots: SidebarSlots, live: bool) -> None:
         slots.job.empty()
     elif live and job.is_active:
         with slots.job:  # refresh the status on every page while the job runs
-            st.fragment(run_every=2.0)(_job_status)(job)
+            fragment(run_every=2.0)(_job_status)(job)
     else:
         with slots.job.container():
             _job_status(job)
     for slot, label, key in ((slots.dataset, "Dataset", DATASET_KEY), (slots.run, "Run", RUN_KEY)):
         if path := st.session_state.get(key):
-            slot.caption(f"{label}: {Path(path).name}")
+            slot.caption(f"{label}: {escape_markdown(Path(path).name)}")
         else:
             slot.empty()
 
@@ -286,11 +360,12 @@ def forget_on_change(marker: str, scope: str, keys: Sequence[str]) -> None:
 
 def folder_from_form(archive: UploadedFile | None, folder_text: str) -> Path:
     """The folder a form names: an uploaded .zip, extracted safely into the workspace, or a
-    folder path typed on this computer.
+    folder typed in ``folder_input``, on the server's disk (``Workspace.readable_folder``
+    says which folders it reads).
 
     Raises:
         TLStudioError: Neither was given, the zip is damaged or unsafe, or the path is not
-            a folder.
+            a folder the server reads.
     """
     ws = workspace()
     if archive is not None:
@@ -300,10 +375,7 @@ def folder_from_form(archive: UploadedFile | None, folder_text: str) -> Path:
         finally:
             zip_path.unlink(missing_ok=True)  # the extracted copy is what is kept
     if folder_text.strip():
-        folder = Path(folder_text.strip()).expanduser()
-        if not folder.is_dir():
-            raise TLStudioError(f"{folder} is not a folder.", "Check the path.")
-        return folder
+        return ws.readable_folder(folder_text, st.get_option("server.address"))
     raise TLStudioError("Choose a .zip or type a folder path first.")
 
 
@@ -344,7 +416,7 @@ def image_grid(
     if captions is None:
         captions = [shorten(Path(p).name, size // CAPTION_CHAR_PX) for p in paths]
     shown = [
-        (thumb, caption)
+        (thumb, escape_markdown(caption))  # captions are Markdown; names come from users
         for p, caption in zip(paths, captions, strict=True)
         if (thumb := thumbnail(str(p), size)) is not None
     ]
@@ -364,9 +436,9 @@ def render_report(report: DatasetReport, thumbnails: bool = True) -> None:
     cols[2].metric("Skipped files", len(report.skipped))
     cols[3].metric("Duplicate groups", len(report.duplicates))
     for issue in report.errors:
-        st.error(issue.message, icon=":material/block:")
+        st.error(escape_markdown(issue.message), icon=":material/block:")
     for issue in report.warnings:
-        st.warning(issue.message, icon=":material/warning:")
+        st.warning(escape_markdown(issue.message), icon=":material/warning:")
     if report.class_names:
         st.plotly_chart(
             class_counts_figure(report.counts), key="class_counts", config=STATIC_CHART_CONFIG
@@ -397,7 +469,7 @@ def render_report(report: DatasetReport, thumbnails: bool = True) -> None:
     for name, paths in by_class.items():
         more = len(paths) - THUMBS_PER_CLASS
         st.markdown(
-            f"**{name}** · {plural(len(paths), 'image')}"
+            f"**{escape_markdown(name)}** · {plural(len(paths), 'image')}"
             + (f" ({more:,} more not shown)" if more > 0 else "")
         )
         image_grid(paths[:THUMBS_PER_CLASS])

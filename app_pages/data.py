@@ -10,6 +10,7 @@ import streamlit as st
 from app_pages import _ui
 from tl_core.errors import TLStudioError
 from tl_core.sample_data import sample_dataset_path
+from tl_core.text import escape_markdown
 
 st.title("Data")
 st.caption(
@@ -27,7 +28,7 @@ def use_dataset(path: Path) -> None:
 
 def import_zip(upload) -> Path | None:
     """Saves an uploaded .zip to disk, extracts it, and keeps it only if it can train."""
-    with st.spinner(f"Unpacking {upload.name}..."):
+    with st.spinner(f"Unpacking {escape_markdown(upload.name)}..."):
         zip_path = ws.save_upload(upload, upload.name)
         try:
             folder = ws.import_zip(zip_path, Path(upload.name).stem)
@@ -46,11 +47,13 @@ zip_tab, build_tab, sample_tab, saved_tab = st.tabs(
 )
 try:
     with zip_tab:
-        upload = st.file_uploader(
+        upload = _ui.file_uploader(
             "A .zip holding one folder per class",
+            _ui.ARCHIVE_UPLOAD_MB,
             type=["zip"],
             help="For example pets.zip with cats/ and dogs/ inside (a wrapping folder is fine). "
-            "It is imported as soon as it has uploaded.",
+            "It is imported as soon as it has uploaded. A larger dataset trains from its "
+            "folder with the command line: tl-studio train --data FOLDER.",
         )
         # Import once per uploaded file: the page reruns on every click while the file
         # stays in the uploader.
@@ -68,8 +71,9 @@ try:
         webcam = st.toggle("Use the webcam")  # the camera asks for permission once drawn
         with st.form("class_form", clear_on_submit=True):
             class_name = st.text_input("Class name", placeholder="e.g. cats")
-            images = st.file_uploader(
+            images = _ui.file_uploader(
                 "Images of this class",
+                _ui.IMAGE_UPLOAD_MB,
                 type=["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"],
                 accept_multiple_files=True,
             )
@@ -81,7 +85,7 @@ try:
                 else:
                     dataset = ws.dataset_dir(name)
                     ws.add_class_images(dataset, class_name, files)
-                    st.toast(f"Added {len(files)} image(s) to {class_name!r}.")
+                    st.toast(f"Added {len(files)} image(s) to '{escape_markdown(class_name)}'.")
                     use_dataset(dataset)
 
     with sample_tab:
@@ -112,7 +116,7 @@ if not current:
     )
     st.stop()
 
-st.subheader(f"Dataset: {Path(current).name}")
+st.subheader(f"Dataset: {escape_markdown(Path(current).name)}")
 try:
     report = _ui.scan(current)
 except TLStudioError as error:

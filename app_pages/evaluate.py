@@ -13,7 +13,7 @@ from tl_core.figures import confusion_cell_from_selection, confusion_figure, per
 from tl_core.images import load_image
 from tl_core.predict import Predictor
 from tl_core.runs import WEIGHTS_FILE
-from tl_core.text import plural
+from tl_core.text import escape_markdown, plural
 from tl_core.workspace import folder_signature
 
 st.title("Evaluate")
@@ -44,10 +44,10 @@ def saliency_overlays(
 def choose_test_set() -> str | None:
     """A form for a labelled test folder or .zip; the chosen folder stays for the session."""
     with st.form("test_set"):
-        archive = st.file_uploader("A .zip with one folder per class", type=["zip"])
-        folder_text = st.text_input(
-            "Or a folder on this computer", placeholder="/path/to/test_set (one folder per class)"
+        archive = _ui.file_uploader(
+            "A .zip with one folder per class", _ui.ARCHIVE_UPLOAD_MB, type=["zip"]
         )
+        folder_text = _ui.folder_input("/path/to/test_set (one folder per class)")
         if st.form_submit_button("Evaluate on this set", type="primary"):
             try:
                 st.session_state[TEST_KEY] = str(_ui.folder_from_form(archive, folder_text))
@@ -107,7 +107,8 @@ with cell_col:
     predicted_label = st.selectbox("Predicted class", labels, key=PRED_KEY)
     rows = result.cell_images(true_label, predicted_label)
     st.markdown(
-        f"**{plural(len(rows), 'image')}** of *{true_label}* predicted as *{predicted_label}*"
+        f"**{plural(len(rows), 'image')}** of *{escape_markdown(true_label)}* predicted as "
+        f"*{escape_markdown(predicted_label)}*"
     )
     _ui.image_grid(list(rows.image[:24]), [f"{c:.0%}" for c in rows.confidence[:24]])
 
@@ -145,7 +146,7 @@ if st.toggle(
         overlays = saliency_overlays(
             str(summary.path), weights_mtime, tuple(review.image), tuple(review.predicted_label)
         )
-        st.image(overlays, caption=captions, width=128)
+        st.image(overlays, caption=[escape_markdown(c) for c in captions], width=128)
     except TLStudioError as error:
         _ui.show_error(error)
 else:

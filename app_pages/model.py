@@ -21,6 +21,7 @@ from tl_core.backbones import (
 )
 from tl_core.errors import TLStudioError
 from tl_core.figures import STATIC_CHART_CONFIG, freeze_figure
+from tl_core.text import escape_markdown
 
 st.title("Model")
 st.caption("Changes apply as you make them: the next training run uses what this page shows.")
@@ -105,8 +106,9 @@ pretrained = st.toggle(
 )
 weights = None
 if pretrained:
-    upload = st.file_uploader(
+    upload = _ui.file_uploader(
         "Weights file (optional)",
+        _ui.WEIGHTS_UPLOAD_MB,
         type=["safetensors", "pth", "pt", "bin"],
         help="Use it when the weights cannot be downloaded here.",
         key="model_weights_file",
@@ -116,7 +118,9 @@ if pretrained:
     elif (
         saved.weights
         and saved.backbone == backbone
-        and st.checkbox(f"Keep using {Path(saved.weights).name}", value=True, key="model_keep")
+        and st.checkbox(
+            f"Keep using {escape_markdown(Path(saved.weights).name)}", value=True, key="model_keep"
+        )
     ):
         weights = saved.weights
     if choice != OTHER and not catalog[choice].offline_weights and weights is None:

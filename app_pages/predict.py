@@ -14,7 +14,8 @@ from tl_core.figures import STATIC_CHART_CONFIG, top_k_figure
 from tl_core.images import load_image
 from tl_core.predict import Predictor, collect_image_paths, predictions_frame
 from tl_core.runs import WEIGHTS_FILE
-from tl_core.text import plural
+from tl_core.text import escape_markdown, plural
+from tl_core.workspace import safe_name
 
 st.title("Predict")
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"]
@@ -46,7 +47,7 @@ def predict_folder(model: Predictor, folder: Path, top_k: int) -> Path:
     with st.spinner(f"Predicting {plural(len(paths), 'image')}..."):
         frame = predictions_frame(model.predict_paths(paths, top_k=top_k))
     frame["image"] = [Path(p).relative_to(folder).as_posix() for p in frame["image"]]
-    out = ws.uploads / f"predictions-{folder.name}.csv"
+    out = ws.uploads / safe_name(f"predictions-{folder.name}.csv")
     frame.to_csv(out, index=False)
     return out
 
@@ -64,8 +65,8 @@ top_k = st.slider("Classes shown per image", 1, len(model.labels), min(3, len(mo
 
 images_tab, batch_tab = st.tabs(["Images", "A .zip or folder"])
 with images_tab:
-    files = st.file_uploader(
-        "Drop one or more images", type=IMAGE_TYPES, accept_multiple_files=True
+    files = _ui.file_uploader(
+        "Drop one or more images", _ui.IMAGE_UPLOAD_MB, type=IMAGE_TYPES, accept_multiple_files=True
     )
     looked = st.toggle(
         "Show where the model looked",
@@ -75,20 +76,23 @@ with images_tab:
     # The camera asks for permission as soon as it is drawn: only when the user wants it.
     shot = st.camera_input("Take a picture") if st.toggle("Use the webcam") else None
     uploads = list(files or []) + ([shot] if shot else [])
-    paths = [ws.save_upload_once(f, f.file_id, f.name, ws.uploads / "predict") for f in uploads]
+    paths = [ws.save_upload_once(f, f.file_id, f.name, ws.predict_uploads) for f in uploads]
     for upload, result in zip(uploads, model.predict_paths(paths, top_k=top_k), strict=True):
         cols = st.columns([1, 1, 2] if looked else [1, 3])
         image_col, chart_col = cols[0], cols[-1]
         if result.error:
-            chart_col.warning(f"{upload.name}: {result.error}", icon=":material/warning:")
+            chart_col.warning(
+                escape_markdown(f"{upload.name}: {result.error}"), icon=":material/warning:"
+            )
             continue
-        image_col.image(result.image, caption=upload.name, width=160)
+        image_col.image(result.image, caption=escape_markdown(upload.name), width=160)
         if looked:
             try:
                 heat, label, probability = saliency(str(summary.path), weights_mtime, result.image)
-                cols[1].image(heat, caption=f"Evidence for {label} ({probability:.0%})", width=160)
+                caption = escape_markdown(f"Evidence for {label} ({probability:.0%})")
+                cols[1].image(heat, caption=caption, width=160)
             except TLStudioError as error:
-                cols[1].warning(error.message, icon=":material/warning:")
+                cols[1].warning(escape_markdown(error.message), icon=":material/warning:")
         chart_col.plotly_chart(
             top_k_figure(result.predictions),
             key=f"topk_{upload.file_id}",
@@ -96,14 +100,13 @@ with images_tab:
         )
 
 with batch_tab, st.form("batch_form"):
-    archive = st.file_uploader("A .zip of images", type=["zip"])
-    folder_text = st.text_input(
-        "Or a folder on this computer", placeholder="/path/to/images (searched recursively)"
-    )
+    archive = _ui.file_uploader("A .zip of images", _ui.ARCHIVE_UPLOAD_MB, type=["zip"])
+    folder_text = _ui.folder_input("/path/to/images (searched recursively)")
     if st.form_submit_button("Predict all", type="primary"):
         try:
             folder = _ui.folder_from_form(archive, folder_text)
             st.session_state[BATCH_KEY] = str(predict_folder(model, folder, top_k))
+            ws.discard_upload(folder)  # an extracted .zip: the table is all that is kept
         except TLStudioError as error:
             _ui.show_error(error)
 

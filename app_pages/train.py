@@ -12,6 +12,7 @@ from tl_core.errors import TLStudioError
 from tl_core.figures import training_figures
 from tl_core.jobs import JobSnapshot, TrainingJob
 from tl_core.runs import WEIGHTS_FILE
+from tl_core.text import escape_markdown
 
 BUSY_REASON = "A job is running: stop it or wait for it to finish."
 
@@ -27,11 +28,11 @@ def format_seconds(seconds: float | None) -> str:
 
 def render_job(snap: JobSnapshot) -> None:
     """Progress, numbers and the two charts of one job snapshot."""
-    st.progress(snap.progress, text=snap.headline)
+    st.progress(snap.progress, text=escape_markdown(snap.headline))
     if snap.plan:
-        st.caption(snap.plan)
+        st.caption(escape_markdown(snap.plan))
     for warning in snap.warnings:  # what `tl-studio check` would say, shown before it matters
-        st.warning(warning, icon=":material/warning:")
+        st.warning(escape_markdown(warning), icon=":material/warning:")
     cols = st.columns(5)
     cols[0].metric("Epochs done", snap.epochs_done)
     best = snap.best_val_accuracy
@@ -60,7 +61,7 @@ def render_controls(job: TrainingJob, snap: JobSnapshot) -> None:
     stop_col.button("Stop", icon=":material/stop:", on_click=job.stop)
 
 
-@st.fragment(run_every=1.0)
+@_ui.fragment(run_every=1.0)
 def live_job(job_id: str) -> None:
     """Redraws from the job's snapshot every second while it runs."""
     job = _ui.registry().get(job_id)
@@ -83,16 +84,17 @@ def adopt_run(snap: JobSnapshot) -> bool:
 def render_outcome(snap: JobSnapshot) -> None:
     has_weights = adopt_run(snap)
     if snap.status == "failed":
-        st.error(snap.error or "Training failed.", icon=":material/error:")
+        st.error(escape_markdown(snap.error or "Training failed."), icon=":material/error:")
         if snap.error_hint:
-            st.info(snap.error_hint, icon=":material/lightbulb:")
+            st.info(escape_markdown(snap.error_hint), icon=":material/lightbulb:")
     elif snap.status == "stopped":
         saved = "The best weights so far are saved."
         if not has_weights:
             saved = "No epoch finished, so nothing was saved."
         st.warning(f"Stopped. {saved}", icon=":material/stop_circle:")
     else:
-        st.success(f"Finished: {Path(snap.run_dir).name}", icon=":material/check_circle:")
+        name = escape_markdown(Path(snap.run_dir).name)
+        st.success(f"Finished: {name}", icon=":material/check_circle:")
     if has_weights:
         cols = st.columns(3)
         cols[0].page_link(_ui.EVALUATE_PAGE, label="Evaluate", icon=":material/analytics:")
@@ -124,8 +126,10 @@ else:
     try:
         config = _ui.train_config(dataset)
         st.caption(
-            f"{Path(dataset).name} · {config.backbone} · freeze {config.freeze} · "
-            f"{config.epochs} epochs · batch {config.batch_size} · lr {config.lr:g}"
+            escape_markdown(
+                f"{Path(dataset).name} · {config.backbone} · freeze {config.freeze} · "
+                f"{config.epochs} epochs · batch {config.batch_size} · lr {config.lr:g}"
+            )
         )
         render_start(config)
     except TLStudioError as error:
@@ -134,7 +138,7 @@ else:
 job = _ui.current_job()
 if job is not None:
     snap = job.snapshot()
-    st.subheader(f"Run {Path(snap.run_dir).name}")
+    st.subheader(f"Run {escape_markdown(Path(snap.run_dir).name)}")
     if snap.is_active:
         live_job(job.job_id)
     else:
