@@ -51,6 +51,9 @@ class BackboneInfo:
         input_size: Side of the square input the pretrained weights expect, in pixels.
         hint: "fast", "balanced" or "accurate".
         description: One or two sentences on when to pick it.
+        imagenet_top1: ImageNet-1k top-1 accuracy of the weights timm loads by default, in
+            percent, at ``input_size``: the data-free prior a transferability estimate has to
+            beat. None when unknown.
     """
 
     name: str
@@ -59,8 +62,12 @@ class BackboneInfo:
     input_size: int
     hint: str
     description: str
+    imagenet_top1: float | None = None
 
 
+# imagenet_top1: timm's results/results-imagenet.csv (huggingface/pytorch-image-models, commit
+# aa4b585), the row of each model's default pretrained tag (e.g. resnet50.a1_in1k) at the input
+# size listed here.
 CATALOG: tuple[BackboneInfo, ...] = (
     BackboneInfo(
         name=DEFAULT_BACKBONE,
@@ -70,6 +77,7 @@ CATALOG: tuple[BackboneInfo, ...] = (
         hint="fast",
         description="The default. A mobile-friendly EfficientNet; its ImageNet weights come "
         "installed, so it works without internet.",
+        imagenet_top1=74.846,
     ),
     BackboneInfo(
         name="tf_efficientnet_lite1",
@@ -79,6 +87,7 @@ CATALOG: tuple[BackboneInfo, ...] = (
         hint="fast",
         description="A slightly larger EfficientNet-Lite at 240 pixels; its ImageNet weights "
         "come installed too.",
+        imagenet_top1=76.674,
     ),
     BackboneInfo(
         name="tf_efficientnet_lite2",
@@ -88,6 +97,7 @@ CATALOG: tuple[BackboneInfo, ...] = (
         hint="balanced",
         description="The largest installed EfficientNet-Lite, at 260 pixels: more detail for "
         "a little more time; works without internet.",
+        imagenet_top1=77.47,
     ),
     BackboneInfo(
         name="mobilenetv3_large_100",
@@ -96,6 +106,7 @@ CATALOG: tuple[BackboneInfo, ...] = (
         input_size=224,
         hint="fast",
         description="Built for phones: quick on a CPU, good for small datasets and fast trials.",
+        imagenet_top1=75.784,
     ),
     BackboneInfo(
         name="resnet18",
@@ -104,6 +115,7 @@ CATALOG: tuple[BackboneInfo, ...] = (
         input_size=224,
         hint="fast",
         description="The classic small residual network: simple, robust, a common baseline.",
+        imagenet_top1=71.504,
     ),
     BackboneInfo(
         name="efficientnet_b0",
@@ -112,6 +124,7 @@ CATALOG: tuple[BackboneInfo, ...] = (
         input_size=224,
         hint="balanced",
         description="High accuracy for its size; somewhat slower than its size suggests.",
+        imagenet_top1=77.698,
     ),
     BackboneInfo(
         name="resnet50",
@@ -120,6 +133,7 @@ CATALOG: tuple[BackboneInfo, ...] = (
         input_size=224,
         hint="balanced",
         description="The standard workhorse: strong general features, moderate cost.",
+        imagenet_top1=80.382,
     ),
     BackboneInfo(
         name="convnext_tiny",
@@ -128,6 +142,7 @@ CATALOG: tuple[BackboneInfo, ...] = (
         input_size=224,
         hint="accurate",
         description="A modern convolutional network with excellent transfer; best with a GPU.",
+        imagenet_top1=84.192,
     ),
     BackboneInfo(
         name="vit_small_patch16_224",
@@ -136,6 +151,7 @@ CATALOG: tuple[BackboneInfo, ...] = (
         input_size=224,
         hint="accurate",
         description="Attention over image patches; transfers very well. Needs 224-pixel inputs.",
+        imagenet_top1=81.402,
     ),
 )
 
@@ -170,6 +186,7 @@ class BackboneStatus:
             "params (M, ImageNet head)": self.info.params_millions,
             "input size": self.info.input_size,
             "speed": self.info.hint,
+            "ImageNet top-1 (%)": self.info.imagenet_top1,
             "weights offline": self.offline_weights,
             "weights source": self.weights_source or "",
             "description": self.info.description,

@@ -179,6 +179,108 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---- advise ------------------------------------------------------------------------------------
+
+
+def _advisor_progress(stop) -> tuple:
+    """A progress callback (a bar on a terminal, a line per backbone in logs) and its closer."""
+    from tqdm import tqdm
+
+    interactive = sys.stderr.isatty()
+    bar = tqdm(total=1, unit="img", disable=not interactive, dynamic_ncols=True, file=sys.stderr)
+    announced: set[str] = set()
+
+    def progress(done: int, total: int, message: str) -> None:
+        if stop.is_set():
+            return
+        bar.total, bar.n = total, done
+        bar.set_description(message[:48], refresh=False)
+        bar.refresh()
+        backbone = message.split(":")[0]
+        if not interactive and backbone not in announced:
+            announced.add(backbone)
+            print(f"Measuring {backbone}...", file=sys.stderr)
+
+    return progress, bar.close
+
+
+def cmd_advise(args: argparse.Namespace) -> int:
+    import threading
+
+    from tl_core.advisor import advise
+
+    stop = threading.Event()
+
+    def on_interrupt(*_):
+        print("\nStopping after this batch (Ctrl-C again to quit at once)...", file=sys.stderr)
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    names = [n for n in args.backbones.split(",") if n.strip()] if args.backbones else None
+    progress, close = _advisor_progress(stop)
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        result = advise(
+            args.data,
+            names,
+            max_images=args.max_images,
+            folds=args.folds,
+            device=args.device,
+            progress=progress,
+            stop=stop,
+            cache_dir=args.cache_dir,
+            use_cache=not args.no_cache,
+            image_size=args.image_size,
+            seed=args.seed,
+        )
+    finally:
+        close()
+        signal.signal(signal.SIGINT, previous)
+    if args.json:
+        _dump_json(result.to_dict())
+        return EXIT_OK
+
+    def mark(candidate) -> str:
+        if candidate is result.candidates[0]:
+            return "best"
+        return "about the same" if candidate.about_the_same else ""
+
+    _print_table(
+        [
+            (
+                rank,
+                c.backbone,
+                c.band_text,
+                f"{c.logme:.3f}",
+                "–" if c.images_per_second is None else f"{c.images_per_second:.0f}",
+                f"{c.params_millions:.1f}M",
+                c.input_size,
+                "–" if c.imagenet_top1 is None else f"{100 * c.imagenet_top1:.1f} %",
+                mark(c),
+            )
+            for rank, c in enumerate(result.candidates, start=1)
+        ],
+        [
+            "#",
+            "backbone",
+            "expected accuracy (head only)",
+            "LogME",
+            "img/s",
+            "params",
+            "input",
+            "ImageNet top-1",
+            "",
+        ],
+    )
+    for skipped in result.skipped:
+        print(f"Skipped {skipped.backbone}: {skipped.reason}")
+    print(f"\nRecommended: {result.reason}")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    print(result.caveat)
+    return EXIT_OK
+
+
 # ---- train -------------------------------------------------------------------------------------
 
 
@@ -433,6 +535,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _at_least_two(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError("must be at least 2")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -482,6 +591,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     backbones.add_argument("--json", action="store_true")
     backbones.set_defaults(func=cmd_backbones)
+
+    advise = sub.add_parser(
+        "advise", help="rank backbones on your images before training (which backbone?)"
+    )
+    advise.add_argument("data", help="folder with one subfolder per class, or a .zip of one")
+    advise.add_argument(
+        "--backbones",
+        metavar="A,B,C",
+        help="timm names to compare (default: every catalog backbone with weights offline)",
+    )
+    advise.add_argument(
+        "--max-images", type=_at_least_two, default=500, help="size of the stratified sample"
+    )
+    advise.add_argument(
+        "--folds", type=_at_least_two, default=5, help="folds of the cross-validated probe"
+    )
+    advise.add_argument(
+        "--image-size", type=_positive_int, help="input size (default: each backbone's)"
+    )
+    advise.add_argument("--seed", type=int, default=0)
+    advise.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    advise.add_argument(
+        "--cache-dir",
+        help="where computed features are kept "
+        "(default: $TL_STUDIO_FEATURE_CACHE or ~/.cache/tl-studio/features)",
+    )
+    advise.add_argument("--no-cache", action="store_true", help="neither read nor keep features")
+    advise.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    advise.set_defaults(func=cmd_advise)
 
     train = sub.add_parser("train", help="train a classifier on a labelled folder or .zip")
     train.add_argument("data", help="folder with one subfolder per class, or a .zip of one")
