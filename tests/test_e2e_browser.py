@@ -107,7 +107,7 @@ def page(app_url, outside_requests):
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         context = browser.new_context(
-            viewport={"width": 1400, "height": 1000}, accept_downloads=True
+            viewport={"width": 1400, "height": 1600}, accept_downloads=True
         )
 
         def offline(route) -> None:
@@ -151,6 +151,9 @@ def go_to(page, title: str) -> None:
 def screenshot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     wait_until_idle(page)
+    # Plotly draws after the element appears: wait until every chart on the page has drawn.
+    undrawn = page.locator("[data-testid='stPlotlyChart']:not(:has(.js-plotly-plot))")
+    sync_api.expect(undrawn).to_have_count(0)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
@@ -236,6 +239,11 @@ def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
         names = set(archive.namelist())
     assert {"model.safetensors", "config.json", "labels.json", "HOW_TO_LOAD.txt"} <= names
     screenshot(page, "export")
+
+    # Workspace: what is kept on disk, and the run just trained among what can be deleted.
+    go_to(page, "Workspace")
+    expect(page.get_by_text("In all", exact=True)).to_be_visible()
+    screenshot(page, "workspace")
 
     # Offline all along: not one request tried to leave this machine (the favicon used to).
     assert outside_requests == []
