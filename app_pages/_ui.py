@@ -37,6 +37,9 @@ CONFIG_KEY = "train_config"
 JOB_KEY = "job_id"
 RUN_KEY = "run_path"
 CLEANED_KEY = "uploads_cleaned"
+# The Model page's backbone widgets, which the backbone advisor's "Use ..." button resets.
+BACKBONE_KEY = "model_backbone"
+TIMM_NAME_KEY = "model_timm_name"
 
 DATA_PAGE = "app_pages/data.py"
 MODEL_PAGE = "app_pages/model.py"

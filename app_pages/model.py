@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _ui
+from app_pages import _advisor, _ui
 from app_pages._settings import training_settings
 from tl_core.backbones import (
     LayerGroup,
@@ -51,6 +51,7 @@ saved = _ui.train_config(dataset)
 ws = _ui.workspace()
 
 catalog = {entry.name: entry for entry in list_backbones()}
+_advisor.backbone_advisor(dataset, report, ws.feature_cache)
 
 
 def stop_unsaved() -> None:
@@ -78,14 +79,14 @@ options = [*catalog, OTHER]
 start = options.index(saved.backbone if saved.backbone in catalog else OTHER)
 # Keys keep each widget's identity while its saved default follows the user's changes.
 choice = st.selectbox(
-    "Backbone", options, index=start, format_func=backbone_label, key="model_backbone"
+    "Backbone", options, index=start, format_func=backbone_label, key=_ui.BACKBONE_KEY
 )
 if choice == OTHER:
     backbone = st.text_input(
         "timm model name",
         value="" if saved.backbone in catalog else saved.backbone,
         placeholder="e.g. regnety_008",
-        key="model_timm_name",
+        key=_ui.TIMM_NAME_KEY,
     ).strip()
     if not backbone:
         stop_unsaved()

@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import _ui
+from app_pages._advisor import comparisons
 from tl_core.config import TrainConfig
 from tl_core.errors import TLStudioError
 from tl_core.figures import training_figures
@@ -15,6 +16,7 @@ from tl_core.runs import WEIGHTS_FILE
 from tl_core.text import escape_markdown
 
 BUSY_REASON = "A job is running: stop it or wait for it to finish."
+COMPARING_REASON = "Backbones are being compared on the Model page: wait for it or stop it."
 
 st.title("Train")
 
@@ -103,14 +105,21 @@ def render_outcome(snap: JobSnapshot) -> None:
 
 
 def render_start(config: TrainConfig) -> None:
-    """The Start button, disabled with the reason beside it while any job is active."""
-    busy = _ui.registry().active() is not None
+    """The Start button, disabled with the reason beside it while a job or a comparison runs."""
+    reason = None
+    if _ui.registry().active() is not None:
+        reason = BUSY_REASON
+    elif comparisons().active() is not None:  # both would fight for the processor
+        reason = COMPARING_REASON
     button_col, reason_col = st.columns([1, 3], vertical_alignment="center")
     start = button_col.button(
-        "Start training", type="primary", icon=":material/rocket_launch:", disabled=busy
+        "Start training",
+        type="primary",
+        icon=":material/rocket_launch:",
+        disabled=reason is not None,
     )
-    if busy:
-        reason_col.caption(BUSY_REASON)
+    if reason:
+        reason_col.caption(reason)
     if start:
         job = _ui.registry().start(config)
         st.session_state[_ui.JOB_KEY] = job.job_id

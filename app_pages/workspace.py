@@ -17,7 +17,8 @@ NOTICE_KEY = "workspace_notice"  # what the last deletion did, shown after the r
 ws = _ui.workspace()
 st.caption(
     f"Everything TL Studio keeps is under {escape_markdown(ws.root)}. Uploads (images to "
-    "predict, test sets, prediction tables) are deleted a day after they arrive."
+    "predict, test sets, prediction tables) are deleted a day after they arrive. The feature "
+    "cache keeps what backbones computed from your images, so comparing them again is quick."
 )
 if notice := st.session_state.pop(NOTICE_KEY, None):
     st.success(notice, icon=":material/check_circle:")
@@ -28,6 +29,7 @@ areas = {
     "Runs": usage.runs,
     "Uploads": usage.uploads,
     "Weights files": usage.weights,
+    "Feature cache": usage.feature_cache,
     "In all": usage.total,
 }
 for column, (label, size) in zip(st.columns(len(areas)), areas.items(), strict=True):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app_pages import _ui
+from app_pages import _advisor, _ui
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image, make_image_folder, make_zip
 from tl_core.sample_data import sample_dataset_path
@@ -225,8 +225,8 @@ def test_model_page_builds_a_config_into_the_session(ws, dataset):
     assert trained == total and frozen == "0"  # nothing frozen: every parameter trains
 
     # Every setting applies on change, with no button to forget: the slider and the epochs
-    # alike are in the saved settings after their own rerun.
-    assert not at.get("form") and not at.button
+    # alike are in the saved settings after their own rerun (the one button compares backbones).
+    assert not at.get("form") and [b.label for b in at.button] == [_advisor.COMPARE_LABEL]
     assert at.session_state[_ui.CONFIG_KEY]["freeze"] == "none"
     next(s for s in at.select_slider if s.label == "Batch size").set_value(8).run()
     next(n for n in at.number_input if n.label == "Epochs").set_value(2).run()

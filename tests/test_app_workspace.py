@@ -41,7 +41,14 @@ def test_the_workspace_page_shows_sizes_and_deletes_a_dataset_only_once_confirme
     old = make_image_folder(ws.datasets / "old", {"a": 2, "b": 2})
     at = open_page(_ui.WORKSPACE_PAGE, **{_ui.DATASET_KEY: str(old)})
     metrics = {m.label: m.value for m in at.metric}
-    assert set(metrics) == {"Datasets", "Runs", "Uploads", "Weights files", "In all"}
+    assert set(metrics) == {
+        "Datasets",
+        "Runs",
+        "Uploads",
+        "Weights files",
+        "Feature cache",
+        "In all",
+    }
     assert metrics["Datasets"].endswith("KB") and metrics["Runs"] == "0 B"
     assert "No runs to delete." in texts(at.caption)
 

@@ -299,7 +299,14 @@ def test_usage_counts_each_part_of_the_workspace(ws):
     (ws.weights / "w.pt").write_bytes(b"x" * 4)
     usage = ws.usage()
     assert (usage.datasets, usage.runs, usage.uploads, usage.weights) == (1000, 300, 20, 4)
+    assert usage.feature_cache == 0  # no comparison has run: the folder does not exist yet
     assert usage.total == 1324
+
+    ws.feature_cache.mkdir()
+    (ws.feature_cache / "net.safetensors").write_bytes(b"x" * 50_000)
+    usage = ws.usage()
+    assert usage.feature_cache == 50_000 and usage.total == 51_324
+    assert ws.feature_cache.parent == ws.root
 
 
 def make_run(ws, name: str):

@@ -219,10 +219,11 @@ class Usage:
     runs: int
     uploads: int
     weights: int
+    feature_cache: int
 
     @property
     def total(self) -> int:
-        return self.datasets + self.runs + self.uploads + self.weights
+        return self.datasets + self.runs + self.uploads + self.weights + self.feature_cache
 
 
 @dataclass(frozen=True)
@@ -230,8 +231,8 @@ class Workspace:
     """The folders the app reads and writes, all under one root.
 
     Attributes:
-        root: The workspace folder; ``datasets``, ``runs``, ``uploads`` and ``weights``
-            live inside it.
+        root: The workspace folder; ``datasets``, ``runs``, ``uploads``, ``weights`` and
+            ``feature-cache`` live inside it.
     """
 
     root: Path
@@ -257,6 +258,11 @@ class Workspace:
     @property
     def weights(self) -> Path:
         return self.root / "weights"
+
+    @property
+    def feature_cache(self) -> Path:
+        """Backbone features the app computed (``tl_core.feature_store``), kept for reuse."""
+        return self.root / "feature-cache"
 
     @property
     def predict_uploads(self) -> Path:
@@ -374,12 +380,13 @@ class Workspace:
         return removed
 
     def usage(self) -> Usage:
-        """The bytes taken by datasets, runs, uploads and weights files."""
+        """The bytes taken by datasets, runs, uploads, weights files and cached features."""
         return Usage(
             folder_size(self.datasets),
             folder_size(self.runs),
             folder_size(self.uploads),
             folder_size(self.weights),
+            folder_size(self.feature_cache),
         )
 
     def stored_datasets(self) -> list[StoredFolder]:

