@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from tl_core import __version__
 from tl_core.config import AUGMENT_CHOICES, DEFAULT_BACKBONE, DEVICE_CHOICES, TrainConfig
+from tl_core.control import TrainingObserver
 from tl_core.errors import TLStudioError, UsageError
 from tl_core.failures import explain_os_error, os_error_in
 
@@ -290,7 +291,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         val_data=str(args.val) if args.val else None,
         backbone=args.backbone,
         weights=str(args.weights) if args.weights else None,
-        pretrained=not args.no_pretrained,
+        pretrained=not getattr(args, "no_pretrained", False),
         freeze=str(args.freeze),
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -394,6 +395,94 @@ def cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---- transfer-check ----------------------------------------------------------------------------
+
+
+class _Announcer(TrainingObserver):
+    """Says on stderr which step of a multi-run command starts ("Run 1 of 2: ...")."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+
+    def on_phase(self, message: str, phase: str | None = None) -> None:
+        if not self.quiet:
+            print(f"{message}...", file=sys.stderr)
+
+
+def _run_as_job(quiet: bool):
+    """Trains one run of a multi-run command as ``train`` does: a job followed with a bar."""
+    from tl_core.jobs import TrainingJob
+
+    def run(config: TrainConfig, writer) -> str:
+        job = TrainingJob(config, writer)
+        job.start()
+        snapshot = _follow_job(job, quiet)
+        if snapshot.status == "failed":
+            raise TLStudioError(snapshot.error or "The run failed.", snapshot.error_hint or "")
+        return snapshot.status
+
+    return run
+
+
+@contextlib.contextmanager
+def _interrupt_stops(stop):
+    """Ctrl-C calls ``stop`` (a second one quits at once) while the block runs."""
+
+    def on_interrupt(*_):
+        print("\nStopping (Ctrl-C again to quit at once)...", file=sys.stderr)
+        stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def cmd_transfer_check(args: argparse.Namespace) -> int:
+    from tl_core.control import JobControl
+    from tl_core.intervals import format_accuracy
+    from tl_core.transfer import transfer_check
+
+    try:
+        config = config_from_args(args)
+    except TLStudioError as exc:
+        raise UsageError(exc.message, exc.hint) from None
+    control = JobControl()
+    with _interrupt_stops(control.stop):
+        result = transfer_check(
+            config,
+            args.out,
+            _Announcer(args.quiet),
+            control,
+            train_run=_run_as_job(args.quiet),
+            cache_dir=args.cache_dir,
+        )
+    if result.status != "completed":
+        raise TLStudioError(
+            "The transfer check was stopped before both runs finished, so nothing was compared.",
+            f"The finished runs are in {result.path}. Start again with a new --out to compare.",
+        )
+    if args.json:
+        _dump_json(result.to_dict())
+        return EXIT_OK
+    print(f"With pretrained weights: {format_accuracy(result.pretrained, result.num_val_images)}")
+    print(f"From random weights:     {format_accuracy(result.scratch, result.num_val_images)}")
+    print(f"Gain: {result.gain:+.1f} points\n")
+    print(result.verdict.sentence)
+    for note in result.notes:
+        print(note)
+    print("\nWhy (domain-distance signals):")
+    for measured in result.signals.values():
+        if "skipped" in measured:
+            print(f"  - {measured['meaning']} Not measured: {measured['skipped']}")
+        else:
+            print(f"  - {measured['meaning']}")
+    print(f"\nRuns saved in {result.path}; the comparison in {result.path / 'transfer.json'}")
+    return EXIT_OK
+
+
 # ---- evaluate / predict / export ---------------------------------------------------------------
 
 
@@ -444,6 +533,98 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print()
     print(evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return EXIT_OK
+
+
+# ---- sweep -------------------------------------------------------------------------------------
+
+# A sweep trains one run per depth: short runs unless --epochs says otherwise.
+SWEEP_EPOCHS = 5
+
+
+def _sweep_printer(quiet: bool) -> tuple:
+    """A sweep observer (a bar per run on a terminal, a line per finished depth) and its closer."""
+    from tqdm import tqdm
+
+    from tl_core.sweep import SweepObserver
+
+    interactive = sys.stderr.isatty() and not quiet
+    bar = tqdm(total=1, unit="step", disable=not interactive, dynamic_ncols=True, file=sys.stderr)
+
+    class Printer(SweepObserver):
+        warned = False
+
+        def on_plan(self, plan) -> None:
+            # Health warnings show even when quiet, as in train; once, since the data is shared.
+            if not self.warned:
+                for issue in plan.warnings:
+                    bar.write(f"warning: {issue.message}", file=sys.stderr)
+                self.warned = True
+
+        def on_run_start(self, index, total, row) -> None:
+            bar.reset(total=1)
+            bar.set_description(f"freeze {row.freeze} ({index}/{total})", refresh=False)
+
+        def on_progress(self, progress) -> None:
+            if progress.total_steps:
+                bar.total = progress.total_steps
+            bar.n = progress.step
+            bar.refresh()
+
+        def on_run_end(self, index, total, row) -> None:
+            if quiet:
+                return
+            line = (
+                f"[{index}/{total}] freeze {row.freeze}: {row.status}, best validation accuracy "
+                f"{row.accuracy_text}, {row.seconds:.1f} s"
+            )
+            bar.write(line + (f" ({row.error})" if row.error else ""), file=sys.stderr)
+
+    return Printer(), bar.close
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tl_core.control import JobControl
+    from tl_core.sweep import NOT_RUN, SWEEP_FILE, split_depths, sweep
+
+    try:
+        # The recipe without a depth: the sweep sets one per run.
+        config = config_from_args(argparse.Namespace(**{**vars(args), "freeze": "all"}))
+    except TLStudioError as exc:
+        raise UsageError(exc.message, exc.hint) from None
+    depths = None if args.freeze is None else split_depths(args.freeze)
+    control = JobControl()
+    printer, close = _sweep_printer(args.quiet)
+    try:
+        with _interrupt_stops(control.stop):
+            result = sweep(config, args.out, depths, printer, control)
+    finally:
+        close()
+    code = EXIT_FAILED if result.failed else EXIT_OK
+    if args.json:
+        _dump_json(result.to_dict())
+        return code
+    best = result.best
+
+    def mark(row) -> str:
+        return "best" if row.freeze == best else "" if row.status == "completed" else row.status
+
+    _print_table(
+        [
+            (
+                r.freeze,
+                f"{r.frozen_groups}/{result.num_backbone_groups}",
+                r.accuracy_text,
+                "–" if r.status == NOT_RUN else f"{r.seconds:.1f}",
+                mark(r),
+            )
+            for r in result.rows
+        ],
+        ["freeze", "groups frozen", "best validation accuracy", "seconds", ""],
+    )
+    print(f"\nBest depth: freeze {best}" if best else "\nNo best depth: no run finished.")
+    print(result.summary())
+    print(f"\nRuns saved in {result.path}; the results in {result.path / SWEEP_FILE}")
+    return code
 
 
 def cmd_note(args: argparse.Namespace) -> int:
@@ -563,6 +744,60 @@ def _fraction(text: str) -> float:
     return value
 
 
+def add_train_options(
+    parser: argparse.ArgumentParser, *, pretrained_flag: bool = False, freeze: bool = True
+) -> None:
+    """The data argument and the training recipe's options, shared by every command that trains.
+
+    Args:
+        parser: The command's parser.
+        pretrained_flag: Add ``--no-pretrained`` (random initialisation).
+        freeze: Add ``--freeze`` (a command that varies the freeze depth adds its own).
+    """
+    parser.add_argument("data", help="folder with one subfolder per class, or a .zip of one")
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help="any timm model name")
+    parser.add_argument("--weights", help="weights file (.safetensors or .pth) for the backbone")
+    if pretrained_flag:
+        parser.add_argument(
+            "--no-pretrained",
+            action="store_true",
+            help="random initialisation (baseline without transfer)",
+        )
+    if freeze:
+        parser.add_argument(
+            "--freeze",
+            default="all",
+            help="'all' (head only, default), 'none', or K leading layer groups",
+        )
+    parser.add_argument("--epochs", type=_positive_int, default=DEFAULTS.epochs)
+    parser.add_argument("--batch-size", type=_positive_int, default=DEFAULTS.batch_size)
+    parser.add_argument(
+        "--lr", type=_positive_float, default=DEFAULTS.lr, help="learning rate of the head"
+    )
+    parser.add_argument(
+        "--image-size", type=_positive_int, help="input size (default: the backbone's)"
+    )
+    split = parser.add_mutually_exclusive_group()
+    split.add_argument("--val-fraction", type=_fraction, default=DEFAULTS.val_fraction)
+    split.add_argument("--val", help="separate validation folder")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    parser.add_argument(
+        "--augment",
+        choices=AUGMENT_CHOICES,
+        default="auto",
+        help="auto: none when only the head trains, light otherwise",
+    )
+    parser.add_argument(
+        "--patience",
+        type=_non_negative_int,
+        default=DEFAULTS.early_stopping_patience,
+        help="early-stopping patience in epochs (0: off)",
+    )
+    parser.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    parser.add_argument("--workers", type=int, default=-1, help="data-loading processes")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tl-studio", description="Transfer learning on your own labelled images."
@@ -622,48 +857,23 @@ def build_parser() -> argparse.ArgumentParser:
     advise.set_defaults(func=cmd_advise)
 
     train = sub.add_parser("train", help="train a classifier on a labelled folder or .zip")
-    train.add_argument("data", help="folder with one subfolder per class, or a .zip of one")
     train.add_argument("--out", required=True, help="new run folder to write")
-    train.add_argument("--backbone", default=DEFAULT_BACKBONE, help="any timm model name")
-    train.add_argument("--weights", help="weights file (.safetensors or .pth) for the backbone")
-    train.add_argument(
-        "--no-pretrained",
-        action="store_true",
-        help="random initialisation (baseline without transfer)",
-    )
-    train.add_argument(
-        "--freeze",
-        default="all",
-        help="'all' (head only, default), 'none', or K leading layer groups",
-    )
-    train.add_argument("--epochs", type=_positive_int, default=DEFAULTS.epochs)
-    train.add_argument("--batch-size", type=_positive_int, default=DEFAULTS.batch_size)
-    train.add_argument(
-        "--lr", type=_positive_float, default=DEFAULTS.lr, help="learning rate of the head"
-    )
-    train.add_argument(
-        "--image-size", type=_positive_int, help="input size (default: the backbone's)"
-    )
-    split = train.add_mutually_exclusive_group()
-    split.add_argument("--val-fraction", type=_fraction, default=DEFAULTS.val_fraction)
-    split.add_argument("--val", help="separate validation folder")
-    train.add_argument("--seed", type=int, default=DEFAULTS.seed)
-    train.add_argument(
-        "--augment",
-        choices=AUGMENT_CHOICES,
-        default="auto",
-        help="auto: none when only the head trains, light otherwise",
-    )
-    train.add_argument(
-        "--patience",
-        type=_non_negative_int,
-        default=DEFAULTS.early_stopping_patience,
-        help="early-stopping patience in epochs (0: off)",
-    )
-    train.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
-    train.add_argument("--workers", type=int, default=-1, help="data-loading processes")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_train_options(train, pretrained_flag=True)
     train.set_defaults(func=cmd_train)
+
+    transfer = sub.add_parser(
+        "transfer-check",
+        help="did transfer help? the same recipe from pretrained and from random weights",
+    )
+    transfer.add_argument("--out", required=True, help="new folder for both runs and transfer.json")
+    add_train_options(transfer)
+    transfer.add_argument(
+        "--cache-dir",
+        help="where the probe signal keeps features "
+        "(default: $TL_STUDIO_FEATURE_CACHE or ~/.cache/tl-studio/features)",
+    )
+    transfer.add_argument("--json", action="store_true", help="print transfer.json")
+    transfer.set_defaults(func=cmd_transfer_check)
 
     evaluate = sub.add_parser("evaluate", help="confusion matrix and per-class scores of a run")
     evaluate.add_argument("run", help="run folder")
@@ -671,6 +881,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     evaluate.add_argument("--json", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    sweep = sub.add_parser(
+        "sweep", help="how deep to freeze? the same recipe trained at several freeze depths"
+    )
+    sweep.add_argument(
+        "--out", required=True, help="new folder for one run per depth and sweep.json"
+    )
+    add_train_options(sweep, pretrained_flag=True, freeze=False)
+    sweep.add_argument(
+        "--freeze",
+        metavar="DEPTHS",
+        help="comma-separated freeze depths, e.g. 0,2,4,all "
+        "(default: 0, all and up to three depths between)",
+    )
+    sweep.add_argument("--json", action="store_true", help="print sweep.json")
+    sweep.set_defaults(func=cmd_sweep, epochs=SWEEP_EPOCHS)
 
     note = sub.add_parser("note", help="show or set a run's short note (shown in run titles)")
     note.add_argument("run", help="run folder")
