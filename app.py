@@ -17,6 +17,7 @@ navigation = st.navigation(
         st.Page(_ui.MODEL_PAGE, title="Model", icon=":material/account_tree:"),
         st.Page(_ui.TRAIN_PAGE, title="Train", icon=":material/model_training:"),
         st.Page(_ui.EVALUATE_PAGE, title="Evaluate", icon=":material/analytics:"),
+        st.Page(_ui.COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:"),
         st.Page(_ui.PREDICT_PAGE, title="Predict", icon=":material/image_search:"),
         st.Page(_ui.EXPORT_PAGE, title="Export", icon=":material/download:"),
         st.Page(_ui.WORKSPACE_PAGE, title="Workspace", icon=":material/hard_drive:"),

@@ -47,6 +47,7 @@ TRAIN_PAGE = "app_pages/train.py"
 EVALUATE_PAGE = "app_pages/evaluate.py"
 PREDICT_PAGE = "app_pages/predict.py"
 EXPORT_PAGE = "app_pages/export.py"
+COMPARE_PAGE = "app_pages/compare.py"
 WORKSPACE_PAGE = "app_pages/workspace.py"
 # Shipped with the app and sent inline (an SVG icon becomes a data: URL), so no page load
 # reaches the internet: a ":material/...:" page icon is fetched from fonts.gstatic.com.
@@ -304,7 +305,8 @@ def pick_run(label: str = "Run") -> RunSummary | None:
     Starts on the session's current run (the one just trained, or picked before), else on
     the most accurate completed run, else on the newest; the choice becomes the current run.
     """
-    runs = [run for run in list_runs(workspace().runs) if run.has_weights]
+    # Runs inside sweeps and transfer checks open here too; their titles tell them apart.
+    runs = [run for run in list_runs(workspace().runs, in_groups=True) if run.has_weights]
     start = preferred_run(runs, st.session_state.get(RUN_KEY))
     if start is None:
         return None

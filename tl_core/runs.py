@@ -10,6 +10,11 @@ A run folder holds:
     val_predictions.csv  the best model's predictions on the validation images
     note.txt             the user's short note on the run (optional, editable at any time)
     .lock                held by the training process while it writes (see tl_core.locks)
+
+Runs trained together live in a *group* folder beside single runs: the group holds ordinary
+run folders and one JSON file that says what the group is (no config.json of its own):
+    transfer.json        a transfer check: "pretrained" and "scratch" runs, gain, verdict
+    sweep.json           a freeze-depth sweep: one row (and one run) per freeze depth
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -59,6 +64,11 @@ SPLIT_FILE = "split.json"
 PREDICTIONS_FILE = "val_predictions.csv"
 NOTE_FILE = "note.txt"
 MAX_NOTE_LENGTH = 200
+TRANSFER_FILE = "transfer.json"
+SWEEP_FILE = "sweep.json"
+# What each group file makes of its folder, in the order they are looked for.
+GROUP_KINDS = {TRANSFER_FILE: "transfer-check", SWEEP_FILE: "sweep"}
+UNFINISHED_GROUP = "group"  # run folders without a group file yet (a sweep still training)
 
 
 def atomic_write(path: Path, write) -> None:
@@ -463,24 +473,106 @@ def summarize_run(path: Path) -> RunSummary:
     )
 
 
-def list_runs(root: str | Path) -> list[RunSummary]:
-    """Every run folder under ``root``, newest first.
-
-    A damaged run is listed when its config.json still tells what it is (loading it then says
-    what is wrong); a folder that cannot be read at all is skipped.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        return []
+def _summaries(paths: Iterable[Path]) -> list[RunSummary]:
+    """Summaries of the run folders among ``paths``; a folder that cannot be read is skipped."""
     summaries = []
-    for path in root.iterdir():
+    for path in paths:
         if not (path / CONFIG_FILE).is_file():
             continue
         try:
             summaries.append(summarize_run(path))
         except (RunError, OSError):
             continue
+    return summaries
+
+
+def _folders(root: Path) -> list[Path]:
+    try:
+        return sorted(path for path in root.iterdir() if path.is_dir())
+    except OSError:  # missing, or not a folder
+        return []
+
+
+def list_runs(root: str | Path, in_groups: bool = False) -> list[RunSummary]:
+    """Every run folder under ``root``, newest first.
+
+    A damaged run is listed when its config.json still tells what it is (loading it then says
+    what is wrong); a folder that cannot be read at all is skipped.
+
+    Args:
+        root: The folder that holds run folders (and, maybe, group folders).
+        in_groups: Also list the runs inside the group folders under ``root`` (transfer checks,
+            sweeps; see :func:`list_groups`).
+    """
+    root = Path(root)
+    summaries = _summaries(_folders(root))
+    if in_groups:
+        for group in list_groups(root):
+            summaries.extend(group.runs)
     return sorted(summaries, key=lambda s: (s.created, s.name), reverse=True)
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """A folder of runs trained together: a transfer check or a freeze-depth sweep.
+
+    Attributes:
+        kind: "transfer-check" or "sweep" (from the group file), or "group" while the group
+            has run folders but no group file yet (a sweep still training, or one stopped).
+        result: The group file's contents ({} when there is none yet, or it is unreadable).
+        runs: Its runs: those the group file names first, in its order, then the others by
+            folder name.
+    """
+
+    path: Path
+    name: str
+    kind: str
+    result: dict[str, Any]
+    runs: tuple[RunSummary, ...]
+
+    @property
+    def created(self) -> datetime:
+        """When its first run started (for a group without runs: the folder's time)."""
+        if self.runs:
+            return min(run.created for run in self.runs)
+        return datetime.fromtimestamp(self.path.stat().st_mtime)
+
+
+def _named_runs(kind: str, result: Mapping[str, Any]) -> list[str]:
+    """The run folder names a group file gives, in its order."""
+    if kind == "transfer-check":
+        names = _typed(result.get("runs"), dict, {}).values()
+    else:
+        names = [_typed(row, dict, {}).get("run") for row in _typed(result.get("rows"), list, [])]
+    return [name for name in names if isinstance(name, str)]
+
+
+def read_group(path: str | Path) -> RunGroup | None:
+    """The group in folder ``path``, or None when it is not one.
+
+    A group is a folder with no config.json of its own that holds a group file
+    (``GROUP_KINDS``) or at least one run folder.
+    """
+    path = Path(path)
+    if not path.is_dir() or (path / CONFIG_FILE).exists():
+        return None
+    kind, result = UNFINISHED_GROUP, {}
+    for file_name, file_kind in GROUP_KINDS.items():
+        if (path / file_name).is_file():
+            kind, result = file_kind, _typed(_read_leniently(path / file_name), dict, {})
+            break
+    runs = {run.name: run for run in _summaries(_folders(path))}
+    if not runs and kind == UNFINISHED_GROUP:
+        return None
+    order = [name for name in dict.fromkeys(_named_runs(kind, result)) if name in runs]
+    order += sorted(set(runs) - set(order))
+    return RunGroup(path, path.name, kind, result, tuple(runs[name] for name in order))
+
+
+def list_groups(root: str | Path) -> list[RunGroup]:
+    """Every group folder directly under ``root``, newest first."""
+    groups = [group for path in _folders(Path(root)) if (group := read_group(path)) is not None]
+    return sorted(groups, key=lambda g: (g.created, g.name), reverse=True)
 
 
 def preferred_run(

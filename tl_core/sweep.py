@@ -29,10 +29,9 @@ from tl_core.engine import train
 from tl_core.errors import TLStudioError, UsageError
 from tl_core.failures import explain_failure
 from tl_core.intervals import format_accuracy, wilson_interval
-from tl_core.runs import METRICS_FILE, RunWriter, read_json, write_json
+from tl_core.runs import METRICS_FILE, SWEEP_FILE, RunWriter, read_json, write_json
 from tl_core.text import plural
 
-SWEEP_FILE = "sweep.json"
 SWEEP_KIND = "sweep"
 # Row statuses besides a run's own ("completed", "stopped", "failed").
 PENDING, RUNNING, NOT_RUN = "pending", "running", "not run"

@@ -31,6 +31,7 @@ from tl_core.errors import TLStudioError, UsageError
 from tl_core.intervals import wilson_interval
 from tl_core.runs import (
     CONFIG_FILE,
+    TRANSFER_FILE,
     RunWriter,
     read_json,
     require_new_run_dir,
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
     from tl_core.datasets import DatasetReport, ImageItem
 
-TRANSFER_FILE = "transfer.json"
 KIND = "transfer-check"
 PRETRAINED_RUN = "pretrained"
 SCRATCH_RUN = "scratch"
