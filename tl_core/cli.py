@@ -286,6 +286,18 @@ def cmd_advise(args: argparse.Namespace) -> int:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The training settings given on the command line.
+
+    Raises:
+        UsageError: The settings are invalid (bad usage: exit 2).
+    """
+    try:
+        return _train_config(args)
+    except TLStudioError as exc:
+        raise UsageError(exc.message, exc.hint) from None
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=str(args.data),
         val_data=str(args.val) if args.val else None,
@@ -371,10 +383,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tl_core.jobs import TrainingJob
     from tl_core.runs import RunWriter
 
-    try:
-        config = config_from_args(args)
-    except TLStudioError as exc:
-        raise UsageError(exc.message, exc.hint) from None
+    config = config_from_args(args)
     # The run folder is claimed before anything loads: a taken, shared or unwritable folder
     # fails at once, and a second training on the same --out is refused.
     writer = RunWriter.create(args.out)
@@ -445,10 +454,7 @@ def cmd_transfer_check(args: argparse.Namespace) -> int:
     from tl_core.intervals import format_accuracy
     from tl_core.transfer import transfer_check
 
-    try:
-        config = config_from_args(args)
-    except TLStudioError as exc:
-        raise UsageError(exc.message, exc.hint) from None
+    config = config_from_args(args)
     control = JobControl()
     with _interrupt_stops(control.stop):
         result = transfer_check(
@@ -586,11 +592,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from tl_core.control import JobControl
     from tl_core.sweep import NOT_RUN, SWEEP_FILE, split_depths, sweep
 
-    try:
-        # The recipe without a depth: the sweep sets one per run.
-        config = config_from_args(argparse.Namespace(**{**vars(args), "freeze": "all"}))
-    except TLStudioError as exc:
-        raise UsageError(exc.message, exc.hint) from None
+    # The recipe without a depth: the sweep sets one per run.
+    config = config_from_args(argparse.Namespace(**{**vars(args), "freeze": "all"}))
     depths = None if args.freeze is None else split_depths(args.freeze)
     control = JobControl()
     printer, close = _sweep_printer(args.quiet)
