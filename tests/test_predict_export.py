@@ -218,7 +218,9 @@ def test_torchscript_export_carries_its_class_names_and_preprocessing(run_dir, t
 
 def test_how_to_load_text_says_how_to_read_the_class_names(run_dir):
     text = how_to_load_text(load_run(run_dir))
-    assert "model.class_names" in text and "_extra_files" in text
+    assert 'custom_metadata_map\n  class_names = json.loads(meta["labels.json"])' in text
+    assert 'torch.export.load("model.pt2", extra_files=extra)' in text
+    assert "model.class_names" in text and "python predict.py image.jpg" in text
     assert "['blue', 'green', 'red']" in text
 
 
