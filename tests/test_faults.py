@@ -391,10 +391,14 @@ def test_export_to_an_existing_folder_fails_before_building_the_model(
 
 
 def test_train_prints_the_health_warnings_and_the_real_split_overlap(capsys, tmp_path):
-    # Every image has an identical copy in its class: validation images are seen in training.
+    # Every image has an identical copy in its class, and every "red" file is one picture: the
+    # split keeps copies on one side, but "red" cannot be split without seeing copies twice.
     data = make_image_folder(tmp_path / "data", {"red": 5, "blue": 5})
     for path in list(data.rglob("*.png")):
         path.with_name(f"copy_{path.name}").write_bytes(path.read_bytes())
+    red = sorted((data / "red").glob("*.png"))
+    for path in red[1:]:
+        path.write_bytes(red[0].read_bytes())
     run = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", data, "--out", run, *TINY_FLAGS, "--epochs", "1",
                            "--quiet")  # fmt: skip

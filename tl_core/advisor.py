@@ -30,22 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from tl_core.backbones import catalog_entry, create_model, list_backbones, resolve_backbone_name
 from tl_core.datasets import DatasetReport, ImageItem, scanned_dataset
 from tl_core.devices import release_memory, resolve_device
-from tl_core.engine import autocast_for
 from tl_core.errors import DatasetError, TLStudioError, WeightsError
-from tl_core.feature_store import (
-    FeatureKey,
-    FeatureStore,
-    StoredFeatures,
-    default_cache_dir,
-    file_digest,
-)
-from tl_core.features import extract_features, pooled_features
-from tl_core.loaders import ImageFolderDataset, default_num_workers
+from tl_core.feature_pass import Progress, Tracker, backbone_features
+from tl_core.feature_store import FeatureStore, default_cache_dir, file_digest
 from tl_core.logme import logme_score
 from tl_core.preprocessing import Preprocessing
 from tl_core.text import plural
@@ -55,15 +46,10 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_IMAGES = 500
 DEFAULT_FOLDS = 5
-FEATURE_BATCH_SIZE = 32
 PROBE_MAX_ITERATIONS = 1000
-RANDOM_INIT = "random init"  # create_model's weights source without pretrained weights
 
 ModelFactory = Callable[[str, int], tuple[torch.nn.Module, str]]
 """Builds a backbone for ``(name, num_classes)``; returns the model and its weights source."""
-
-Progress = Callable[[int, int, str], None]
-"""Called as ``progress(done, total, message)``; done and total count images."""
 
 
 class AdvisorStopped(TLStudioError):
@@ -297,6 +283,15 @@ def stratified_subsample(
     return picked
 
 
+def linear_probe():
+    """The probe: logistic regression on features standardised with its training rows only."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITERATIONS))
+
+
 def probe_fold_accuracies(
     features: np.ndarray,
     labels: np.ndarray,
@@ -310,16 +305,13 @@ def probe_fold_accuracies(
     the test fold leaks into the probe.
     """
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     accuracies = []
     for train, test in splitter.split(features, labels):
         _check_stop(stop)
-        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITERATIONS))
+        probe = linear_probe()
         with warnings.catch_warnings():
             # Separable features keep the loss falling; the accuracy has long settled by then.
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -411,25 +403,6 @@ def chance_warnings(ranked: Sequence[CandidateScore], majority_rate: float) -> l
 # ---- the comparison ------------------------------------------------------------------------
 
 
-@dataclass
-class _Tracker:
-    """Counts images done across candidates, reports them, and honours the stop event."""
-
-    total: int
-    progress: Progress | None
-    stop: threading.Event | None
-    done: int = 0
-    messages: list[str] = field(default_factory=list)
-
-    def report(self, message: str, images: int = 0) -> None:
-        self.done += images
-        if self.progress is not None:
-            self.progress(self.done, self.total, message)
-
-    def check_stop(self) -> None:
-        _check_stop(self.stop)
-
-
 def candidate_names(backbones: Sequence[str] | None) -> tuple[list[str], list[SkippedCandidate]]:
     """The backbones to compare, and catalog ones left out because their weights are missing.
 
@@ -518,7 +491,7 @@ def advise(
             image_size=image_size,
             seed=seed,
             store=FeatureStore(cache_dir or default_cache_dir()) if use_cache else None,
-            tracker=_Tracker(len(sample) * len(names), progress, stop),
+            tracker=Tracker(len(sample) * len(names), progress, stop, AdvisorStopped),
             model_factory=model_factory or pretrained_factory,
         )
         scored = []
@@ -567,7 +540,7 @@ class _Comparison:
     image_size: int | None
     seed: int
     store: FeatureStore | None
-    tracker: _Tracker
+    tracker: Tracker
     model_factory: ModelFactory
     fold_messages: list[str] = field(default_factory=list)
 
@@ -601,14 +574,22 @@ class _Comparison:
         preprocessing = Preprocessing.for_model(model, None if fixed else self.image_size)
         params = _params_millions(name, model)
         try:
-            rows, cached, speed, seconds = self._features(
-                name, model, weights_source, preprocessing
+            computed = backbone_features(
+                name,
+                model,
+                weights_source,
+                preprocessing,
+                self.sample,
+                self.digests,
+                self.device,
+                self.store,
+                tracker,
             )
         finally:
             del model
             release_memory(self.device)
 
-        features = torch.stack([rows[d] for d in self.digests]).double().numpy()
+        features = computed.matrix(self.digests).double().numpy()
         tracker.report(f"{name}: scoring")
         scoring_started = time.perf_counter()
         accuracies = probe_fold_accuracies(
@@ -621,137 +602,15 @@ class _Comparison:
             backbone=name,
             fold_accuracies=accuracies,
             logme=logme,
-            images_per_second=speed,
+            images_per_second=computed.images_per_second,
             params_millions=params,
             input_size=preprocessing.image_size,
             imagenet_top1=info.imagenet_top1 / 100 if info and info.imagenet_top1 else None,
             weights_source=weights_source,
-            cached_images=cached,
-            feature_seconds=seconds,
+            cached_images=computed.cached,
+            feature_seconds=computed.seconds,
             scoring_seconds=time.perf_counter() - scoring_started,
         )
-
-    def _features(
-        self,
-        name: str,
-        model: torch.nn.Module,
-        weights_source: str,
-        preprocessing: Preprocessing,
-    ) -> tuple[dict[str, torch.Tensor], int, float | None, float]:
-        """Feature vector per digest, how many came from the cache, images/s and seconds."""
-        autocast = autocast_for(self.device)
-        precision = "float32" if self.device.type != "cuda" else str(_autocast_dtype(autocast))
-        key = FeatureKey(name, weights_source, preprocessing, precision)
-        # Random weights differ on every call: their features can never be reused.
-        store = self.store if weights_source != RANDOM_INIT else None
-        stored = store.load(key) if store else StoredFeatures({})
-        # Byte-identical files share a digest: each distinct file goes through the backbone once.
-        first_item: dict[str, ImageItem] = {}
-        for digest, item in zip(self.digests, self.sample, strict=True):
-            first_item.setdefault(digest, item)
-        todo = [digest for digest in first_item if digest not in stored.rows]
-        cached = sum(digest in stored.rows for digest in self.digests)
-        self.tracker.report(f"{name}: {cached} of {len(self.sample)} features found", cached)
-        rows = dict(stored.rows)
-        if not todo:
-            return rows, cached, stored.images_per_second, 0.0
-        # Timing a pass of one batch needs a warm-up, worth it only to improve the speed on record.
-        timed = len(todo) > stored.speed_images
-        computed, seconds, speed = self._run_backbone(
-            name, model, [first_item[d] for d in todo], preprocessing, autocast, timed
-        )
-        rows.update(zip(todo, computed, strict=True))
-        if store is not None:
-            self._save(store, key, stored, todo, computed, speed)
-        self.tracker.report(f"{name}: features ready", len(self.sample) - cached - len(todo))
-        return rows, cached, speed, seconds
-
-    def _run_backbone(
-        self,
-        name: str,
-        model: torch.nn.Module,
-        items: Sequence[ImageItem],
-        preprocessing: Preprocessing,
-        autocast,
-        timed: bool = True,
-    ) -> tuple[torch.Tensor, float, float]:
-        """Runs the frozen backbone over ``items``.
-
-        ``timed`` warms the backbone up first when ``items`` fill only one batch, so that its
-        speed is measured without one-off costs.
-
-        Returns:
-            The features, the seconds taken, and the images per second after the first batch:
-            the first pays one-off costs (allocations, kernel selection) that would make a
-            backbone measured first look slower than the same backbone measured later.
-        """
-        device, tracker = self.device, self.tracker
-        dataset = ImageFolderDataset(items, self.class_names, preprocessing.eval_transform())
-        loader = DataLoader(
-            dataset,
-            batch_size=FEATURE_BATCH_SIZE,
-            num_workers=default_num_workers(device),
-            pin_memory=device.type == "cuda",
-        )
-        model = model.to(device).eval()
-        if device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        if timed and len(loader) == 1:
-            self._warm_up(model, preprocessing, len(items), autocast)
-        done, first_batch = 0, None
-
-        def on_batch(images: int) -> None:
-            nonlocal done, first_batch
-            done += images
-            if first_batch is None and len(loader) > 1:
-                first_batch = (done, time.perf_counter())
-            tracker.report(f"{name}: features of {done}/{len(items)} images", images)
-            tracker.check_stop()
-
-        tracker.check_stop()
-        started = time.perf_counter()
-        features = extract_features(model, loader, device, autocast, on_batch).tensors[0]
-        ended = time.perf_counter()
-        counted, since = first_batch or (0, started)
-        speed = (len(items) - counted) / max(ended - since, 1e-9)
-        return features, ended - started, speed
-
-    @torch.no_grad()
-    def _warm_up(
-        self, model: torch.nn.Module, preprocessing: Preprocessing, batch: int, autocast
-    ) -> None:
-        """One untimed pass on a blank batch, for a sample too small to time after its first."""
-        size = preprocessing.image_size
-        images = torch.zeros(batch, 3, size, size, device=self.device)
-        if self.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast():
-            pooled_features(model, images)
-
-    def _save(
-        self,
-        store: FeatureStore,
-        key: FeatureKey,
-        stored: StoredFeatures,
-        digests: Sequence[str],
-        features: torch.Tensor,
-        speed: float | None,
-    ) -> None:
-        try:
-            store.save(key, stored, digests, features, speed)
-        except OSError as exc:
-            # The ranking does not need the cache; the next comparison only takes longer.
-            message = (
-                f"The features could not be kept in {store.folder} ({exc.strerror or exc}); "
-                "the next comparison will compute them again."
-            )
-            if message not in self.tracker.messages:
-                self.tracker.messages.append(message)
-
-
-def _autocast_dtype(autocast) -> torch.dtype:
-    # torch.autocast names its type; the CPU's null context computes in float32.
-    return getattr(autocast(), "fast_dtype", torch.float32)
 
 
 def _params_millions(name: str, model: torch.nn.Module) -> float:

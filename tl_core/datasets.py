@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from tl_core.errors import DatasetError
 from tl_core.folders import find_root, is_clutter, visible_entries, walk_visible_files
+from tl_core.image_hash import Fingerprint, connected_groups, fingerprint, similar_pairs
 from tl_core.images import (
     MAX_IMAGE_BYTES,
     UnusableFile,
@@ -62,10 +63,21 @@ SKIP_LOOSE = "not inside a class folder"
 
 @dataclass(frozen=True)
 class ImageItem:
-    """One labelled image file."""
+    """One labelled image file.
+
+    Attributes:
+        path: The file.
+        label: Its class.
+        digest: BLAKE2b hash of the file's bytes, set by the scan (equal for exact copies).
+        fingerprint: Perceptual fingerprint of the picture, set by the scan (close for resized
+            or re-encoded copies); None for an image too flat to fingerprint.
+    """
 
     path: Path
     label: str
+    # What the scan measured; not part of the item's identity (a hand-made item has neither).
+    digest: str | None = field(default=None, compare=False, repr=False)
+    fingerprint: Fingerprint | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -78,7 +90,7 @@ class SkippedFile:
 
 @dataclass(frozen=True)
 class DuplicateGroup:
-    """Files with byte-identical content."""
+    """Files with identical content (``duplicates``) or nearly so (``near_duplicates``)."""
 
     paths: tuple[Path, ...]
     labels: tuple[str, ...]
@@ -113,6 +125,8 @@ class DatasetReport:
         items: Readable images, ordered by class then path.
         skipped: Files left out, each with a reason. Hidden and OS clutter files are not listed.
         duplicates: Groups of byte-identical files.
+        near_duplicates: Groups of images that are copies of each other, byte-identical or
+            resized, re-encoded or slightly cropped (see :func:`near_duplicate_groups`).
         hidden_folders: Folders beside the classes whose names start with a dot: never
             classes, but listed so a folder named ``.cats`` is not dropped without a word.
         errors: Problems that block training.
@@ -126,6 +140,7 @@ class DatasetReport:
     items: tuple[ImageItem, ...]
     skipped: tuple[SkippedFile, ...] = ()
     duplicates: tuple[DuplicateGroup, ...] = ()
+    near_duplicates: tuple[DuplicateGroup, ...] = ()
     hidden_folders: tuple[str, ...] = ()
     errors: tuple[Issue, ...] = ()
     warnings: tuple[Issue, ...] = ()
@@ -164,6 +179,13 @@ class DatasetReport:
     def can_train(self) -> bool:
         return not self.errors
 
+    @property
+    def near_copies(self) -> list[DuplicateGroup]:
+        """Near-duplicate groups other than sets of byte-identical files (those are in
+        ``duplicates``): resized, re-encoded or cropped copies, with or without exact ones."""
+        exact = {frozenset(group.paths) for group in self.duplicates}
+        return [g for g in self.near_duplicates if frozenset(g.paths) not in exact]
+
     def require_trainable(self) -> None:
         """Raises DatasetError listing the blocking problems, if there are any."""
         if self.errors:
@@ -186,6 +208,7 @@ class DatasetReport:
             "source": str(self.source),
             "root": str(self.root),
             "class_names": list(self.class_names),
+            "classes": [{"name": name, "images": n} for name, n in self.counts.items()],
             "counts": self.counts,
             "num_images": self.num_images,
             "imbalance_ratio": self.imbalance_ratio,
@@ -202,6 +225,14 @@ class DatasetReport:
                     "across_classes": group.across_classes,
                 }
                 for group in self.duplicates
+            ],
+            "near_duplicates": [
+                {
+                    "images": [self.relative(p) for p in group.paths],
+                    "labels": list(group.labels),
+                    "conflict": group.across_classes,
+                }
+                for group in self.near_duplicates
             ],
             "hidden_folders": list(self.hidden_folders),
             "scan_seconds": round(self.scan_seconds, 3),
@@ -220,6 +251,7 @@ class DatasetReport:
 class _FileCheck:
     path: Path
     digest: str | None = None
+    fingerprint: Fingerprint | None = None
     problem: str | None = None
 
 
@@ -227,21 +259,22 @@ def _check_file(path: Path) -> _FileCheck:
     """Hashes and decodes one file, streaming it from disk; never raises.
 
     Pipes, devices and oversized files are never read (see ``open_image_file``), and the
-    file is hashed in chunks, so memory stays flat whatever the dataset holds.
+    file is hashed in chunks, so memory stays flat whatever the dataset holds. The decoded
+    picture also gives the perceptual hash, so finding near-copies costs no second decode.
     """
     try:
         with open_image_file(path) as file:
             digest = hashlib.file_digest(file, lambda: hashlib.blake2b(digest_size=16))
             file.seek(0)
             try:
-                decode(file, _SCAN_DRAFT_SIZE)
+                image = decode(file, _SCAN_DRAFT_SIZE)
             except Exception as exc:  # Decoders raise many exception types on malformed data.
-                return _FileCheck(path, digest.hexdigest(), decode_failure(exc))
+                return _FileCheck(path, digest.hexdigest(), problem=decode_failure(exc))
     except UnusableFile as exc:
         return _FileCheck(path, problem=str(exc))
     except OSError as exc:  # a read error after the file was opened
         return _FileCheck(path, problem=f"unreadable: {exc.strerror or exc}")
-    return _FileCheck(path, digest.hexdigest())
+    return _FileCheck(path, digest.hexdigest(), fingerprint(image))
 
 
 # --------------------------------------------------------------------------- zip extraction
@@ -525,7 +558,7 @@ def scan_dataset(
         elif label is None:
             skipped.append(SkippedFile(path, SKIP_LOOSE))
         else:
-            item = ImageItem(path, label)
+            item = ImageItem(path, label, check.digest, check.fingerprint)
             items.append(item)
             digests[check.digest].append(item)
 
@@ -541,6 +574,7 @@ def scan_dataset(
         items=tuple(items),
         skipped=tuple(skipped),
         duplicates=duplicates,
+        near_duplicates=near_duplicate_groups(items),
         hidden_folders=hidden_folders,
     )
     return replace(
@@ -578,6 +612,28 @@ def _blocking_errors(report: DatasetReport) -> Iterator[Issue]:
             )
 
 
+def _near_duplicate_warnings(report: DatasetReport) -> Iterator[Issue]:
+    """Warnings for copies that are not byte-identical (those have warnings of their own)."""
+    near = report.near_copies
+    conflicts = [g for g in near if g.across_classes]
+    if conflicts:
+        example = " ~ ".join(report.relative(p) for p in conflicts[0].paths[:2])
+        yield Issue(
+            "near_duplicates_across_classes",
+            f"{plural(len(conflicts), 'group')} of near-identical images (resized, re-encoded "
+            f"or cropped copies) carry different labels, which contradict each other (e.g. "
+            f"{example}). Keep each picture in one class.",
+        )
+    copies = sum(len(g.paths) - 1 for g in near if not g.across_classes)
+    if copies:
+        yield Issue(
+            "near_duplicates_within_class",
+            f"{plural(copies, 'image')} are near-identical copies (resized, re-encoded or "
+            "cropped) of another image in the same class; the split keeps each group of "
+            "copies on one side, so validation never sees a copy of a training image.",
+        )
+
+
 def _warnings(report: DatasetReport) -> Iterator[Issue]:
     ratio = report.imbalance_ratio
     if ratio is not None and ratio >= IMBALANCE_WARNING_RATIO:
@@ -610,8 +666,9 @@ def _warnings(report: DatasetReport) -> Iterator[Issue]:
         yield Issue(
             "duplicates_within_class",
             f"{plural(within_copies, 'file')} are exact copies of another image in the same "
-            "class; copies can land in both training and validation and inflate accuracy.",
+            "class; they add nothing to training (the split keeps copies on one side).",
         )
+    yield from _near_duplicate_warnings(report)
     if report.hidden_folders:
         names = ", ".join(report.hidden_folders)
         yield Issue(
@@ -629,14 +686,53 @@ def _warnings(report: DatasetReport) -> Iterator[Issue]:
 # --------------------------------------------------------------------------- splits
 
 
+def near_duplicate_groups(items: Sequence[ImageItem]) -> tuple[DuplicateGroup, ...]:
+    """Groups of images that are copies of each other: byte-identical, or with matching
+    perceptual fingerprints (resized, re-encoded or slightly cropped copies; see
+    ``tl_core.image_hash``).
+
+    Copies are grouped transitively (A like B and B like C puts all three together), which is
+    what a split must keep on one side. Items without a digest or hash (not made by a scan)
+    are never grouped.
+
+    Returns:
+        The groups, members ordered by path, groups by their first member's path.
+    """
+    ordered = sorted(items, key=lambda i: i.path.as_posix())
+    pairs = similar_pairs([item.fingerprint for item in ordered])
+    first_with_digest: dict[str, int] = {}
+    for index, item in enumerate(ordered):
+        if item.digest is not None:
+            first = first_with_digest.setdefault(item.digest, index)
+            if first != index:
+                pairs.append((first, index))
+    return tuple(
+        DuplicateGroup(
+            tuple(ordered[i].path for i in group), tuple(ordered[i].label for i in group)
+        )
+        for group in connected_groups(len(ordered), pairs)
+    )
+
+
 def stratified_split(
-    items: Sequence[ImageItem], val_fraction: float = 0.2, seed: int = 0
+    items: Sequence[ImageItem],
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    *,
+    keep_copies_together: bool = True,
 ) -> tuple[list[ImageItem], list[ImageItem]]:
     """Holds out about ``val_fraction`` of each class for validation.
 
     Every class keeps at least one training and one validation image. The split depends only on
     ``seed`` and the set of items (not their order), and each class is shuffled with its own
     seed, so adding a class does not reshuffle the others.
+
+    Copies of an image (see :func:`near_duplicate_groups`) stay on one side, so the model is
+    never validated on a copy of a training image: a class's copies are held out or kept
+    together, and copies whose labels contradict each other all train. A class that is one
+    group of copies cannot be split without a copy on each side; it is split image by image,
+    and :func:`split_overlap` counts what leaks. A class without copies splits exactly as it
+    would with ``keep_copies_together=False``.
 
     Returns:
         ``(train, val)``, each ordered by class, then path.
@@ -650,6 +746,13 @@ def stratified_split(
     by_class: dict[str, list[ImageItem]] = defaultdict(list)
     for item in items:
         by_class[item.label].append(item)
+    group_of: dict[Path, int] = {}
+    conflicting: set[Path] = set()
+    if keep_copies_together:
+        for number, group in enumerate(near_duplicate_groups(items)):
+            group_of.update(dict.fromkeys(group.paths, number))
+            if group.across_classes:
+                conflicting.update(group.paths)
     train: list[ImageItem] = []
     val: list[ImageItem] = []
     for label in sorted(by_class):
@@ -661,10 +764,46 @@ def stratified_split(
                 hint="Add images to that class or remove its folder.",
             )
         n_val = min(max(round(len(members) * val_fraction), 1), len(members) - 1)
-        held_out = set(random.Random(f"{seed}/{label}").sample(range(len(members)), n_val))
-        for index, item in enumerate(members):
-            (val if index in held_out else train).append(item)
+        rng = random.Random(f"{seed}/{label}")
+        units = _copy_units(members, group_of)
+        eligible = [unit for unit in units if not conflicting.intersection(u.path for u in unit)]
+        if len(eligible) == len(members):  # no copies: the plain split
+            held_out = set(rng.sample(range(len(members)), n_val))
+            chosen = {members[i].path for i in held_out}
+        elif len(units) >= 2 and eligible:
+            chosen = {u.path for unit in _pick_units(eligible, n_val, rng) for u in unit}
+        else:  # one group of copies (or only conflicts): a copy on each side is unavoidable
+            chosen = {members[i].path for i in rng.sample(range(len(members)), n_val)}
+        for item in members:
+            (val if item.path in chosen else train).append(item)
     return train, val
+
+
+def _copy_units(members: Sequence[ImageItem], group_of: dict[Path, int]) -> list[list[ImageItem]]:
+    """A class's images in units that go to one side together: each group of copies, and each
+    image without copies on its own; in the order of their first member."""
+    units: dict[object, list[ImageItem]] = {}
+    for item in members:
+        units.setdefault(group_of.get(item.path, item.path), []).append(item)
+    return list(units.values())
+
+
+def _pick_units(
+    units: Sequence[list[ImageItem]], n_val: int, rng: random.Random
+) -> list[list[ImageItem]]:
+    """Units in a seeded random order, held out while they fit in ``n_val`` images.
+
+    When every unit is larger than ``n_val``, the smallest is held out, so the class still has
+    a validation image; the caller ensures another unit is left to train on.
+    """
+    picked, count = [], 0
+    for index in rng.sample(range(len(units)), len(units)):
+        if count + len(units[index]) <= n_val:
+            picked.append(units[index])
+            count += len(units[index])
+        if count == n_val:
+            break
+    return picked or [min(units, key=len)]
 
 
 def check_validation_classes(train_report: DatasetReport, val_report: DatasetReport) -> list[str]:
@@ -700,7 +839,8 @@ def check_validation_classes(train_report: DatasetReport, val_report: DatasetRep
 def split_overlap(
     report: DatasetReport, train: Sequence[ImageItem], val: Sequence[ImageItem]
 ) -> list[ImageItem]:
-    """Validation images with a byte-identical copy among the training images.
+    """Validation images with a copy among the training images: byte-identical, or a resized,
+    re-encoded or slightly cropped version (``report.near_duplicates``).
 
     The model has already seen such an image when it is validated on it, so the validation
     accuracy flatters the model. Only copies within the scanned dataset are found (a split of
@@ -709,11 +849,41 @@ def split_overlap(
     train_paths = {item.path for item in train}
     copied = {
         path
-        for group in report.duplicates
+        for group in report.near_duplicates or report.duplicates
         if any(p in train_paths for p in group.paths)
         for path in group.paths
     }
     return [item for item in val if item.path in copied]
+
+
+@dataclass(frozen=True)
+class Leakage:
+    """Validation images with a copy in training, under the plain and the copy-aware split.
+
+    Attributes:
+        before: Under a stratified split that ignores copies (same fraction and seed).
+        after: Under :func:`stratified_split`, which keeps copies on one side.
+        num_val: Validation images of the copy-aware split.
+    """
+
+    before: int
+    after: int
+    num_val: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"before": self.before, "after": self.after, "num_val": self.num_val}
+
+
+def split_leakage(report: DatasetReport, val_fraction: float = 0.2, seed: int = 0) -> Leakage:
+    """How many validation images had a copy in training before the split kept copies
+    together, and how many still do (only when a class is a single group of copies)."""
+    plain = stratified_split(report.items, val_fraction, seed, keep_copies_together=False)
+    train, val = stratified_split(report.items, val_fraction, seed)
+    return Leakage(
+        before=len(split_overlap(report, *plain)),
+        after=len(split_overlap(report, train, val)),
+        num_val=len(val),
+    )
 
 
 def overlap_issue(overlap: int, num_val: int) -> Issue | None:
@@ -722,7 +892,7 @@ def overlap_issue(overlap: int, num_val: int) -> Issue | None:
         return None
     return Issue(
         "train_val_overlap",
-        f"Validation images with an identical copy in the training set: {overlap:,} of "
-        f"{num_val:,}. The model is validated on images it trained on, so the validation "
-        "accuracy flatters it; remove the duplicate files for an honest measure.",
+        f"Validation images with an identical or near-identical copy in the training set: "
+        f"{overlap:,} of {num_val:,}. The model is validated on images it trained on, so the "
+        "validation accuracy flatters it; remove the copies for an honest measure.",
     )
