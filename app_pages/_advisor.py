@@ -176,13 +176,5 @@ def render_result(result: AdvisorResult) -> None:
 
 
 def use_backbone(name: str) -> None:
-    """Makes ``name`` the saved backbone and lets the page's widgets start again from it.
-
-    A callback, so it runs before the widgets are drawn; clearing their values (rather than
-    setting them) keeps each widget's single source of truth: the saved settings.
-    """
-    settings = dict(st.session_state.get(_ui.CONFIG_KEY) or {})
-    settings.update(backbone=name, weights=None)  # a weights file belongs to the old backbone
-    st.session_state[_ui.CONFIG_KEY] = settings
-    for key in (_ui.BACKBONE_KEY, _ui.TIMM_NAME_KEY):
-        st.session_state.pop(key, None)
+    """Makes ``name`` the saved backbone; the Model page's widgets start again from it."""
+    _ui.adopt_settings(backbone=name, weights=None)  # a weights file belongs to the old backbone

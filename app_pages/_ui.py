@@ -79,13 +79,15 @@ def workspace() -> Workspace:
 
 
 @st.cache_resource(show_spinner=False)
-def _registry(runs_root: str) -> JobRegistry:
+def _registry(runs_root: str, feature_cache: str) -> JobRegistry:
     # One registry per runs folder for the whole process: every session and reload sees it.
-    return JobRegistry(Path(runs_root))
+    # Head-only runs share the feature cache with the backbone advisor.
+    return JobRegistry(Path(runs_root), Path(feature_cache))
 
 
 def registry() -> JobRegistry:
-    return _registry(str(workspace().runs))
+    ws = workspace()
+    return _registry(str(ws.runs), str(ws.feature_cache))
 
 
 def current_job() -> TrainingJob | None:
@@ -117,6 +119,23 @@ def settings_of(config: TrainConfig) -> dict:
 
 def save_settings(config: TrainConfig) -> None:
     st.session_state[CONFIG_KEY] = settings_of(config)
+
+
+# The Model page's widgets keep their own state under keys with these prefixes.
+MODEL_WIDGET_PREFIXES = ("model_", "settings_")
+
+
+def adopt_settings(**changes) -> None:
+    """Changes the session's saved settings as if picked on the Model page.
+
+    Call it from a button's callback, which runs before any widget is drawn. The Model page's
+    widgets remember what they showed; their state is dropped so that they start again from
+    the saved settings (their single source of truth), rather than writing old values back.
+    """
+    st.session_state[CONFIG_KEY] = {**(st.session_state.get(CONFIG_KEY) or {}), **changes}
+    for key in list(st.session_state):
+        if isinstance(key, str) and key.startswith(MODEL_WIDGET_PREFIXES):
+            del st.session_state[key]
 
 
 def has_settings() -> bool:
@@ -231,8 +250,9 @@ def _device_info() -> dict:
 def _job_status(job: TrainingJob) -> None:
     snap = job.snapshot()
     accuracy = f" · best {snap.best_accuracy_text}" if snap.best_accuracy_text else ""
+    queue = f" · {snap.queue_position.lower()}" if snap.is_active and snap.queue_position else ""
     st.markdown(
-        f"**Job** {escape_markdown(Path(snap.run_dir).name)} · {snap.status} · "
+        f"**Job** {escape_markdown(snap.name)} · {snap.status}{escape_markdown(queue)} · "
         f"epochs done {snap.epochs_done}{accuracy}"
     )
     # Always two elements, so a redraw replaces both rather than leaving a stale bar.

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _ui
+from app_pages import _groups, _ui
 from app_pages._advisor import comparisons
 from tl_core.config import TrainConfig
 from tl_core.errors import TLStudioError
 from tl_core.figures import training_figures
-from tl_core.jobs import JobSnapshot, TrainingJob
+from tl_core.jobs import TRAIN, JobSnapshot, TrainingJob
 from tl_core.runs import WEIGHTS_FILE
 from tl_core.text import escape_markdown
 
@@ -42,7 +42,10 @@ def render_job(snap: JobSnapshot) -> None:
     if snap.best_accuracy_text:
         cols[1].caption(snap.best_accuracy_text)
     cols[2].metric(*snap.speed)  # labelled for the phase: backbone, head epochs or training
-    cols[3].metric("ETA", format_seconds(snap.eta_seconds) if snap.is_active else "–")
+    # A group's later runs train other depths or weights, at other speeds: only this run's
+    # time left is known.
+    eta_label = "ETA (this run)" if snap.is_group else "ETA"
+    cols[3].metric(eta_label, format_seconds(snap.eta_seconds) if snap.is_active else "–")
     cols[4].metric("Device", snap.device or "…")
     loss, accuracy = training_figures(snap)
     left, right = st.columns(2)
@@ -73,13 +76,17 @@ def live_job(job_id: str) -> None:
         st.rerun()  # once, so the whole page (sidebar included) shows the finished state
     render_controls(job, snap)
     render_job(snap)
+    if snap.is_group:
+        _groups.render_live(snap)
 
 
 def adopt_run(snap: JobSnapshot) -> bool:
-    """Makes a finished job's run the current one, if it saved weights."""
-    has_weights = (Path(snap.run_dir) / WEIGHTS_FILE).is_file()
+    """Makes a finished job's run the current one, if it saved weights (for a group: its
+    best depth, or the pretrained run of a transfer check)."""
+    run = snap.result_run
+    has_weights = run is not None and (Path(run) / WEIGHTS_FILE).is_file()
     if has_weights:
-        st.session_state[_ui.RUN_KEY] = snap.run_dir
+        st.session_state[_ui.RUN_KEY] = run
     return has_weights
 
 
@@ -90,13 +97,15 @@ def render_outcome(snap: JobSnapshot) -> None:
         if snap.error_hint:
             st.info(escape_markdown(snap.error_hint), icon=":material/lightbulb:")
     elif snap.status == "stopped":
-        saved = "The best weights so far are saved."
-        if not has_weights:
+        if snap.is_group:
+            saved = "The runs that finished are kept; the ones still waiting were not run."
+        elif has_weights:
+            saved = "The best weights so far are saved."
+        else:
             saved = "No epoch finished, so nothing was saved."
         st.warning(f"Stopped. {saved}", icon=":material/stop_circle:")
     else:
-        name = escape_markdown(Path(snap.run_dir).name)
-        st.success(f"Finished: {name}", icon=":material/check_circle:")
+        st.success(f"Finished: {escape_markdown(snap.name)}", icon=":material/check_circle:")
     if has_weights:
         cols = st.columns(3)
         cols[0].page_link(_ui.EVALUATE_PAGE, label="Evaluate", icon=":material/analytics:")
@@ -105,7 +114,8 @@ def render_outcome(snap: JobSnapshot) -> None:
 
 
 def render_start(config: TrainConfig) -> None:
-    """The Start button, disabled with the reason beside it while a job or a comparison runs."""
+    """The Start button and the experiments, disabled with the reason beside them while a job
+    or a comparison runs."""
     reason = None
     if _ui.registry().active() is not None:
         reason = BUSY_REASON
@@ -121,9 +131,8 @@ def render_start(config: TrainConfig) -> None:
     if reason:
         reason_col.caption(reason)
     if start:
-        job = _ui.registry().start(config)
-        st.session_state[_ui.JOB_KEY] = job.job_id
-        st.rerun()  # the button, the live view and the sidebar all show the new job at once
+        _groups.start(config, TRAIN)
+    _groups.launchers(config, reason)
 
 
 dataset = st.session_state.get(_ui.DATASET_KEY)
@@ -147,9 +156,15 @@ else:
 job = _ui.current_job()
 if job is not None:
     snap = job.snapshot()
-    st.subheader(f"Run {escape_markdown(Path(snap.run_dir).name)}")
+    if snap.is_group:
+        st.subheader(_groups.group_name(snap))
+    else:
+        st.subheader(f"Run {escape_markdown(snap.name)}")
     if snap.is_active:
         live_job(job.job_id)
     else:
         render_outcome(snap)
-        render_job(snap)
+        if snap.is_group:
+            _groups.render_outcome(snap)
+        else:
+            render_job(snap)

@@ -24,7 +24,10 @@ from tl_core.transfer import (
     transfer_verdict,
 )
 
-TRANSFER_KEYS = {"kind", "pretrained", "scratch", "gain", "verdict", "signals", "runs"}
+TRANSFER_KEYS = {
+    "kind", "pretrained", "scratch", "gain", "verdict", "outcome", "num_val_images", "signals",
+    "runs",
+}  # fmt: skip
 
 
 def read(path: Path):
@@ -124,6 +127,8 @@ def test_transfer_json_has_the_shared_format(checked):
     assert 0 <= data["pretrained"] <= 1 and 0 <= data["scratch"] <= 1
     assert data["gain"] == pytest.approx(100 * (data["pretrained"] - data["scratch"]), abs=0.01)
     assert data["verdict"] == checked.verdict.sentence and data["verdict"]
+    assert data["outcome"] == checked.verdict.outcome
+    assert data["num_val_images"] == checked.num_val_images > 0
     assert read_transfer(checked.path) == data
     # The accuracies are the runs' own best validation accuracies.
     for name in ("pretrained", "scratch"):

@@ -434,6 +434,8 @@ def sweep(
     depths: Sequence[str] | None = None,
     observer: TrainingObserver | None = None,
     control: JobControl | None = None,
+    *,
+    feature_cache: str | Path | None = None,
 ) -> SweepResult:
     """Trains ``config`` at each freeze depth, one run after another, into ``out_dir``.
 
@@ -452,6 +454,8 @@ def sweep(
             when each run starts and ends.
         control: Pause/resume/stop. Stopping ends the current run as "stopped" and cancels
             the depths still waiting ("not run").
+        feature_cache: Where a head-only depth finds and keeps backbone features (see
+            ``tl_core.engine.train``); None computes them afresh.
 
     Returns:
         The rows in depth order; sweep.json in ``out_dir`` holds the same.
@@ -488,7 +492,13 @@ def sweep(
             run_observer = _RunObserver(observer)
             started = time.monotonic()
             try:
-                status = train(config.replace(freeze=row.freeze), writer, run_observer, control)
+                status = train(
+                    config.replace(freeze=row.freeze),
+                    writer,
+                    run_observer,
+                    control,
+                    feature_cache=feature_cache,
+                )
                 error = None
             except Exception as exc:
                 status, error = "failed", explain_failure(exc)[0]

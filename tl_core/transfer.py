@@ -409,6 +409,8 @@ class TransferResult:
             "scratch": self.scratch,
             "gain": self.gain,
             "verdict": self.verdict.sentence if self.verdict else None,
+            "outcome": self.verdict.outcome if self.verdict else None,
+            "num_val_images": self.num_val_images,
             "signals": self.signals,
             "runs": {"pretrained": PRETRAINED_RUN, "scratch": SCRATCH_RUN},
         }
