@@ -95,7 +95,10 @@ class Comparison:
         data: The dataset's scan (or its folder).
         dataset: The name the registry files it under (the dataset's path).
         cache_dir: Where the advisor keeps the features it computes.
-        advise_function: Runs the comparison; tests may pass a stand-in.
+        advise_function: Runs the comparison; tests may pass a stand-in. Any function of
+            the data that takes ``progress`` and ``stop`` like ``advise`` runs here as well
+            (the search for label errors does).
+        stopped_error: What ``advise_function`` raises when ``stop`` ends it.
         **options: More arguments for ``advise`` (backbones, max_images, ...).
     """
 
@@ -105,6 +108,7 @@ class Comparison:
         dataset: str,
         cache_dir: str | Path | None = None,
         advise_function: Advise = advise,
+        stopped_error: type[Exception] = AdvisorStopped,
         **options,
     ):
         self.comparison_id = uuid.uuid4().hex[:12]
@@ -112,6 +116,7 @@ class Comparison:
         self._data = data
         self._options = dict(options, cache_dir=cache_dir)
         self._advise = advise_function
+        self._stopped_error = stopped_error
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._state = _State()
@@ -137,7 +142,7 @@ class Comparison:
                 self._data, progress=self._progress, stop=self._stop, **self._options
             )
             self._update(status="completed", message="Finished", result=result)
-        except AdvisorStopped:
+        except self._stopped_error:
             self._update(status="stopped", message="Stopped by the user")
         except BaseException as exc:  # the thread must always end in a readable state
             self._update(status="failed", message="Failed", error=_user_error(exc))

@@ -270,6 +270,8 @@ class RunWriter:
 
     def write_description(self, plan: TrainingPlan) -> None:
         """config.json, labels.json and split.json: written before the first epoch."""
+        from tl_core.dataset_versions import version_info  # it writes with this module
+
         config = plan.config
         freeze = plan.freeze
         write_json(
@@ -291,6 +293,8 @@ class RunWriter:
                     },
                 },
                 "device": str(plan.device),
+                # Which reviewed version of the images it trained on (None: the originals).
+                "dataset_version": version_info(config.data),
                 "created": datetime.now().strftime("%Y-%m-%dT%H:%M:%S"),
                 "tl_studio_version": __version__,
             },
@@ -414,7 +418,11 @@ def describe_freeze(config: Mapping[str, Any]) -> str:
     else:
         spec = str(_typed(config.get("train"), dict, {}).get("freeze", "?"))
         detail = f"{spec} groups frozen" if spec.isdigit() else spec
-    return {"all": "head only", "none": "full fine-tune"}.get(spec, detail)
+    depth = {"all": "head only", "none": "full fine-tune"}.get(spec, detail)
+    # Gradual unfreezing ends at the recorded depth; older runs have no mode (a fixed one).
+    if _typed(config.get("train"), dict, {}).get("mode") == "gradual":
+        return f"gradual unfreezing to {depth}"
+    return depth
 
 
 def _num_val_images(path: Path) -> int | None:
