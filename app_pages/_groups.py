@@ -55,8 +55,9 @@ def launchers(config: TrainConfig, busy_reason: str | None) -> None:
 
 def transfer_launcher(config: TrainConfig, busy_reason: str | None) -> None:
     st.markdown("**Transfer check: did the pretrained weights help?**")
+    epochs = plural(config.epochs, "epoch", "epochs")
     st.caption(
-        f"Trains these settings twice on the same split ({plural(config.epochs, 'epoch')} "
+        f"Trains these settings twice on the same split ({epochs} "
         "each): with the pretrained weights, then from random weights. The gap between the two "
         "is what the pretraining bought on your images."
     )
@@ -150,7 +151,7 @@ def render_live(snap: JobSnapshot) -> None:
 
 
 def adopt_freeze(freeze: str) -> None:
-    _ui.adopt_settings(freeze=freeze)
+    _ui.adopt_settings(mode="fine-tune", freeze=freeze)
 
 
 def render_sweep_outcome(snap: JobSnapshot) -> None:

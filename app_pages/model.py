@@ -10,7 +10,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _advisor, _ui
+from app_pages import _advisor, _recipes, _ui
 from app_pages._settings import training_settings
 from tl_core.backbones import (
     LayerGroup,
@@ -19,8 +19,10 @@ from tl_core.backbones import (
     list_backbones,
     parse_freeze,
 )
+from tl_core.config import GRADUAL
 from tl_core.errors import TLStudioError
 from tl_core.figures import STATIC_CHART_CONFIG, freeze_figure
+from tl_core.recipes import describe_stages, training_stages
 from tl_core.text import escape_markdown
 
 st.title("Model")
@@ -137,45 +139,38 @@ except TLStudioError as error:
     _ui.show_error(error)
     stop_unsaved()
 n = len(groups) - 1  # the head (last group) always trains
-try:
-    default = parse_freeze(saved.freeze, n)
-except TLStudioError:  # saved for a backbone with more groups
-    default = n
-frozen = (
-    st.slider(
-        "Frozen layer groups (from the input)",
-        0,
-        n,
-        value=default,
-        help=f"{n} = train only the new head (fastest; features are computed once). "
-        "0 = fine-tune everything.",
-        key="model_frozen",
-    )
-    if n > 0  # a slider needs two ends; a model without backbone groups has one
-    else 0
-)
+mode, freeze = _recipes.choose_mode(saved, n)
+frozen = parse_freeze(freeze, n)
 trainable = sum(g.num_params for g in groups[frozen:])
 total = sum(g.num_params for g in groups)
+at_end = " at the end" if mode == GRADUAL else ""
 # The catalog counts the 1000-class ImageNet head; this total counts the head that trains.
 st.caption(
-    f"**{trainable:,}** of {total:,} parameters will train, with your new "
+    f"**{trainable:,}** of {total:,} parameters will train{at_end}, with your new "
     f"{len(report.class_names)}-class head in place of the 1000-class ImageNet head "
     f"({frozen} of {n} backbone groups frozen)."
 )
 st.plotly_chart(freeze_figure(groups, frozen), key="freeze_figure", config=STATIC_CHART_CONFIG)
 
-settings = training_settings(saved)
+first_of_each_class: dict[str, str] = {}
+for item in report.items:
+    first_of_each_class.setdefault(item.label, str(item.path))
+settings = training_settings(saved, backbone, list(first_of_each_class.values()))
 try:
     config = saved.replace(
         backbone=backbone,
         weights=weights,
         pretrained=pretrained,
-        freeze="all" if frozen == n else "none" if frozen == 0 else str(frozen),
+        mode=mode,
+        freeze=freeze,
         **settings,
     )
+    if mode == GRADUAL:
+        st.caption("Gradual unfreezing in " + describe_stages(training_stages(config, n), n) + ".")
 except TLStudioError as error:
     _ui.show_error(error)
     stop_unsaved()
 _ui.save_settings(config)
 st.success("Saved: the next training run uses these settings.", icon=":material/check_circle:")
+_recipes.lr_finder(config)
 st.page_link(_ui.TRAIN_PAGE, label="Next: train", icon=":material/arrow_forward:")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app_pages import _advisor, _ui
+from app_pages import _ui
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image, make_image_folder, make_zip
 from tl_core.sample_data import sample_dataset_path
@@ -213,26 +213,22 @@ def test_model_page_builds_a_config_into_the_session(ws, dataset):
     at = open_page(_ui.MODEL_PAGE, **{_ui.DATASET_KEY: dataset})
     backbone = next(s for s in at.selectbox if s.label == "Backbone")
     assert backbone.value == "tf_efficientnet_lite0"
-    slider = at.slider[0]
-    assert slider.value == slider.max  # default: only the head trains
-    assert f"{int(slider.max)} of {int(slider.max)} backbone groups frozen" in texts(at.caption)
-
-    slider.set_value(0).run()
+    assert at.radio(key="model_mode").value == "feature-extraction"  # only the head trains
+    at.radio(key="model_mode").set_value("full-fine-tune").run()
     caption = next(c.value for c in at.caption if "parameters will train" in c.value)
     trained, total, frozen = re.search(
         r"\*\*([\d,]+)\*\* of ([\d,]+) parameters will train.*\((\d+) of", caption
     ).groups()
     assert trained == total and frozen == "0"  # nothing frozen: every parameter trains
 
-    # Every setting applies on change, with no button to forget: the slider and the epochs
-    # alike are in the saved settings after their own rerun (the one button compares backbones).
-    assert not at.get("form") and [b.label for b in at.button] == [_advisor.COMPARE_LABEL]
+    # Every setting applies on change, with no form and no button to forget.
+    assert not at.get("form")
     assert at.session_state[_ui.CONFIG_KEY]["freeze"] == "none"
     next(s for s in at.select_slider if s.label == "Batch size").set_value(8).run()
     next(n for n in at.number_input if n.label == "Epochs").set_value(2).run()
     assert not at.exception
     assert "next training run uses these settings" in texts(at.success)
-    assert at.slider[0].value == 0  # earlier choices survive later reruns
+    assert at.radio(key="model_mode").value == "full-fine-tune"  # earlier choices survive
     config = at.session_state[_ui.CONFIG_KEY]
     # The dataset has one owner (DATASET_KEY): the saved settings do not repeat it.
     assert "data" not in config and at.session_state[_ui.DATASET_KEY] == dataset

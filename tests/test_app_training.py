@@ -282,13 +282,17 @@ def test_predict_a_folder_path_and_explain_bad_ones(ws, run_path, dataset):
 # ----------------------------------------------------------------------------- export
 
 
-def test_export_offers_the_zip_and_builds_torchscript_on_request(ws, run_path):
+def test_export_offers_the_zip_and_builds_model_files_on_request(ws, run_path):
     at = open_page(_ui.EXPORT_PAGE, **{_ui.RUN_KEY: str(run_path)})
     assert [d.label for d in at.get("download_button")] == ["Download run (.zip)"]
     assert "test_efficientnet" in texts(at.code)  # how to load it
-    button(at, "Build TorchScript file").click().run()
+    assert "TorchScript" not in " ".join(b.label for b in at.button)  # deprecated: CLI only
+    button(at, "Build torch.export (.pt2) file").click().run()
     assert not at.exception
     assert [d.label for d in at.get("download_button")] == [
         "Download run (.zip)",
-        "Download TorchScript (.pt)",
+        "Download torch.export (.pt2) file",
     ]
+    # Its size and the check's result, measured on the run's own images.
+    shown = texts(at.success)
+    assert " KB · check: max abs difference vs PyTorch on " in shown and "— passed" in shown

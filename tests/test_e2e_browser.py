@@ -34,6 +34,8 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
 ]
 TIMEOUT_MS = 90_000
+# Comparing backbones and sweeping freeze depths train for real on the CPU: minutes on 2 cores.
+LONG_MS = 420_000
 
 pytestmark = pytest.mark.e2e
 
@@ -201,6 +203,15 @@ def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
     expect(page.get_by_text("Saved: the next training run uses these settings.")).to_be_visible()
     screenshot(page, "model")
 
+    # Which backbone? The offline backbones ranked on these images, before anything trains.
+    page.get_by_text("Which backbone?", exact=True).click()
+    page.get_by_role("button", name="Compare backbones on my images").click()
+    expect(page.get_by_text("Recommended:", exact=False)).to_be_visible(timeout=LONG_MS)
+    wait_until_idle(page)
+    expect(page.get_by_text("not a guarantee", exact=False)).to_be_visible()
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # the ranked table
+    screenshot(page, "advisor")
+
     # Train: Start is disabled at once, the live view follows the job, and it finishes.
     go_to(page, "Train")
     page.get_by_role("button", name="Start training").click()
@@ -211,6 +222,24 @@ def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
     expect(page.get_by_role("button", name="Start training")).to_be_enabled()
     expect(page.get_by_text("95 % CI", exact=False).first).to_be_visible()
     screenshot(page, "train")
+
+    # How deep to freeze? A sweep of one-epoch runs, charted, and its best depth adopted.
+    page.get_by_text("Experiments: did transfer help? How deep to freeze?").click()
+    epochs = page.get_by_label("Epochs per depth")
+    epochs.fill("1")
+    epochs.press("Enter")
+    wait_until_idle(page)
+    page.get_by_role("button", name="Run a freeze sweep").click()
+    expect(page.get_by_role("heading", name="Freeze-depth sweep", exact=False)).to_be_visible()
+    adopt = page.get_by_role("button", name="Use freeze", exact=False)
+    expect(adopt).to_be_visible(timeout=LONG_MS)
+    wait_until_idle(page)
+    wait_for_points(page)
+    expect(page.get_by_text("did best, with", exact=False)).to_be_visible()
+    screenshot(page, "sweep")
+    adopt.click()
+    expect(page.get_by_text("Your settings freeze", exact=False)).to_be_visible()
+    wait_until_idle(page)
 
     # Evaluate: the confusion matrix and per-class scores of the new run.
     go_to(page, "Evaluate")

@@ -487,12 +487,36 @@ class FreezeSummary:
         ]
 
 
-def apply_freeze(model: torch.nn.Module, freeze: int | str) -> FreezeSummary:
+# Normalisation layers whose weights keep training in frozen groups when ``train_bn`` is set:
+# the types fastai's ``norm_types`` lists (timm's LayerNorm2d subclasses nn.LayerNorm).
+NORM_TYPES = (
+    torch.nn.modules.batchnorm._BatchNorm,
+    torch.nn.modules.instancenorm._InstanceNorm,
+    torch.nn.LayerNorm,
+)
+
+
+def norm_param_names(model: torch.nn.Module) -> set[str]:
+    """Names of the parameters that belong to normalisation layers (see ``NORM_TYPES``)."""
+    return {
+        f"{module_name}.{param_name}" if module_name else param_name
+        for module_name, module in model.named_modules()
+        if isinstance(module, NORM_TYPES)
+        for param_name, _ in module.named_parameters(recurse=False)
+    }
+
+
+def apply_freeze(
+    model: torch.nn.Module, freeze: int | str, train_bn: bool = False
+) -> FreezeSummary:
     """Freezes the first layer groups of ``model`` and unfreezes the rest.
 
     Args:
         model: A timm model.
         freeze: Number of leading groups to freeze, or "all"/"none" (see ``parse_freeze``).
+        train_bn: Keep the normalisation layers of frozen groups trainable, as fastai's
+            ``train_bn=True`` does: their statistics then adapt to the new images while the
+            convolutions stay fixed.
 
     Returns:
         The resulting split of groups and parameter counts.
@@ -500,6 +524,8 @@ def apply_freeze(model: torch.nn.Module, freeze: int | str) -> FreezeSummary:
     groups = layer_groups(model)
     frozen_count = parse_freeze(freeze, len(groups) - 1)
     frozen_names = {n for g in groups[:frozen_count] for n in g.param_names}
+    if train_bn:
+        frozen_names -= norm_param_names(model)
     trainable = frozen = 0
     for name, param in model.named_parameters():
         param.requires_grad_(name not in frozen_names)

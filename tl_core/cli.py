@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tl_core import __version__
-from tl_core.config import AUGMENT_CHOICES, DEFAULT_BACKBONE, DEVICE_CHOICES, TrainConfig
+from tl_core.config import (
+    AUGMENT_CHOICES,
+    DEFAULT_BACKBONE,
+    DEVICE_CHOICES,
+    MODES,
+    TrainConfig,
+    check_mode_freeze,
+)
 from tl_core.control import TrainingObserver
 from tl_core.errors import TLStudioError, UsageError
 from tl_core.failures import explain_os_error, os_error_in
@@ -56,39 +63,19 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
-    from tl_core.datasets import (
-        check_validation_classes,
-        overlap_issue,
-        scanned_dataset,
-        split_overlap,
-        stratified_split,
-    )
+    from dataclasses import replace
+
+    from tl_core.datasets import scanned_dataset
+    from tl_core.health_report import check_health
 
     report = stack.enter_context(scanned_dataset(args.data))
-    problems = [issue.message for issue in report.errors]
-    warnings = list(report.warnings)
-    split_counts = None
-    if report.can_train:
-        try:
-            if args.val:
-                val_report = stack.enter_context(scanned_dataset(args.val))
-                check_validation_classes(report, val_report)
-                split_counts = (report.num_images, val_report.num_images)
-            else:
-                train, val = stratified_split(report.items, args.val_fraction, args.seed)
-                split_counts = (len(train), len(val))
-                overlap = overlap_issue(len(split_overlap(report, train, val)), len(val))
-                warnings += [overlap] if overlap else []
-        except TLStudioError as exc:
-            problems.append(str(exc))
+    val_report = stack.enter_context(scanned_dataset(args.val)) if args.val else None
+    health = check_health(report, val_report, args.val_fraction, args.seed)
+    if args.label_issues and report.can_train:
+        health = replace(health, label_issues=tuple(_find_label_issues(args, report)))
+    problems = health.problems
     if args.json:
-        data = report.to_dict()
-        data["warnings"] = [issue.to_dict() for issue in warnings]
-        data["can_train"] = not problems
-        data["blocking_problems"] = problems
-        if split_counts:
-            data["split"] = {"train": split_counts[0], "val": split_counts[1]}
-        _dump_json(data)
+        _dump_json(health.to_dict())
         return EXIT_OK if not problems else EXIT_FAILED
 
     print(
@@ -105,12 +92,25 @@ def _check(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         for group in report.duplicates:
             where = " (different classes!)" if group.across_classes else ""
             print("  " + ", ".join(report.relative(p) for p in group.paths) + where)
-    if warnings:
+    if near := report.near_copies:
+        print(f"\nNear-identical images, e.g. resized or re-encoded ({len(near)} groups):")
+        for group in near:
+            where = " (different classes: a conflict!)" if group.across_classes else ""
+            print("  " + ", ".join(report.relative(p) for p in group.paths) + where)
+    if health.warnings:
         print("\nWarnings:")
-        for issue in warnings:
+        for issue in health.warnings:
             print(f"  - {issue.message}")
-    if split_counts:
-        print(f"\nSplit: {split_counts[0]} training / {split_counts[1]} validation images.")
+    if health.split:
+        print(f"\nSplit: {health.split[0]} training / {health.split[1]} validation images.")
+    if health.leakage and health.leakage.before:
+        leakage = health.leakage
+        print(
+            f"Validation images with a copy in training: {leakage.before} under a split that "
+            f"ignores copies, {leakage.after} with this one, which keeps copies on one side."
+        )
+    if health.label_issues is not None:
+        _print_label_issues(report, health.label_issues)
     if problems:
         print("\nCannot train on this dataset:")
         for message in problems:
@@ -118,6 +118,44 @@ def _check(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         return EXIT_FAILED
     print("\nReady to train.")
     return EXIT_OK
+
+
+def _find_label_issues(args: argparse.Namespace, report):
+    """Suspected label errors, with progress on stderr; Ctrl-C stops after the current batch."""
+    import threading
+
+    from tl_core.label_issues import find_label_issues
+
+    stop = threading.Event()
+
+    def on_interrupt(*_):
+        print("\nStopping after this batch (Ctrl-C again to quit at once)...", file=sys.stderr)
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    progress, close = _advisor_progress(stop)
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        return find_label_issues(
+            report, args.cache_dir, progress, stop, backbone=args.backbone, device=args.device
+        )
+    finally:
+        close()
+        signal.signal(signal.SIGINT, previous)
+
+
+def _print_label_issues(report, issues) -> None:
+    if not issues:
+        print("\nNo suspected label errors.")
+        return
+    print(f"\nSuspected label errors ({len(issues)}, most suspicious first):")
+    _print_table(
+        [
+            (report.relative(i.path), i.given, i.suggested, f"{100 * i.confidence:.0f} %")
+            for i in issues
+        ],
+        ["image", "labelled", "looks like", "confidence"],
+    )
 
 
 # ---- backbones ---------------------------------------------------------------------------------
@@ -304,10 +342,15 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         backbone=args.backbone,
         weights=str(args.weights) if args.weights else None,
         pretrained=not getattr(args, "no_pretrained", False),
-        freeze=str(args.freeze),
+        mode=check_mode_freeze(getattr(args, "mode", None), args.freeze),
+        freeze=args.freeze,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        backbone_lr_scale=args.lowest_lr_fraction,
+        weight_decay=args.weight_decay,
+        warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing,
         image_size=args.image_size,
         val_fraction=args.val_fraction,
         seed=args.seed,
@@ -380,6 +423,7 @@ def _follow_job(job, quiet: bool) -> JobSnapshot:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from tl_core.feature_store import default_cache_dir
     from tl_core.jobs import TrainingJob
     from tl_core.runs import RunWriter
 
@@ -388,7 +432,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     # fails at once, and a second training on the same --out is refused.
     writer = RunWriter.create(args.out)
     out = writer.path
-    job = TrainingJob(config, writer)
+    feature_cache = None if args.no_feature_cache else args.cache_dir or default_cache_dir()
+    job = TrainingJob(config, writer, feature_cache=feature_cache)
     started = time.monotonic()
     job.start()
     snapshot = _follow_job(job, args.quiet)
@@ -401,6 +446,43 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{time.monotonic() - started:.1f} s on {snapshot.device}; best validation accuracy "
         f"{_accuracy(snapshot.best_val_accuracy, snapshot)}. Run saved in {out}"
     )
+    return EXIT_OK
+
+
+# ---- lr-find -----------------------------------------------------------------------------------
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from tl_core.lr_finder import find_learning_rate
+
+    config = config_from_args(args)
+    if not args.quiet:
+        print(f"Sweeping the head's learning rate over {args.num_it} batches...", file=sys.stderr)
+    result = find_learning_rate(config, num_it=args.num_it)
+    if args.json:
+        _dump_json(result.to_dict())
+        return EXIT_OK
+    shown = set(range(0, len(result.lrs), max(1, len(result.lrs) // 12)))
+    if result.suggestion_index is not None:
+        shown.add(result.suggestion_index)
+    _print_table(
+        [
+            (
+                f"{result.lrs[i]:.1e}",
+                f"{result.losses[i]:.4f}",
+                "<- suggested" if i == result.suggestion_index else "",
+            )
+            for i in sorted(shown)
+        ],
+        ["learning rate", "smoothed loss", ""],
+    )
+    if result.diverged:
+        print(f"The loss diverged at {result.lrs[-1]:.1e}: the sweep stopped there.")
+    if result.suggestion is None:
+        print("No suggestion: the loss diverged too early to read the curve.")
+        return EXIT_FAILED
+    print(f"\nSuggested learning rate (fastai's valley rule): {result.suggestion:.2g}")
+    print(f"Train with it: --lr {result.suggestion:.2g}")
     return EXIT_OK
 
 
@@ -698,14 +780,28 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from tl_core.export import export_torchscript, export_zip
+    from tl_core.export import ZIP_FORMAT, export_model, export_zip, format_for
     from tl_core.outputs import check_output_file
+    from tl_core.text import format_size
 
     check_output_file(args.out)  # before the model is built
     _note_unfinished(args.run)
-    exporter = export_torchscript if args.format == "torchscript" else export_zip
-    path = exporter(args.run, args.out)
-    print(f"Exported {args.format} to {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    model_format = format_for(args.out, args.format)
+    if model_format == ZIP_FORMAT:
+        path = export_zip(args.run, args.out)
+        print(f"Exported the run (.zip) to {path} ({format_size(path.stat().st_size)})")
+        return EXIT_OK
+    result = export_model(  # steps on stderr: stdout keeps the result alone
+        args.run, args.out, model_format, on_step=lambda step: print(f"{step}...", file=sys.stderr)
+    )
+    print(f"Exported {model_format} to {result.path} ({format_size(result.size_bytes)})")
+    print(f"Check: {result.check.text}")
+    if model_format == "torchscript":
+        print(
+            "note: TorchScript is deprecated by PyTorch; it is kept for LibTorch C++. "
+            "Prefer --format onnx or pt2.",
+            file=sys.stderr,
+        )
     return EXIT_OK
 
 
@@ -740,6 +836,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError("cannot be negative")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0 < value < 1:
@@ -768,14 +871,38 @@ def add_train_options(
         )
     if freeze:
         parser.add_argument(
+            "--mode",
+            choices=MODES,
+            help="feature-extraction: head only; fine-tune: the groups above --freeze K; "
+            "full-fine-tune: everything; gradual: head first, then one more group per stage "
+            f"(default: what --freeze says, else {DEFAULTS.mode})",
+        )
+        parser.add_argument(
             "--freeze",
-            default="all",
-            help="'all' (head only, default), 'none', or K leading layer groups",
+            help="'all' (head only), 'none', or K leading layer groups; with --mode gradual, "
+            "the depth unfreezing stops at (default: what the mode implies)",
         )
     parser.add_argument("--epochs", type=_positive_int, default=DEFAULTS.epochs)
     parser.add_argument("--batch-size", type=_positive_int, default=DEFAULTS.batch_size)
     parser.add_argument(
         "--lr", type=_positive_float, default=DEFAULTS.lr, help="learning rate of the head"
+    )
+    parser.add_argument(
+        "--lowest-lr-fraction",
+        type=_positive_float,
+        default=DEFAULTS.backbone_lr_scale,
+        help="the lowest trainable group's share of --lr; rates rise geometrically to the "
+        "head's (1: one rate everywhere)",
+    )
+    parser.add_argument("--weight-decay", type=_non_negative_float, default=DEFAULTS.weight_decay)
+    parser.add_argument(
+        "--warmup-epochs",
+        type=_non_negative_float,
+        default=DEFAULTS.warmup_epochs,
+        help="linear warm-up, at most a quarter of the run (of each gradual stage)",
+    )
+    parser.add_argument(
+        "--label-smoothing", type=_non_negative_float, default=DEFAULTS.label_smoothing
     )
     parser.add_argument(
         "--image-size", type=_positive_int, help="input size (default: the backbone's)"
@@ -815,6 +942,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--val-fraction", type=_fraction, default=0.2)
     check.add_argument("--seed", type=int, default=0)
     check.add_argument("--json", action="store_true", help="print the report as JSON")
+    check.add_argument(
+        "--label-issues",
+        action="store_true",
+        help="also look for wrong labels (one pass of the backbone over every image)",
+    )
+    check.add_argument(
+        "--backbone", default=DEFAULT_BACKBONE, help="with --label-issues: whose features"
+    )
+    check.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    check.add_argument("--cache-dir", help="where features are kept (default: the user cache)")
     check.set_defaults(func=cmd_check)
 
     backbones = sub.add_parser("backbones", help="list the curated backbones")
@@ -862,7 +999,26 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a classifier on a labelled folder or .zip")
     train.add_argument("--out", required=True, help="new run folder to write")
     add_train_options(train, pretrained_flag=True)
+    train.add_argument(
+        "--cache-dir",
+        help="where head-only runs (--freeze all, no augmentation) find and keep backbone "
+        "features, shared with 'advise' "
+        "(default: $TL_STUDIO_FEATURE_CACHE or ~/.cache/tl-studio/features)",
+    )
+    train.add_argument(
+        "--no-feature-cache",
+        action="store_true",
+        help="compute every backbone feature afresh and keep none",
+    )
     train.set_defaults(func=cmd_train)
+
+    lr_find = sub.add_parser(
+        "lr-find", help="which learning rate? a short sweep of rates with the loss at each"
+    )
+    add_train_options(lr_find, pretrained_flag=True)
+    lr_find.add_argument("--num-it", type=_at_least_two, default=100, help="batches in the sweep")
+    lr_find.add_argument("--json", action="store_true", help="print the curve as JSON")
+    lr_find.set_defaults(func=cmd_lr_find)
 
     transfer = sub.add_parser(
         "transfer-check",
@@ -922,9 +1078,17 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
     explain.set_defaults(func=cmd_explain)
 
-    export = sub.add_parser("export", help="export a run as TorchScript or a .zip")
+    export = sub.add_parser(
+        "export", help="export a run as ONNX, torch.export (.pt2), TorchScript or a .zip"
+    )
     export.add_argument("run", help="run folder")
-    export.add_argument("--format", choices=("torchscript", "zip"), default="torchscript")
+    export.add_argument(
+        "--format",
+        choices=("onnx", "pt2", "torchscript", "zip"),
+        default=None,
+        help="default: from --out's ending (.onnx, .pt2, .pt, .zip), else onnx, which most "
+        "runtimes load; model files are checked against PyTorch before they are kept",
+    )
     export.add_argument("--out", required=True, help="file to write")
     export.set_defaults(func=cmd_export)
     for command in sub.choices.values():

@@ -142,11 +142,13 @@ class ProgressMeter:
         self.feature_images_done = 0
         self._feature_started: float | None = None
         self._feature_seconds = 0.0
+        self._after_first_feature_batch: tuple[int, float] | None = None
         self.steps_per_epoch = 0
         self.epoch_seconds: list[float] = []
         self._epoch_started: float | None = None
         self._epoch_steps = 0
         self._epoch_images = 0
+        self._epoch_train_seconds = 0.0
         self._images_per_second: float | None = None
 
     def now(self) -> float:
@@ -157,9 +159,12 @@ class ProgressMeter:
         """Leaves ``seconds`` spent paused out of every rate and estimate."""
         self._paused += seconds
 
-    def expect_features(self, images: int, batches: int, steps_per_epoch: int) -> None:
-        """Features of ``images`` will be computed in ``batches``, then the head trains on them."""
-        self.cached = True
+    def expect_features(
+        self, images: int, batches: int, steps_per_epoch: int, head_only: bool = True
+    ) -> None:
+        """Features of ``images`` will be computed in ``batches``, then the head trains on them
+        (``head_only``), or the layers after a frozen prefix whose outputs they are."""
+        self.cached = head_only
         self.feature_images = images
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = self.step + batches + self.epochs * steps_per_epoch
@@ -168,9 +173,23 @@ class ProgressMeter:
     def feature_batch(self, images: int) -> None:
         self.step += 1
         self.feature_images_done += images
-        self._feature_seconds = self.now() - self._feature_started
+        now = self.now()
+        self._feature_seconds = now - self._feature_started
         if self._feature_seconds > 0:
             self._images_per_second = self.feature_images_done / self._feature_seconds
+        if self._after_first_feature_batch is None:
+            self._after_first_feature_batch = (self.feature_images_done, now)
+
+    def steady_feature_rate(self) -> float | None:
+        """The backbone's images per second after its first batch (which pays one-off costs:
+        allocations, workers starting), pauses left out; None with a single batch."""
+        if self._after_first_feature_batch is None:
+            return None
+        images, since = self._after_first_feature_batch
+        seconds = self._feature_started + self._feature_seconds - since
+        if self.feature_images_done <= images or seconds <= 0:
+            return None
+        return (self.feature_images_done - images) / seconds
 
     def expect_epochs(self, steps_per_epoch: int) -> None:
         """Fixes the step count from the real training loader (which may drop a last image)."""
@@ -180,6 +199,7 @@ class ProgressMeter:
     def start_epoch(self) -> None:
         self._epoch_started = self.now()
         self._epoch_steps = self._epoch_images = 0
+        self._epoch_train_seconds = 0.0
         if self.cached:
             self._images_per_second = None  # the head's steps say nothing about the backbone
 
@@ -188,8 +208,15 @@ class ProgressMeter:
         self._epoch_steps += 1
         self._epoch_images += images
         elapsed = self.now() - self._epoch_started
+        self._epoch_train_seconds = elapsed
         if not self.cached and elapsed > 0:
             self._images_per_second = self._epoch_images / elapsed
+
+    def epoch_train_rate(self) -> float | None:
+        """Images per second of this epoch's training steps (validation left out, pauses too)."""
+        if not self._epoch_images or self._epoch_train_seconds <= 0:
+            return None
+        return self._epoch_images / self._epoch_train_seconds
 
     def end_epoch(self) -> float:
         """Closes the epoch (validation included); returns its active seconds."""

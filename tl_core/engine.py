@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from tl_core.backbones import set_train_mode
+from tl_core.backbones import apply_freeze, set_train_mode
 from tl_core.config import TrainConfig
 from tl_core.control import (
     PHASE_FEATURES,
@@ -30,15 +30,23 @@ from tl_core.control import (
 from tl_core.devices import release_memory
 from tl_core.evaluation import build_evaluation
 from tl_core.failures import explain_failure
+from tl_core.feature_store import KeyedStore
 from tl_core.features import classify_features
+from tl_core.frozen_prefix import compute_prefix_outputs
 from tl_core.loaders import (
+    FeatureSources,
     Loaders,
-    cached_feature_loaders,
+    compute_features,
+    feature_loaders,
     feature_source_loaders,
+    frozen_prefix_split,
+    plan_feature_key,
+    prefix_output_loaders,
     training_loaders,
 )
-from tl_core.optim import build_optimizer, warmup_cosine_schedule
+from tl_core.optim import build_optimizer, warmup_cosine_schedule, warmup_steps
 from tl_core.plan import TrainingPlan, prepare_training
+from tl_core.recipes import Stage, training_stages
 from tl_core.runs import RunWriter
 
 SAVE_INTERVAL_SECONDS = 10.0
@@ -101,6 +109,14 @@ class Trainer:
         self._last_save = float("-inf")
         self.meter = ProgressMeter(self.config.epochs)
         self.val_loader: DataLoader | None = None
+        self.features_found = 0  # images whose backbone features came from the store
+        # What the computed inputs are, in progress messages; and how batches become logits:
+        # the whole model on images, the head on cached features, or the layers after a
+        # frozen prefix (see build_loaders).
+        self.features_label = "backbone features"
+        self.forward_inputs = (
+            self._classify_features if plan.caches_features else self.model.__call__
+        )
 
     # ---- progress ---------------------------------------------------------------------------
 
@@ -113,19 +129,28 @@ class Trainer:
 
     def _features_message(self) -> str:
         meter = self.meter
-        return (
-            f"Computing backbone features: {meter.feature_images_done}/{meter.feature_images} "
-            "images"
+        if self.features_found and not meter.feature_images:
+            return f"Backbone features: all {self.features_found} images found in the cache"
+        text = (
+            f"Computing {self.features_label}: "
+            f"{meter.feature_images_done}/{meter.feature_images} images"
         )
+        if self.features_found:
+            text += f" ({self.features_found} found in the cache)"
+        return text
 
-    def begin_features(self, sources: Loaders) -> None:
+    def begin_features(self, sources: FeatureSources, head_only: bool = True) -> None:
         """Announces the feature pass before its first batch, with the whole run's step count.
 
         The first batch can take long (workers starting, a cold backbone): the phase and a
         bar with its total show at once, and a pause or stop asked for meanwhile is honoured
-        before the batch starts.
+        before the batch starts. Only the images really computed are counted; those whose
+        features were found in the store are named in the message.
         """
-        self.meter.expect_features(sources.num_images, sources.num_batches, len(sources.train))
+        self.features_found = sources.found
+        self.meter.expect_features(
+            sources.num_images, sources.num_batches, sources.steps_per_epoch, head_only
+        )
         self.observer.on_phase(self._features_message(), PHASE_FEATURES)
         self._report_progress()
         self._checkpoint()
@@ -139,10 +164,11 @@ class Trainer:
 
     # ---- loop -------------------------------------------------------------------------------
 
+    def _classify_features(self, features: torch.Tensor) -> torch.Tensor:
+        return classify_features(self.model, features)
+
     def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.plan.caches_features:
-            return classify_features(self.model, inputs)
-        return self.model(inputs)
+        return self.forward_inputs(inputs)
 
     def _to_device(self, inputs: torch.Tensor, targets: torch.Tensor):
         inputs = inputs.to(self.device, non_blocking=True)
@@ -151,7 +177,11 @@ class Trainer:
         return inputs, targets.to(self.device, non_blocking=True)
 
     def fit(self, train_loader: DataLoader, val_loader: DataLoader) -> None:
-        """Trains for the configured epochs, with early stopping, keeping the best weights.
+        """Trains for the configured epochs, stage by stage, keeping the best weights.
+
+        A fixed mode is one stage; gradual unfreezing unfreezes more groups each stage (see
+        ``tl_core.recipes``). Early stopping only ends the last stage: an earlier one is a
+        step of the recipe, not the end of it.
 
         Args:
             train_loader: Shuffled training batches (images, or cached features).
@@ -161,46 +191,68 @@ class Trainer:
         self.val_loader = val_loader
         steps_per_epoch = len(train_loader)
         self.meter.expect_epochs(steps_per_epoch)
+        stages = training_stages(config, self.plan.freeze.num_backbone_groups)
+        epoch = 0
+        for stage in stages:
+            optimizer, scheduler = self._start_stage(stage, steps_per_epoch)
+            stage_start = len(self.history)
+            for _ in range(stage.epochs):
+                self.meter.start_epoch()
+                message = epoch_message(epoch + 1, config.epochs)
+                if len(stages) > 1:
+                    message = f"Stage {stage.number} of {len(stages)}: {message}"
+                self.observer.on_phase(message, PHASE_TRAINING)
+                self._report_progress()  # the bar's total is known before the first batch
+                train_loss, train_accuracy = self.train_one_epoch(
+                    epoch, train_loader, optimizer, scheduler
+                )
+                train_rate = self.meter.epoch_train_rate()  # before validation starts
+                val_loss, val_accuracy, _ = self.evaluate(val_loader)
+                epoch += 1
+                row = {
+                    "epoch": epoch,
+                    "stage": stage.number,
+                    "train_loss": train_loss,
+                    "train_accuracy": train_accuracy,
+                    "val_loss": val_loss,
+                    "val_accuracy": val_accuracy,
+                    "lr": optimizer.param_groups[-1]["lr"],
+                    "seconds": round(self.meter.end_epoch(), 3),
+                    "train_images_per_second": _rounded(train_rate, 2),
+                }
+                self.history.append(row)
+                improved = self._keep_if_best(row)
+                self.record("running")
+                self.observer.on_epoch(row, improved)
+                self._report_progress()
+                if stage is stages[-1] and self._stagnated(self.history[stage_start:]):
+                    self.observer.on_phase(
+                        f"Stopped early: validation loss has not improved for "
+                        f"{config.early_stopping_patience} epochs"
+                    )
+                    return
+
+    def _start_stage(self, stage: Stage, steps_per_epoch: int):
+        """Freezes the stage's groups; returns a fresh optimiser and a schedule for the stage.
+
+        A new optimiser also starts without the previous stage's Adam moments, as fastai's
+        ``freeze_to`` clears the optimiser's state.
+        """
+        config = self.config
+        apply_freeze(self.model, stage.frozen_groups, train_bn=stage.train_bn)
         optimizer = build_optimizer(
             self.model,
-            self.plan.head_params,
+            self.plan.freeze.groups,
+            stage.frozen_groups,
             config.lr,
             config.backbone_lr_scale,
             config.weight_decay,
         )
+        total = stage.epochs * steps_per_epoch
         scheduler = warmup_cosine_schedule(
-            optimizer,
-            round(config.warmup_epochs * steps_per_epoch),
-            config.epochs * steps_per_epoch,
+            optimizer, warmup_steps(config.warmup_epochs, steps_per_epoch, total), total
         )
-        for epoch in range(config.epochs):
-            self.meter.start_epoch()
-            self.observer.on_phase(epoch_message(epoch + 1, config.epochs), PHASE_TRAINING)
-            self._report_progress()  # the bar's total is known before the epoch's first batch
-            train_loss, train_accuracy = self.train_one_epoch(
-                epoch, train_loader, optimizer, scheduler
-            )
-            val_loss, val_accuracy, _ = self.evaluate(val_loader)
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": train_loss,
-                "train_accuracy": train_accuracy,
-                "val_loss": val_loss,
-                "val_accuracy": val_accuracy,
-                "lr": optimizer.param_groups[-1]["lr"],
-                "seconds": round(self.meter.end_epoch(), 3),
-            }
-            self.history.append(row)
-            improved = self._keep_if_best(row)
-            self.record("running")
-            self.observer.on_epoch(row, improved)
-            self._report_progress()
-            if self._stagnated():
-                self.observer.on_phase(
-                    f"Stopped early: validation loss has not improved for "
-                    f"{config.early_stopping_patience} epochs"
-                )
-                break
+        return optimizer, scheduler
 
     def train_one_epoch(self, epoch: int, loader: DataLoader, optimizer, scheduler):
         if self.plan.caches_features:
@@ -284,12 +336,14 @@ class Trainer:
         self.saved_epoch = self.best_epoch
         self._last_save = time.monotonic()
 
-    def _stagnated(self) -> bool:
+    def _stagnated(self, rows: list[dict]) -> bool:
+        """Whether the last ``patience`` of ``rows`` (this stage's epochs) all failed to
+        beat the best validation loss before them."""
         patience = self.config.early_stopping_patience
-        if patience <= 0 or len(self.history) <= patience:
+        if patience <= 0 or len(rows) <= patience:
             return False
-        best_loss = min(row["val_loss"] for row in self.history[:-patience])
-        return all(row["val_loss"] >= best_loss for row in self.history[-patience:])
+        best_loss = min(row["val_loss"] for row in rows[:-patience])
+        return all(row["val_loss"] >= best_loss for row in rows[-patience:])
 
     def record(self, status: str) -> None:
         """Writes metrics.json with ``status``; a run that ended also keeps its best weights."""
@@ -330,19 +384,55 @@ class Trainer:
         self.writer.write_val_predictions(evaluation.predictions)
 
 
-def build_loaders(plan: TrainingPlan, trainer: Trainer) -> Loaders:
-    """The loaders ``trainer.fit`` trains on: images, or features the backbone computes once.
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def build_loaders(
+    plan: TrainingPlan, trainer: Trainer, feature_cache: str | Path | None = None
+) -> Loaders:
+    """The loaders ``trainer.fit`` trains on: images, features the backbone computes once, or
+    the outputs of a frozen prefix computed once (partial fine-tuning without augmentation).
 
     Computing features reports every batch through the trainer, which also honours pause and
-    stop between batches.
+    stop between batches. With a ``feature_cache`` folder, features already kept there (by an
+    earlier run or the backbone advisor) are reused, and the new ones are added to it.
     """
     if not plan.caches_features:
+        return _image_loaders(plan, trainer)
+    store = None
+    if feature_cache is not None:
+        store = KeyedStore.open(feature_cache, plan_feature_key(plan, trainer.autocast))
+    sources = feature_source_loaders(plan, store.stored.rows if store else None)
+    trainer.begin_features(sources)
+    computed = compute_features(
+        trainer.model, sources, plan.device, trainer.autocast, trainer.feature_batch_done
+    )
+    if store is not None:
+        store.add(computed, trainer.meter.steady_feature_rate())
+    return feature_loaders(plan, sources, computed)
+
+
+def _image_loaders(plan: TrainingPlan, trainer: Trainer) -> Loaders:
+    """Loaders over images; with a frozen prefix, it runs without autograd, and once only when
+    the inputs never vary (the epochs then train the rest on its stored outputs)."""
+    split = frozen_prefix_split(plan)
+    if split is None:
+        return training_loaders(plan)
+    trainer.forward_inputs = split.forward
+    if plan.augment != "none":
         return training_loaders(plan)
     sources = feature_source_loaders(plan)
-    trainer.begin_features(sources)
-    return cached_feature_loaders(
-        plan, trainer.model, sources, trainer.autocast, trainer.feature_batch_done
-    )
+    trainer.features_label = "the frozen layers' output"
+    trainer.begin_features(sources, head_only=False)
+    outputs = [
+        compute_prefix_outputs(
+            split, loader, plan.device, trainer.autocast, trainer.feature_batch_done
+        )
+        for loader in (sources.loaders.train, sources.loaders.val)
+    ]
+    trainer.forward_inputs = split.suffix
+    return prefix_output_loaders(plan, *outputs)
 
 
 def train(
@@ -350,6 +440,8 @@ def train(
     run_dir: str | Path | RunWriter,
     observer: TrainingObserver | None = None,
     control: JobControl | None = None,
+    *,
+    feature_cache: str | Path | None = None,
 ) -> str:
     """Prepares and runs a whole training run, leaving a complete run folder.
 
@@ -358,6 +450,9 @@ def train(
         run_dir: A new (missing or empty) run folder, or a writer that already claimed one.
         observer: Receives progress events.
         control: Pause/resume/stop flags.
+        feature_cache: A feature-store folder (``tl_core.feature_store``) that head-only runs
+            read backbone features from and add new ones to; None neither reads nor writes
+            one. Runs with random weights never use it.
 
     Returns:
         "completed" or "stopped". Errors propagate after metrics.json records them.
@@ -375,7 +470,7 @@ def train(
             observer.on_plan(plan)
             trainer = Trainer(plan, writer, observer, control)
             writer.write_description(plan)
-            loaders = build_loaders(plan, trainer)
+            loaders = build_loaders(plan, trainer, feature_cache)
             trainer.fit(loaders.train, loaders.val)
             trainer.save_val_predictions()
             status = "completed"

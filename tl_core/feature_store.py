@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from tl_core.runs import save_weights, weights_metadata
 
 FEATURE_CACHE_ENV = "TL_STUDIO_FEATURE_CACHE"
 FEATURE_TENSOR = "features"
+RANDOM_INIT = "random init"  # create_model's weights source without pretrained weights
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,45 @@ class FeatureKey:
     def file_name(self) -> str:
         text = json.dumps(self.to_dict(), sort_keys=True)
         return f"{self.backbone}-{hashlib.sha256(text.encode()).hexdigest()[:20]}.safetensors"
+
+    @property
+    def reusable(self) -> bool:
+        """False for random weights: they differ on every call, so their features never recur."""
+        return self.weights_source != RANDOM_INIT
+
+
+def precision_name(device: torch.device, autocast) -> str:
+    """``"float32"`` on the CPU; on CUDA the type ``autocast()`` computes in, e.g.
+    ``"torch.bfloat16"``."""
+    if device.type != "cuda":
+        return "float32"
+    # torch.autocast names its type; a null context computes in float32.
+    return str(getattr(autocast(), "fast_dtype", torch.float32))
+
+
+def feature_key_for(
+    backbone: str,
+    weights_source: str,
+    preprocessing: Preprocessing,
+    device: torch.device,
+    autocast,
+    weights_file: str | Path | None = None,
+) -> FeatureKey:
+    """The key of a backbone's features, built the same way by every user of the store.
+
+    Args:
+        backbone: timm model name.
+        weights_source: ``create_model``'s description of where the weights came from.
+        preprocessing: How the images are resized and normalised.
+        device: Where the backbone runs.
+        autocast: A callable returning the mixed-precision context for ``device``.
+        weights_file: The file the weights were read from, if any. Its description names only
+            the file, so its contents' digest is added: two different ``best.safetensors``
+            must never share features.
+    """
+    if weights_file is not None and weights_source != RANDOM_INIT:
+        weights_source = f"{weights_source} [blake2b {file_digest(weights_file)}]"
+    return FeatureKey(backbone, weights_source, preprocessing, precision_name(device, autocast))
 
 
 @dataclass(frozen=True)
@@ -152,3 +192,49 @@ class FeatureStore:
         }
         self.folder.mkdir(parents=True, exist_ok=True)
         save_weights(self.path(key), {FEATURE_TENSOR: torch.stack(list(rows.values()))}, metadata)
+
+
+@dataclass
+class KeyedStore:
+    """A store opened at one key: the features it holds, and where new ones go.
+
+    Attributes:
+        store: The store.
+        key: The backbone setting.
+        stored: What the store held for ``key`` when it was opened.
+    """
+
+    store: FeatureStore
+    key: FeatureKey
+    stored: StoredFeatures
+
+    @classmethod
+    def open(cls, folder: str | Path, key: FeatureKey) -> KeyedStore | None:
+        """The store in ``folder`` at ``key``; None when ``key``'s features are never reused."""
+        if not key.reusable:
+            return None
+        store = FeatureStore(folder)
+        return cls(store, key, store.load(key))
+
+    def add(self, rows: Mapping[str, torch.Tensor], images_per_second: float | None) -> bool:
+        """Keeps ``rows`` (feature vectors by digest) in the store.
+
+        A store that cannot be written (a full disk, no permission) only means the next run
+        computes these features again: the failure is logged, never raised.
+
+        Returns:
+            Whether the rows were kept.
+        """
+        if not rows:
+            return True
+        try:
+            features = torch.stack(list(rows.values()))
+            self.store.save(self.key, self.stored, list(rows), features, images_per_second)
+        except Exception:
+            logger.warning(
+                "Could not keep features in %s; the next run computes them again",
+                self.store.folder,
+                exc_info=True,
+            )
+            return False
+        return True

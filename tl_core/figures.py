@@ -174,12 +174,41 @@ def _interval_bars(accuracies: list[float], total: int, color: str) -> dict[str,
     )
 
 
+def stage_starts(history: Iterable[Mapping[str, Any]]) -> list[tuple[float, int]]:
+    """Where each stage after the first begins, as ``(epoch position, stage number)``.
+
+    Gradual unfreezing records its ``stage`` in every epoch row; stage 2 starting with epoch 3
+    begins at position 2 (the end of epoch 2). Rows without a stage (older runs) give none.
+    """
+    starts, previous = [], None
+    for row in sorted(history, key=lambda row: row.get("epoch", 0)):
+        stage = row.get("stage")
+        if stage is not None and previous is not None and stage != previous:
+            starts.append((float(row["epoch"]) - 1, int(stage)))
+        previous = stage
+    return starts
+
+
+def _mark_stages(fig: go.Figure, history: Iterable[Mapping[str, Any]]) -> go.Figure:
+    for position, stage in stage_starts(history):
+        fig.add_vline(
+            x=position,
+            line=dict(color=FROZEN_COLOR, dash="dash", width=1),
+            annotation_text=f"stage {stage}",
+            annotation_position="top left",
+        )
+    return fig
+
+
 def training_figures(snapshot: Any) -> tuple[go.Figure, go.Figure]:
     """The loss and accuracy figures of a job snapshot (``batch_losses``, ``history`` and,
-    when known, ``num_val_images`` for the accuracy's intervals)."""
+    when known, ``num_val_images`` for the accuracy's intervals), with a dashed line where
+    each stage of gradual unfreezing begins."""
+    history = snapshot.history
+    history = history.to_dict("records") if isinstance(history, pd.DataFrame) else list(history)
     return (
-        loss_figure(snapshot.batch_losses, snapshot.history),
-        accuracy_figure(snapshot.history, getattr(snapshot, "num_val_images", None)),
+        _mark_stages(loss_figure(snapshot.batch_losses, history), history),
+        _mark_stages(accuracy_figure(history, getattr(snapshot, "num_val_images", None)), history),
     )
 
 
@@ -461,3 +490,35 @@ def sweep_figure(rows: Sequence[Mapping[str, Any]], best: str | None = None) -> 
         ),
     )
     return _layout(fig, "Accuracy and training time by freeze depth", height=360)
+
+
+def lr_finder_figure(
+    lrs: Sequence[float], losses: Sequence[float], suggestion_index: int | None = None
+) -> go.Figure:
+    """The learning-rate finder's curve: smoothed loss against the rate, on a log axis, with
+    the suggested rate marked."""
+    fig = go.Figure(
+        go.Scatter(
+            x=list(lrs),
+            y=list(losses),
+            mode="lines",
+            name="smoothed training loss",
+            line=dict(color=TRAIN_COLOR),
+            hovertemplate="learning rate %{x:.1e}<br>loss %{y:.3f}<extra></extra>",
+        )
+    )
+    if suggestion_index is not None:
+        fig.add_trace(
+            go.Scatter(
+                x=[lrs[suggestion_index]],
+                y=[losses[suggestion_index]],
+                mode="markers+text",
+                name="suggested",
+                text=[f"{lrs[suggestion_index]:.1e}"],
+                textposition="top center",
+                marker=dict(color=VAL_COLOR, size=12),
+            )
+        )
+    fig.update_xaxes(title="learning rate (head)", type="log", exponentformat="e")
+    fig.update_yaxes(title="loss")
+    return _layout(fig, "Learning-rate finder")

@@ -1,28 +1,37 @@
-"""Data loading for training: the image Dataset, its DataLoaders, and cached-feature loaders.
+"""Data loading for training: the image Dataset, its DataLoaders, and cached-input loaders.
 
-The trainer receives what this module builds, so how images reach the model (decoded and
-augmented every epoch, or passed through the frozen backbone once) is decided in one place.
+The trainer receives what this module builds, so how images reach the model is decided in one
+place: decoded (and augmented) every epoch; passed through the frozen backbone once, its pooled
+features reused from a feature store where it has them (head-only training); or passed through
+the frozen leading layer groups once (partial fine-tuning without augmentation).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from tl_core.datasets import ImageItem
 from tl_core.errors import DatasetError
+from tl_core.feature_store import FeatureKey, feature_key_for, file_digest
 from tl_core.features import extract_features
+from tl_core.frozen_prefix import PrefixSplit, split_frozen_prefix
 from tl_core.images import load_image
+from tl_core.recipes import training_stages
 
 if TYPE_CHECKING:
     from tl_core.plan import TrainingPlan
+
+logger = logging.getLogger(__name__)
 
 # Cached features are small vectors: evaluating them in large batches costs nothing.
 MIN_FEATURE_EVAL_BATCH = 256
@@ -114,9 +123,13 @@ def image_loader(plan: TrainingPlan, items: Sequence[ImageItem], transform, shuf
         persistent_workers=workers > 0,
         pin_memory=plan.device.type == "cuda",
         generator=torch.Generator().manual_seed(config.seed),
-        # A lone image in the last batch breaks BatchNorm layers that are training.
-        drop_last=shuffle and len(dataset) % batch_size == 1 and len(dataset) > batch_size,
+        drop_last=drops_last(len(dataset), batch_size, shuffle),
     )
+
+
+def drops_last(size: int, batch_size: int, shuffle: bool) -> bool:
+    # A lone image in the last batch breaks BatchNorm layers that are training.
+    return shuffle and size % batch_size == 1 and size > batch_size
 
 
 def training_loaders(plan: TrainingPlan) -> Loaders:
@@ -128,19 +141,158 @@ def training_loaders(plan: TrainingPlan) -> Loaders:
     )
 
 
-def feature_source_loaders(plan: TrainingPlan) -> Loaders:
-    """Images in a fixed order with the evaluation transform: what the backbone sees once."""
+def plan_feature_key(plan: TrainingPlan, autocast) -> FeatureKey:
+    """The feature-store key of a head-only run, built as the backbone advisor builds it, so a
+    run finds the features a comparison of backbones computed (and the other way round)."""
+    config = plan.config
+    return feature_key_for(
+        config.backbone.strip(),
+        plan.weights_source,
+        plan.preprocessing,
+        plan.device,
+        autocast,
+        weights_file=config.weights if config.pretrained else None,
+    )
+
+
+def item_digest(item: ImageItem) -> str:
+    """The digest of an item's bytes: the scan's, else computed (items not made by a scan)."""
+    return item.digest or file_digest(item.path)
+
+
+@dataclass(frozen=True)
+class FeatureSources:
+    """A head-only run's images: those the backbone must still see, and the features known.
+
+    Attributes:
+        loaders: The training and the validation images whose features are not known, each
+            in item order, with the evaluation transform.
+        todo_digests: The digest of each image in ``loaders``, training images first.
+        train_digests: The digest of every training image, in item order.
+        val_digests: The digest of every validation image, in item order.
+        known: Feature vectors already computed (from a feature store), by digest.
+        steps_per_epoch: Training steps of one epoch on the features.
+    """
+
+    loaders: Loaders
+    todo_digests: tuple[str, ...]
+    train_digests: tuple[str, ...]
+    val_digests: tuple[str, ...]
+    known: Mapping[str, torch.Tensor]
+    steps_per_epoch: int
+
+    @property
+    def num_images(self) -> int:
+        """Images the backbone has to compute."""
+        return self.loaders.num_images
+
+    @property
+    def num_batches(self) -> int:
+        return self.loaders.num_batches
+
+    @property
+    def found(self) -> int:
+        """Images whose features are known already."""
+        return len(self.train_digests) + len(self.val_digests) - self.num_images
+
+
+def feature_source_loaders(
+    plan: TrainingPlan, known: Mapping[str, torch.Tensor] | None = None
+) -> FeatureSources:
+    """The images the frozen backbone must go through once, in a fixed order.
+
+    Args:
+        plan: Gives the images, the evaluation transform and the batch size.
+        known: Feature vectors already computed, by file digest: their images are skipped.
+    """
+    known = known or {}
     transform = plan.preprocessing.eval_transform()
+    train_digests = tuple(item_digest(item) for item in plan.train_items)
+    val_digests = tuple(item_digest(item) for item in plan.val_items)
+    todo: dict[str, list[tuple[ImageItem, str]]] = {"train": [], "val": []}
+    for part, items, digests in (
+        ("train", plan.train_items, train_digests),
+        ("val", plan.val_items, val_digests),
+    ):
+        todo[part] = [(i, d) for i, d in zip(items, digests, strict=True) if d not in known]
+    return FeatureSources(
+        loaders=Loaders(
+            train=image_loader(plan, [i for i, _ in todo["train"]], transform, False),
+            val=image_loader(plan, [i for i, _ in todo["val"]], transform, False),
+        ),
+        todo_digests=tuple(d for part in ("train", "val") for _, d in todo[part]),
+        train_digests=train_digests,
+        val_digests=val_digests,
+        known=known,
+        steps_per_epoch=math.ceil(len(train_digests) / plan.config.batch_size),
+    )
+
+
+def compute_features(
+    model: torch.nn.Module,
+    sources: FeatureSources,
+    device: torch.device,
+    autocast,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Runs the frozen backbone over the images whose features are not known yet.
+
+    Args:
+        model: The model on ``device``; it is put in eval mode.
+        sources: From :func:`feature_source_loaders`.
+        device: Where the backbone runs.
+        autocast: A callable returning the mixed-precision context for the device.
+        on_batch: Called with the number of images of each finished batch, so the caller can
+            report progress and honour pause/stop between batches.
+
+    Returns:
+        The new feature vectors (float32, on the CPU), by digest.
+    """
+    model.eval()
+    parts = [
+        extract_features(model, loader, device, autocast, on_batch).tensors[0]
+        for loader in (sources.loaders.train, sources.loaders.val)
+        if len(loader.dataset)
+    ]
+    if not parts:
+        return {}
+    return dict(zip(sources.todo_digests, torch.cat(parts), strict=True))
+
+
+def feature_loaders(
+    plan: TrainingPlan, sources: FeatureSources, computed: Mapping[str, torch.Tensor]
+) -> Loaders:
+    """Serves every image's features, known or just computed, in item order.
+
+    The training loader shuffles with the run's seed; validation keeps the item order.
+    """
+    rows = {**sources.known, **computed}
+
+    def dataset(digests: Sequence[str], items: Sequence[ImageItem]) -> TensorDataset:
+        labels = [plan.class_names.index(item.label) for item in items]
+        features = torch.stack([rows[d] for d in digests]) if digests else torch.empty(0)
+        return TensorDataset(features, torch.tensor(labels, dtype=torch.int64))
+
+    config = plan.config
+    generator = torch.Generator().manual_seed(config.seed)
     return Loaders(
-        train=image_loader(plan, plan.train_items, transform, False),
-        val=image_loader(plan, plan.val_items, transform, False),
+        train=DataLoader(
+            dataset(sources.train_digests, plan.train_items),
+            batch_size=config.batch_size,
+            shuffle=True,
+            generator=generator,
+        ),
+        val=DataLoader(
+            dataset(sources.val_digests, plan.val_items),
+            batch_size=max(MIN_FEATURE_EVAL_BATCH, config.batch_size),
+        ),
     )
 
 
 def cached_feature_loaders(
     plan: TrainingPlan,
     model: torch.nn.Module,
-    sources: Loaders,
+    sources: FeatureSources,
     autocast,
     on_batch: Callable[[int], None] | None = None,
 ) -> Loaders:
@@ -151,19 +303,47 @@ def cached_feature_loaders(
         model: The model on ``plan.device``; it is put in eval mode.
         sources: From :func:`feature_source_loaders`.
         autocast: A callable returning the mixed-precision context for the device.
-        on_batch: Called with the number of images of each finished batch, so the caller can
-            report progress and honour pause/stop between batches.
+        on_batch: Called with the number of images of each finished batch.
     """
-    model.eval()
-    train_set, val_set = (
-        extract_features(model, loader, plan.device, autocast, on_batch)
-        for loader in (sources.train, sources.val)
-    )
+    computed = compute_features(model, sources, plan.device, autocast, on_batch)
+    return feature_loaders(plan, sources, computed)
+
+
+def frozen_prefix_split(plan: TrainingPlan) -> PrefixSplit | None:
+    """The model split after its frozen groups (``tl_core.frozen_prefix``), or None where the
+    frozen layers must run as part of the model: nothing or everything frozen, a recipe that
+    changes the freeze between stages or trains frozen norm layers, or a model that cannot be
+    split exactly."""
+    freeze = plan.freeze
+    if plan.caches_features or not 0 < freeze.frozen_count < freeze.num_backbone_groups:
+        return None
+    stages = training_stages(plan.config, freeze.num_backbone_groups)
+    if len(stages) != 1 or stages[0].train_bn or stages[0].frozen_groups != freeze.frozen_count:
+        return None
+    split, reason = split_frozen_prefix(plan.model, freeze, plan.preprocessing.image_size)
+    if split is None:
+        logger.info("The frozen layers run with the rest of the model: %s", reason)
+    elif any(p.requires_grad for p in split.prefix.parameters()):
+        return None
+    return split
+
+
+def prefix_output_loaders(
+    plan: TrainingPlan,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+) -> Loaders:
+    """Loaders over the frozen prefix's stored outputs, batched and shuffled exactly as
+    :func:`training_loaders` batches the images (same seed, same dropped last image)."""
     config = plan.config
-    generator = torch.Generator().manual_seed(config.seed)
+    train_set, val_set = TensorDataset(*train), TensorDataset(*val)
     return Loaders(
         train=DataLoader(
-            train_set, batch_size=config.batch_size, shuffle=True, generator=generator
+            train_set,
+            batch_size=config.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(config.seed),
+            drop_last=drops_last(len(train_set), config.batch_size, True),
         ),
-        val=DataLoader(val_set, batch_size=max(MIN_FEATURE_EVAL_BATCH, config.batch_size)),
+        val=DataLoader(val_set, batch_size=config.batch_size),
     )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from timm.data import create_transform, resolve_data_config
 
 AUGMENT_LEVELS = ("none", "light", "strong")
@@ -78,3 +82,43 @@ class Preprocessing:
             auto_augment="rand-m7-mstd0.5" if strong else None,
             re_prob=0.1 if strong else 0.0,
         )
+
+    def to_display(self, tensor: torch.Tensor) -> np.ndarray:
+        """A normalised CHW tensor back to an RGB uint8 HWC array, as a person would see it."""
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        pixels = (tensor.float() * std + mean).clamp(0, 1)
+        return (pixels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def augmentation_preview(
+    preprocessing: Preprocessing,
+    images: Sequence[Image.Image],
+    levels: Sequence[str] = AUGMENT_LEVELS,
+    seed: int = 0,
+) -> dict[str, list[np.ndarray]]:
+    """What each augmentation level makes of ``images``: the trainer's own transforms, undone
+    only as far as normalisation, so a person sees what the model is shown.
+
+    Args:
+        preprocessing: The model's preprocessing.
+        images: RGB images.
+        levels: Augmentation levels to show.
+        seed: Picks the random crops, flips and colour changes; another seed, other samples.
+            The global random state is left as it was.
+
+    Returns:
+        For each level, one array per image.
+    """
+    state = random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            random.seed(seed)
+            torch.manual_seed(seed)
+            preview = {}
+            for level in levels:
+                transform = preprocessing.train_transform(level)
+                preview[level] = [preprocessing.to_display(transform(image)) for image in images]
+            return preview
+    finally:
+        random.setstate(state)

@@ -493,7 +493,7 @@ def sweep(
             started = time.monotonic()
             try:
                 status = train(
-                    config.replace(freeze=row.freeze),
+                    config.replace(mode="fine-tune", freeze=row.freeze),
                     writer,
                     run_observer,
                     control,

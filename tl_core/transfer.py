@@ -136,7 +136,13 @@ def scratch_config(config: TrainConfig) -> TrainConfig:
     rate (the smaller rate of backbone layers protects pretrained features, which random
     layers do not have).
     """
-    return config.replace(pretrained=False, weights=None, freeze="none", backbone_lr_scale=1.0)
+    return config.replace(
+        pretrained=False,
+        weights=None,
+        mode="full-fine-tune",
+        freeze="none",
+        backbone_lr_scale=1.0,
+    )
 
 
 def recipe_notes(group: str | Path) -> list[str]:

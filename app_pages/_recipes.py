@@ -1,0 +1,169 @@
+"""The Model page's training recipe: the mode (with its freeze depth) and the learning-rate
+finder.
+
+Widget keys start with ``model_`` so that adopting settings (``_ui.adopt_settings``) makes
+them read their defaults from the saved settings again.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages import _advisor, _ui
+from tl_core.backbones import parse_freeze
+from tl_core.config import FEATURE_EXTRACTION, FINE_TUNE, FULL_FINE_TUNE, GRADUAL, TrainConfig
+from tl_core.errors import TLStudioError
+from tl_core.figures import lr_finder_figure
+from tl_core.lr_finder import LRFinderResult, find_learning_rate
+from tl_core.recipes import MODE_ADVICE, MODE_LABELS
+
+FINDER_LABEL = "Find a learning rate"
+FINDER_INTRO = (
+    "A short trial run raises the head's learning rate from 1e-7 to 10 over 100 batches and "
+    "watches the loss (Smith 2015, as fastai's lr_find runs it). The suggested rate lies "
+    "where the loss falls fastest for longest. Nothing is kept: the model starts afresh when "
+    "you train. Head-only recipes take seconds (features are computed once); others train "
+    "on images, which takes longer."
+)
+TRAINING_REASON = (
+    "A training job is running: both would fight for the processor. Find a rate once it has "
+    "finished, or stop it."
+)
+COMPARING_REASON = "Backbones are being compared: find a rate once that has finished."
+RESULT_KEY = "lr_finder_result"
+# Settings the sweep does not depend on: changing them keeps the finder's curve on show.
+_NOT_SWEPT = ("lr", "epochs", "early_stopping_patience", "warmup_epochs")
+
+
+def available_modes(num_backbone_groups: int) -> list[str]:
+    """The modes a backbone with this many layer groups (before the head) can train in."""
+    if num_backbone_groups == 0:
+        return [FEATURE_EXTRACTION]
+    # Fine-tuning only the top groups needs a group to freeze and one to train.
+    top = [FINE_TUNE] if num_backbone_groups >= 2 else []
+    return [FEATURE_EXTRACTION, *top, FULL_FINE_TUNE, GRADUAL]
+
+
+def choose_mode(saved: TrainConfig, num_backbone_groups: int) -> tuple[str, str]:
+    """The mode picker, with the freeze depth slider of the modes that take one.
+
+    Returns:
+        The mode and its freeze setting, for ``TrainConfig.replace``.
+    """
+    n = num_backbone_groups
+    modes = available_modes(n)
+    mode = st.radio(
+        "Training mode",
+        modes,
+        index=modes.index(saved.mode) if saved.mode in modes else 0,
+        format_func=MODE_LABELS.get,
+        horizontal=True,
+        key="model_mode",
+    )
+    st.caption(MODE_ADVICE[mode])
+    try:
+        saved_depth = parse_freeze(saved.freeze, n)
+    except TLStudioError:  # saved for a backbone with more groups
+        saved_depth = n
+    if mode == FEATURE_EXTRACTION:
+        return mode, "all"
+    if mode == FULL_FINE_TUNE:
+        return mode, "none"
+    if mode == FINE_TUNE:
+        frozen = (
+            st.slider(
+                "Frozen layer groups (from the input)",
+                1,
+                n - 1,
+                value=min(max(saved_depth, 1), n - 1),
+                help=f"{n - 1} = only the top group trains with the head; 1 = all but the "
+                "first group train.",
+                key="model_frozen",
+            )
+            if n > 2  # a slider needs two ends
+            else 1
+        )
+        return mode, str(frozen)
+    frozen = (
+        st.slider(
+            "Layer groups still frozen at the end (from the input)",
+            0,
+            n - 1,
+            value=min(saved_depth, n - 1) if saved.mode == GRADUAL else 0,
+            help="0 = unfreeze down to the input. Each stage unfreezes the next group down.",
+            key="model_gradual_frozen",
+        )
+        if n > 1
+        else 0
+    )
+    return mode, "none" if frozen == 0 else str(frozen)
+
+
+def _sweep_key(config: TrainConfig) -> dict:
+    return {k: v for k, v in config.to_dict().items() if k not in _NOT_SWEPT}
+
+
+def busy_reason() -> str | None:
+    """Why the finder cannot run now, or None when it can."""
+    if _ui.registry().active() is not None:
+        return TRAINING_REASON
+    if _advisor.comparisons().active() is not None:
+        return COMPARING_REASON
+    return None
+
+
+def lr_finder(config: TrainConfig) -> None:
+    """The finder's panel: a button that runs it, then its curve and the suggested rate."""
+    shown = st.session_state.get(RESULT_KEY)
+    current = shown is not None and shown[0] == _sweep_key(config)
+    with st.expander("Which learning rate?", icon=":material/speed:", expanded=current):
+        st.caption(FINDER_INTRO)
+        reason = busy_reason()
+        button_col, reason_col = st.columns([2, 3], vertical_alignment="center")
+        clicked = button_col.button(
+            FINDER_LABEL, icon=":material/speed:", disabled=reason is not None, key="model_lr_find"
+        )
+        if reason is not None:
+            reason_col.caption(reason)
+        elif clicked:
+            with st.spinner("Sweeping learning rates..."):
+                try:
+                    result = find_learning_rate(config)
+                except TLStudioError as error:
+                    _ui.show_error(error)
+                    return
+            st.session_state[RESULT_KEY] = shown = (_sweep_key(config), result)
+            current = True
+        if current:
+            render_result(shown[1], config)
+
+
+def render_result(result: LRFinderResult, config: TrainConfig) -> None:
+    """The curve with the suggestion marked, and a button that makes it the head's rate."""
+    st.plotly_chart(
+        lr_finder_figure(result.lrs, result.losses, result.suggestion_index),
+        key="lr_finder_figure",
+    )
+    if result.suggestion is None:
+        st.warning(
+            "No suggestion: the loss blew up within the first few batches. Try a smaller "
+            "batch size, or check the images.",
+            icon=":material/warning:",
+        )
+        return
+    rate = float(f"{result.suggestion:.2g}")
+    in_use = config.lr == rate
+    st.button(
+        f"Use {rate:.2g}",
+        type="primary",
+        on_click=_ui.adopt_settings,
+        kwargs={"lr": rate},
+        disabled=in_use,
+        help="The settings above use it already." if in_use else None,
+        key="model_lr_use",
+    )
+    st.caption(
+        f"Suggested: {rate:.2g} for the head (fastai's valley rule: about the middle of the "
+        "longest stretch where the loss keeps falling)."
+        + (" The loss diverged at the end of the curve." if result.diverged else "")
+    )

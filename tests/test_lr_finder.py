@@ -1,0 +1,116 @@
+"""The learning-rate finder: fastai's sweep, smoothing, stop rule and valley suggestion."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from tests.training import tiny_config
+from tl_core.backbones import create_model, set_train_mode
+from tl_core.cli import main
+from tl_core.lr_finder import find_learning_rate, suggest, sweep_learning_rates, valley
+
+
+def test_valley_picks_a_third_plus_a_sixth_into_the_longest_descent():
+    # Flat for 10 points, then falling for 30, then rising: the descent runs from 9 to 39.
+    losses = [5.0] * 10 + [5.0 - 0.1 * i for i in range(1, 31)] + [2.0 + i for i in range(10)]
+    index = valley(losses)
+    # fastai counts the run from one point before its first (8), over 31 sections of it:
+    # start + int(31 / 3) + int(31 / 3 / 2).
+    assert index == 8 + 10 + 5
+    assert losses[index] < losses[9]
+
+
+def test_the_suggestion_skips_the_first_tenth_and_the_last_five_and_stops_at_nan():
+    lrs = [10 ** (-7 + i / 10) for i in range(100)]
+    losses = [1.0 - i / 100 for i in range(100)]
+    assert suggest(lrs, losses, 100) == 10 + valley(losses[10:-5])
+    losses[30] = math.nan
+    assert suggest(lrs, losses, 100) == 10 + valley(losses[10:30])
+    assert suggest(lrs[:12], losses[:12], 100) is None  # too short to read
+
+
+def linear_regression(scale: float = 1.0, n: int = 512, dim: int = 8):
+    """Noise-free least squares with inputs of variance ``scale**2``.
+
+    The mean squared error's Hessian is 2·scale²·I: plain gradient descent converges for
+    rates below 1/scale² and diverges above; 0.5/scale² is the best.
+    """
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(n, dim, generator=generator) * scale
+    targets = inputs @ torch.randn(dim, 1, generator=generator)
+    loader = DataLoader(TensorDataset(inputs, targets), batch_size=64, shuffle=True,
+                        generator=generator)  # fmt: skip
+    return torch.nn.Linear(dim, 1, bias=False), loader
+
+
+@pytest.mark.parametrize("scale", [1.0, 10.0])
+def test_the_suggestion_lands_below_the_known_divergence_point(scale):
+    model, loader = linear_regression(scale)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    mse = torch.nn.MSELoss()
+    result = sweep_learning_rates(
+        model, optimizer, loader, lambda x, y: mse(model(x), y), torch.device("cpu")
+    )
+    stable = 1 / scale**2  # above this rate gradient descent diverges
+    assert result.diverged and result.lrs[-1] > stable  # it stopped once the loss blew up
+    # The suggestion learns fast yet safely: within two decades below the stability limit.
+    assert stable / 100 <= result.suggestion <= stable
+
+
+def test_the_model_and_optimizer_are_restored_after_the_sweep(tiny_dataset):
+    model, _ = create_model("test_efficientnet", 3, pretrained=False)
+    set_train_mode(model)
+    model.get_classifier().eval()  # an unusual mix of modes, to see it restored
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    images = torch.rand(16, 3, 32, 32)
+    labels = torch.arange(16) % 3
+    loss = torch.nn.functional.cross_entropy(model(images), labels)
+    loss.backward()
+    optimizer.step()  # a state to keep: Adam moments after one step
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    moments = {k: v.clone() for k, v in optimizer.state_dict()["state"][0].items()}
+    modes = [m.training for m in model.modules()]
+    loader = DataLoader(TensorDataset(images, labels), batch_size=8)
+
+    result = sweep_learning_rates(
+        model,
+        optimizer,
+        loader,
+        lambda x, y: torch.nn.functional.cross_entropy(model(x), y),
+        torch.device("cpu"),
+        num_it=20,
+    )
+
+    assert len(result.lrs) >= 2  # it trained (the loader was restarted for 20 batches)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BN statistics included
+    state = optimizer.state_dict()["state"][0]
+    assert all(torch.equal(moments[k], state[k]) for k in moments)
+    assert [group["lr"] for group in optimizer.param_groups] == [1e-3]
+    assert [m.training for m in model.modules()] == modes
+
+
+def test_a_recipe_sweeps_the_heads_rate_on_cached_features(tiny_dataset):
+    config = tiny_config(tiny_dataset, freeze="all", augment="auto")
+    result = find_learning_rate(config, num_it=40)
+    assert len(result.lrs) == len(result.losses) >= 30
+    assert result.lrs[0] == pytest.approx(1e-7)
+    assert all(b > a for a, b in zip(result.lrs, result.lrs[1:], strict=False))
+    assert result.suggestion is not None and 1e-6 < result.suggestion < 10
+
+
+def test_lr_find_on_the_command_line_prints_the_curve_and_the_rate(capsys, tiny_dataset):
+    code = main(
+        ["lr-find", str(tiny_dataset), "--backbone", "test_efficientnet", "--no-pretrained",
+         "--image-size", "32", "--batch-size", "8", "--device", "cpu", "--num-it", "30",
+         "--quiet"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "learning rate" in out and "<- suggested" in out
+    rate = out.split("Train with it: --lr ")[1].split()[0]
+    assert 1e-6 < float(rate) < 10
