@@ -225,7 +225,7 @@ def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
 
     # How deep to freeze? A sweep of one-epoch runs, charted, and its best depth adopted.
     page.get_by_text("Experiments: did transfer help? How deep to freeze?").click()
-    epochs = page.get_by_label("Epochs per depth")
+    epochs = page.get_by_label("Epochs per depth", exact=True)
     epochs.fill("1")
     epochs.press("Enter")
     wait_until_idle(page)
