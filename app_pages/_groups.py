@@ -167,8 +167,10 @@ def render_sweep_outcome(snap: JobSnapshot) -> None:
     )
     best = result.best
     if best is not None:
-        current = (st.session_state.get(_ui.CONFIG_KEY) or {}).get("freeze")
-        in_use = str(current) == best
+        settings = st.session_state.get(_ui.CONFIG_KEY) or {}
+        # "none" and "0" freeze the same groups; a gradual recipe's freeze means something else.
+        current = {"none": "0"}.get(str(settings.get("freeze")), str(settings.get("freeze")))
+        in_use = current == best and settings.get("mode") != "gradual"
         st.button(
             f"Use freeze {best} for training",
             type="primary",
