@@ -225,6 +225,26 @@ def test_cli_train_keeps_features_in_the_default_cache_unless_told_not_to(
     assert "--no-feature-cache" in _help(capsys)
 
 
+def test_cli_sweep_reuses_the_features_of_its_head_only_depth(
+    colours, backbones, tmp_path, monkeypatch
+):
+    cache = tmp_path / "cache"
+    flags = ["--backbone", "test_efficientnet", "--epochs", "1", "--batch-size", "8",
+             "--image-size", "32", "--augment", "none", "--device", "cpu", "--quiet",
+             "--freeze", "3,all", "--cache-dir", str(cache)]  # fmt: skip
+
+    assert main(["sweep", str(colours), "--out", str(tmp_path / "first"), *flags]) == 0
+    assert len(list(cache.glob("*.safetensors"))) == 1
+    first = backbones.images_seen
+    assert main(["sweep", str(colours), "--out", str(tmp_path / "second"), *flags]) == 0
+    second = backbones.images_seen - first
+    off = [*flags, "--no-feature-cache"]
+    assert main(["sweep", str(colours), "--out", str(tmp_path / "uncached"), *off]) == 0
+    uncached = backbones.images_seen - first - second
+    # The head-only depth found every image's features: exactly one feature pass was saved.
+    assert uncached == first and second == uncached - TOTAL
+
+
 def _help(capsys) -> str:
     with pytest.raises(SystemExit):
         main(["train", "--help"])

@@ -422,8 +422,31 @@ def _follow_job(job, quiet: bool) -> JobSnapshot:
         signal.signal(signal.SIGINT, previous)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def add_feature_cache_options(parser: argparse.ArgumentParser) -> None:
+    """--cache-dir and --no-feature-cache, for the commands that train."""
+    parser.add_argument(
+        "--cache-dir",
+        help="where head-only runs (--freeze all, no augmentation) find and keep backbone "
+        "features, shared with 'advise' "
+        "(default: $TL_STUDIO_FEATURE_CACHE or ~/.cache/tl-studio/features)",
+    )
+    parser.add_argument(
+        "--no-feature-cache",
+        action="store_true",
+        help="compute every backbone feature afresh and keep none",
+    )
+
+
+def feature_cache_of(args: argparse.Namespace) -> Path | None:
+    """The feature cache folder the options ask for (None: no cache)."""
     from tl_core.feature_store import default_cache_dir
+
+    if args.no_feature_cache:
+        return None
+    return Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from tl_core.jobs import TrainingJob
     from tl_core.runs import RunWriter
 
@@ -432,8 +455,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # fails at once, and a second training on the same --out is refused.
     writer = RunWriter.create(args.out)
     out = writer.path
-    feature_cache = None if args.no_feature_cache else args.cache_dir or default_cache_dir()
-    job = TrainingJob(config, writer, feature_cache=feature_cache)
+    job = TrainingJob(config, writer, feature_cache=feature_cache_of(args))
     started = time.monotonic()
     job.start()
     snapshot = _follow_job(job, args.quiet)
@@ -500,12 +522,12 @@ class _Announcer(TrainingObserver):
             print(f"{message}...", file=sys.stderr)
 
 
-def _run_as_job(quiet: bool):
+def _run_as_job(quiet: bool, feature_cache: Path | None = None):
     """Trains one run of a multi-run command as ``train`` does: a job followed with a bar."""
     from tl_core.jobs import TrainingJob
 
     def run(config: TrainConfig, writer) -> str:
-        job = TrainingJob(config, writer)
+        job = TrainingJob(config, writer, feature_cache=feature_cache)
         job.start()
         snapshot = _follow_job(job, quiet)
         if snapshot.status == "failed":
@@ -537,6 +559,7 @@ def cmd_transfer_check(args: argparse.Namespace) -> int:
     from tl_core.transfer import transfer_check
 
     config = config_from_args(args)
+    cache = feature_cache_of(args)
     control = JobControl()
     with _interrupt_stops(control.stop):
         result = transfer_check(
@@ -544,8 +567,8 @@ def cmd_transfer_check(args: argparse.Namespace) -> int:
             args.out,
             _Announcer(args.quiet),
             control,
-            train_run=_run_as_job(args.quiet),
-            cache_dir=args.cache_dir,
+            train_run=_run_as_job(args.quiet, cache),
+            cache_dir=cache,
         )
     if result.status != "completed":
         raise TLStudioError(
@@ -681,7 +704,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     printer, close = _sweep_printer(args.quiet)
     try:
         with _interrupt_stops(control.stop):
-            result = sweep(config, args.out, depths, printer, control)
+            result = sweep(
+                config, args.out, depths, printer, control, feature_cache=feature_cache_of(args)
+            )
     finally:
         close()
     code = EXIT_FAILED if result.failed else EXIT_OK
@@ -999,17 +1024,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a classifier on a labelled folder or .zip")
     train.add_argument("--out", required=True, help="new run folder to write")
     add_train_options(train, pretrained_flag=True)
-    train.add_argument(
-        "--cache-dir",
-        help="where head-only runs (--freeze all, no augmentation) find and keep backbone "
-        "features, shared with 'advise' "
-        "(default: $TL_STUDIO_FEATURE_CACHE or ~/.cache/tl-studio/features)",
-    )
-    train.add_argument(
-        "--no-feature-cache",
-        action="store_true",
-        help="compute every backbone feature afresh and keep none",
-    )
+    add_feature_cache_options(train)
     train.set_defaults(func=cmd_train)
 
     lr_find = sub.add_parser(
@@ -1026,11 +1041,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     transfer.add_argument("--out", required=True, help="new folder for both runs and transfer.json")
     add_train_options(transfer)
-    transfer.add_argument(
-        "--cache-dir",
-        help="where the probe signal keeps features "
-        "(default: $TL_STUDIO_FEATURE_CACHE or ~/.cache/tl-studio/features)",
-    )
+    add_feature_cache_options(transfer)
     transfer.add_argument("--json", action="store_true", help="print transfer.json")
     transfer.set_defaults(func=cmd_transfer_check)
 
@@ -1054,6 +1065,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated freeze depths, e.g. 0,2,4,all "
         "(default: 0, all and up to three depths between)",
     )
+    add_feature_cache_options(sweep)
     sweep.add_argument("--json", action="store_true", help="print sweep.json")
     sweep.set_defaults(func=cmd_sweep, epochs=SWEEP_EPOCHS)
 
