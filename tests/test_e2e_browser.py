@@ -110,7 +110,10 @@ def page(app_url, outside_requests):
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         context = browser.new_context(
-            viewport={"width": 1400, "height": 1600}, accept_downloads=True
+            viewport={"width": 1400, "height": 1600},
+            accept_downloads=True,
+            # No opening animations: a click lands where the element has settled.
+            reduced_motion="reduce",
         )
 
         def offline(route) -> None:
@@ -206,7 +209,12 @@ def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
 
     # Which backbone? The offline backbones ranked on these images, before anything trains.
     page.get_by_text("Which backbone?", exact=True).click()
-    page.get_by_role("button", name="Compare backbones on my images").click()
+    compare = page.get_by_role("button", name="Compare backbones on my images")
+    expect(compare).to_be_visible()
+    wait_until_idle(page)
+    compare.click()
+    # Started: the button stays disabled, the reason beside it, while backbones are compared.
+    expect(compare).to_be_disabled()
     expect(page.get_by_text("Recommended:", exact=False)).to_be_visible(timeout=LONG_MS)
     wait_until_idle(page)
     expect(page.get_by_text("not a guarantee", exact=False)).to_be_visible()
