@@ -19,51 +19,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from tl_core.backbones import create_model, layer_groups
-from tl_core.config import DEFAULT_BACKBONE, FINE_TUNE, MODES, TrainConfig
-from tl_core.engine import train
-from tl_core.intervals import format_accuracy
+sys.path.insert(0, str(Path(__file__).parent))
+# bench/advisor.py writes the real datasets that every bench trains on.
+from advisor import write_digits, write_textures  # noqa: E402
 
-TEXTURES = ("brick", "grass", "gravel", "moon", "coins", "page")
-PATCH = 40
-
-
-def write_digits(root: Path, per_class: int, rng: np.random.Generator) -> None:
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    for digit in range(10):
-        folder = root / str(digit)
-        folder.mkdir(parents=True)
-        picked = rng.choice(np.flatnonzero(digits.target == digit), per_class, replace=False)
-        for index in picked:
-            ink = (digits.images[index] / 16 * 255).astype(np.uint8)
-            image = Image.fromarray(255 - ink).resize((64, 64), Image.Resampling.BICUBIC)
-            image.save(folder / f"{index}.png")
-
-
-def write_textures(root: Path, per_class: int, rng: np.random.Generator) -> None:
-    import skimage.data
-
-    for name in TEXTURES:
-        photo = np.asarray(getattr(skimage.data, name)())
-        if photo.ndim == 3:
-            photo = (photo[..., :3] @ [0.299, 0.587, 0.114]).astype(np.uint8)
-        folder = root / name
-        folder.mkdir(parents=True)
-        for i in range(per_class):
-            y = rng.integers(0, photo.shape[0] - PATCH)
-            x = rng.integers(0, photo.shape[1] - PATCH)
-            patch = np.rot90(photo[y : y + PATCH, x : x + PATCH], k=rng.integers(4))
-            Image.fromarray(np.ascontiguousarray(patch)).save(folder / f"{i}.png")
-
+from tl_core.backbones import create_model, layer_groups  # noqa: E402
+from tl_core.config import DEFAULT_BACKBONE, FINE_TUNE, MODES, TrainConfig  # noqa: E402
+from tl_core.engine import train  # noqa: E402
+from tl_core.intervals import format_accuracy  # noqa: E402
 
 DATASETS = {"digits": write_digits, "textures": write_textures}
 
