@@ -2,9 +2,9 @@
 
 The search (``tl_core.label_issues``) runs in a background thread like the backbone advisor.
 Each suspect shows its image, the label it carries and the one the model believes; the user
-relabels it, excludes it, or confirms it. Saving makes a new version of the dataset
-(``tl_core.dataset_versions``): the user's files are never modified, and the next training uses
-the version.
+relabels it, excludes it, or confirms it (``_decisions``). Saving makes a new version of the
+dataset (``tl_core.dataset_versions``): the user's files are never modified, and the next
+training uses the version.
 """
 
 from __future__ import annotations
@@ -13,30 +13,17 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _ui
+from app_pages import _decisions, _ui
 from tl_core.comparisons import Comparison, ComparisonRegistry
-from tl_core.dataset_versions import (
-    EXCLUDE,
-    KEEP,
-    RELABEL,
-    Decision,
-    create_version,
-    original_image,
-    read_version,
-    reviewed,
-)
+from tl_core.dataset_versions import original_image, reviewed
 from tl_core.datasets import DatasetReport
 from tl_core.errors import TLStudioError
 from tl_core.label_issues import LabelCheckStopped, LabelIssue, find_label_issues
 from tl_core.text import escape_markdown, plural
 
 FIND_LABEL = "Find suspected label errors"
-SAVE_LABEL = "Save decisions as a new version"
-UNDECIDED = "Undecided"
-EXCLUDE_CHOICE = "Exclude from training"
-KEEP_CHOICE = "Keep: the label is right"
+SCOPE = "review"  # this gallery's choices and save button (see _decisions)
 MAX_SHOWN = 24  # the most suspicious first; past these, the rest are rarely errors
-NOTICE_KEY = "review_notice"
 INTRO = (
     "A simple classifier on the default backbone's features predicts every image from the "
     "others (5-fold cross-validation); confident learning (the cleanlab library) then flags "
@@ -51,14 +38,8 @@ def searches() -> ComparisonRegistry:
     return ComparisonRegistry()
 
 
-def _decision_key(dataset: str, image: str) -> str:
-    return f"review:{dataset}:{image}"
-
-
 def label_review(dataset: str, report: DatasetReport, cache_dir: Path) -> None:
     """The panel: the search's button and progress, then the suspects with their decisions."""
-    if notice := st.session_state.pop(NOTICE_KEY, None):
-        st.success(notice, icon=":material/check_circle:")
     search = searches().latest(dataset)
     with st.expander("Suspected label errors", icon=":material/rule:", expanded=search is not None):
         st.caption(INTRO)
@@ -113,20 +94,6 @@ def live_search(dataset: str) -> None:
         st.button("Stop", icon=":material/stop:", on_click=search.stop, key="review_stop")
 
 
-def _choices(issue: LabelIssue) -> list[str]:
-    return [UNDECIDED, f"Relabel as {issue.suggested}", EXCLUDE_CHOICE, KEEP_CHOICE]
-
-
-def _decision(image: str, choice: str, issue: LabelIssue) -> Decision | None:
-    if choice == EXCLUDE_CHOICE:
-        return Decision(image, EXCLUDE)
-    if choice == KEEP_CHOICE:
-        return Decision(image, KEEP)
-    if choice.startswith("Relabel as "):
-        return Decision(image, RELABEL, issue.suggested)
-    return None
-
-
 def suspects(dataset: str, report: DatasetReport, issues: list[LabelIssue]) -> None:
     """The suspects not yet decided about, each with its choice; then the save button."""
     done = reviewed(report.root)
@@ -139,59 +106,18 @@ def suspects(dataset: str, report: DatasetReport, issues: list[LabelIssue]) -> N
         f"**{plural(len(issues), 'suspect')}**, most suspicious first"
         + (f"; {len(issues) - len(open_issues)} already decided in this version." if done else ".")
     )
-    decisions: dict[str, Decision] = {}
-    shown = open_issues[:MAX_SHOWN]
-    with st.container(horizontal=True, gap="medium"):
-        for image, issue in shown:
-            with st.container(width=_ui.THUMB_SIZE * 2):
-                thumb = _ui.thumbnail(str(issue.path), _ui.THUMB_SIZE * 2)
-                if thumb is not None:
-                    st.image(thumb, width=_ui.THUMB_SIZE * 2)
-                st.caption(
-                    f"{escape_markdown(image)}: labelled **{escape_markdown(issue.given)}**, "
-                    f"looks like **{escape_markdown(issue.suggested)}** ({issue.confidence:.0%})"
-                )
-                choice = st.selectbox(
-                    "Decision",
-                    _choices(issue),
-                    key=_decision_key(dataset, image),
-                    label_visibility="collapsed",
-                )
-                if (decision := _decision(image, choice, issue)) is not None:
-                    decisions[image] = decision
+    candidates = [
+        _decisions.Candidate(
+            key=image,
+            path=str(issue.path),
+            label=issue.given,
+            caption=f"{escape_markdown(image)}: labelled **{escape_markdown(issue.given)}**, "
+            f"looks like **{escape_markdown(issue.suggested)}** ({issue.confidence:.0%})",
+            suggested=issue.suggested,
+        )
+        for image, issue in open_issues[:MAX_SHOWN]
+    ]
+    decisions = _decisions.gallery(SCOPE, dataset, candidates, report.class_names)
     if len(open_issues) > MAX_SHOWN:
         st.caption(f"{len(open_issues) - MAX_SHOWN} more suspects, less likely, not shown.")
-    counts = plural(len(decisions), "decision")
-    if st.button(
-        f"{SAVE_LABEL} ({counts})",
-        type="primary",
-        icon=":material/save:",
-        disabled=not decisions,
-        key="review_save",
-    ):
-        save(dataset, report, decisions)
-
-
-def save(dataset: str, report: DatasetReport, decisions: dict[str, Decision]) -> None:
-    try:
-        version = create_version(
-            report.root, decisions, list(report.class_names), _ui.workspace().datasets
-        )
-    except TLStudioError as error:
-        _ui.show_error(error)
-        return
-    for image in decisions:  # the next version starts with no pending choice
-        st.session_state.pop(_decision_key(dataset, image), None)
-    st.session_state[NOTICE_KEY] = (
-        f"Saved {escape_markdown(version.describe())}. The next training uses it; your "
-        "original files are unchanged."
-    )
-    st.session_state[_ui.DATASET_KEY] = str(version.path)
-    st.rerun()  # the page, the sidebar and the health report all show the new version
-
-
-def version_caption(dataset: str) -> None:
-    """Under the dataset's name: which version it is, and of what."""
-    version = read_version(dataset)
-    if version is not None:
-        st.caption(escape_markdown(version.describe().capitalize()))
+    _decisions.save_button(SCOPE, dataset, report.root, report.class_names, decisions)

@@ -453,8 +453,14 @@ def image_grid(
             st.image(thumb, caption=caption, width=size)
 
 
-def render_report(report: DatasetReport, thumbnails: bool = True) -> None:
-    """The dataset health report: totals, images per class, problems, thumbnails."""
+def render_report(
+    report: DatasetReport, thumbnails: bool = True, duplicate_table: bool = True
+) -> None:
+    """The dataset health report: totals, images per class, problems, thumbnails.
+
+    ``duplicate_table=False`` leaves out the table of identical files, for a page that shows
+    them in its own gallery of copies (the Data page's near-identical images).
+    """
     cols = st.columns(4)
     cols[0].metric("Classes", len(report.class_names))
     cols[1].metric("Images", report.num_images)
@@ -474,7 +480,7 @@ def render_report(report: DatasetReport, thumbnails: bool = True) -> None:
                 [{"file": report.relative(s.path), "reason": s.reason} for s in report.skipped],
                 hide_index=True,
             )
-    if report.duplicates:
+    if report.duplicates and duplicate_table:
         with st.expander(f"Duplicates ({plural(len(report.duplicates), 'group')})"):
             st.dataframe(
                 [

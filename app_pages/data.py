@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _review, _ui
+from app_pages import _decisions, _duplicates, _review, _ui, _versions
 from tl_core.errors import TLStudioError
 from tl_core.sample_data import sample_dataset_path
 from tl_core.text import escape_markdown
@@ -117,7 +117,8 @@ if not current:
     st.stop()
 
 st.subheader(f"Dataset: {escape_markdown(Path(current).name)}")
-_review.version_caption(current)
+_versions.version_caption(current)
+_decisions.show_notice()
 try:
     report = _ui.scan(current)
 except TLStudioError as error:
@@ -129,5 +130,7 @@ if report.can_train:
         icon=":material/check_circle:",
     )
     st.page_link(_ui.MODEL_PAGE, label="Next: choose a model", icon=":material/arrow_forward:")
+_versions.versions_panel(current, ws.datasets)
 _review.label_review(current, report, ws.feature_cache)
-_ui.render_report(report)
+_duplicates.duplicates_review(current, report)
+_ui.render_report(report, duplicate_table=False)  # the gallery of copies shows them

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
-from app_pages import _ui
+from app_pages import _cell_review, _decisions, _ui
 from tl_core.errors import TLStudioError
 from tl_core.evaluation import Evaluation, evaluate_run
 from tl_core.figures import confusion_cell_from_selection, confusion_figure, per_class_figure
@@ -56,6 +56,7 @@ def choose_test_set() -> str | None:
     return st.session_state.get(TEST_KEY)
 
 
+_decisions.show_notice(_ui.TRAIN_PAGE, "Next: train on the new version")
 summary = _ui.require_run()
 weights_mtime = (summary.path / WEIGHTS_FILE).stat().st_mtime_ns
 source = st.radio("Evaluate on", [VALIDATION, TEST], horizontal=True)
@@ -110,7 +111,10 @@ with cell_col:
         f"**{plural(len(rows), 'image')}** of *{escape_markdown(true_label)}* predicted as "
         f"*{escape_markdown(predicted_label)}*"
     )
-    _ui.image_grid(list(rows.image[:24]), [f"{c:.0%}" for c in rows.confidence[:24]])
+    if data is None:  # the run's own validation images: fixable in its dataset
+        _cell_review.cell_review(summary.path, rows, predicted_label)
+    else:
+        _ui.image_grid(list(rows.image[:24]), [f"{c:.0%}" for c in rows.confidence[:24]])
 
 st.subheader("Per class")
 st.plotly_chart(per_class_figure(result.per_class), key="per_class")

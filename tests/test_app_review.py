@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app_pages import _review, _ui
+from app_pages import _decisions, _review, _ui
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image_folder
 from tests.test_dataset_versions import fingerprints
@@ -43,12 +43,11 @@ def test_a_flipped_label_is_found_and_relabelled_into_a_new_version(ws, mislabel
     assert not at.exception, at.exception
 
     assert "green/odd_one.png: labelled **green**, looks like **red**" in texts(at.caption)
-    save = button(at, f"{_review.SAVE_LABEL} (0 decisions)")
+    save = button(at, f"{_decisions.SAVE_LABEL} (0 decisions)")
     assert save.disabled
-    at.selectbox(key=_review._decision_key(str(mislabelled), "green/odd_one.png")).set_value(
-        "Relabel as red"
-    ).run()
-    button(at, f"{_review.SAVE_LABEL} (1 decision)").click().run()
+    choice = _decisions.widget_key(_review.SCOPE, str(mislabelled), "green/odd_one.png")
+    at.selectbox(key=choice).set_value("Relabel as red").run()
+    button(at, f"{_decisions.SAVE_LABEL} (1 decision)").click().run()
     assert not at.exception, at.exception
 
     version_path = Path(at.session_state[_ui.DATASET_KEY])

@@ -16,14 +16,18 @@ from tl_core.dataset_versions import (
     RELABEL,
     VERSION_FILE,
     Decision,
+    base_dataset,
     create_version,
+    image_keys,
+    list_versions,
     original_image,
     read_version,
     reviewed,
+    run_dataset,
 )
 from tl_core.datasets import scan_dataset
 from tl_core.engine import train
-from tl_core.errors import DatasetError
+from tl_core.errors import DatasetError, RunError
 
 CLASSES = {"red": 5, "green": 5, "blue": 5}
 
@@ -119,3 +123,55 @@ def test_a_run_records_the_version_it_trained_on(data, tmp_path):
     train(tiny_config(data, epochs=1), tmp_path / "original-run")
     original = json.loads((tmp_path / "original-run" / "config.json").read_text())
     assert original["dataset_version"] is None
+
+
+def test_list_versions_finds_every_version_of_the_original_from_any_of_them(data, tmp_path):
+    classes = ["blue", "green", "red"]
+    first = create_version(data, decide(**{"red/red_0.png": (EXCLUDE,)}), classes, data.parent)
+    second = create_version(first.path, decide(**{"red/red_1.png": (KEEP,)}), classes, data.parent)
+    # Another version of the first (a branch, e.g. saved from an old run's evaluation) takes
+    # the next free number of the original, never a second "v3".
+    branch = create_version(
+        first.path, decide(**{"blue/blue_0.png": (RELABEL, "red")}), classes, data.parent
+    )
+    other = make_image_folder(data.parent / "shapes", {"a": 2, "b": 2})
+    create_version(other, decide(**{"a/a_0.png": (EXCLUDE,)}), ["a", "b"], data.parent)
+
+    expected = [first.path, second.path, branch.path]
+    for dataset in (data, first.path, branch.path):
+        assert [v.path for v in list_versions(dataset, data.parent)] == expected
+        assert base_dataset(dataset) == data
+    assert [v.number for v in list_versions(data, data.parent)] == [2, 3, 4]
+    assert branch.path.name == "colours-v4" and branch.parent == first.path
+    assert list_versions(data, tmp_path / "nowhere") == []
+    assert list_versions(data, data.parent)[1].changes == "0 relabelled, 1 excluded, 1 confirmed"
+
+
+def test_a_version_of_a_deleted_original_is_refused_with_what_to_do(data):
+    classes = ["blue", "green", "red"]
+    first = create_version(data, decide(**{"red/red_0.png": (EXCLUDE,)}), classes, data.parent)
+    moved = data.rename(data.parent / "colours-moved")
+    with pytest.raises(DatasetError, match="no longer at") as raised:
+        create_version(first.path, decide(**{"red/red_1.png": (KEEP,)}), classes, data.parent)
+    assert str(data) in raised.value.hint
+    assert scan_dataset(first.path).can_train  # the version itself still trains
+    assert list_versions(first.path, data.parent) == [read_version(first.path)]
+    assert moved.is_dir()
+
+
+def test_run_dataset_and_image_keys_say_why_a_run_cannot_be_fixed(data, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(RunError, match="config.json is missing"):
+        run_dataset(run)
+    (run / "config.json").write_text(json.dumps({"train": {"data": str(data)}}))
+    assert run_dataset(run) == data
+    assert image_keys(data, [str(data / "red/red_0.png")]) == {
+        str(data / "red/red_0.png"): "red/red_0.png"
+    }
+    with pytest.raises(DatasetError, match="not inside"):
+        image_keys(data, [str(tmp_path / "elsewhere.png")])
+    (run / "config.json").write_text(json.dumps({"train": {"data": str(tmp_path / "gone")}}))
+    with pytest.raises(DatasetError, match="no longer at") as raised:
+        run_dataset(run)
+    assert "Data page" in raised.value.hint

@@ -98,15 +98,16 @@ class DatasetVersion:
             action: sum(d.action == action for d in self.decisions.values()) for action in ACTIONS
         }
 
+    @property
+    def changes(self) -> str:
+        """What this version changed since the original, e.g. "3 relabelled, 1 excluded,
+        2 confirmed" (decisions accumulate, so this counts its parents' too)."""
+        counts = self.counts
+        return f"{counts[RELABEL]} relabelled, {counts[EXCLUDE]} excluded, {counts[KEEP]} confirmed"
+
     def describe(self) -> str:
         """E.g. "version 2 of flowers: 3 relabelled, 1 excluded, 2 confirmed"."""
-        counts = self.counts
-        parts = [
-            f"{counts[RELABEL]} relabelled",
-            f"{counts[EXCLUDE]} excluded",
-            f"{counts[KEEP]} confirmed",
-        ]
-        return f"version {self.number} of {self.base.name}: {', '.join(parts)}"
+        return f"version {self.number} of {self.base.name}: {self.changes}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,6 +152,75 @@ def version_info(folder: str | Path) -> dict[str, Any] | None:
     return {"version": version.number, "base": str(version.base), "counts": version.counts}
 
 
+def base_dataset(dataset: str | Path) -> Path:
+    """The original dataset that ``dataset`` is a version of (``dataset`` itself for an
+    original)."""
+    version = read_version(dataset)
+    return version.base if version else Path(dataset)
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:  # one is gone (a base deleted since): compare the names as written
+        return a.resolve() == b.resolve()
+
+
+def list_versions(dataset: str | Path, datasets_root: str | Path) -> list[DatasetVersion]:
+    """Every version of ``dataset``'s original held in ``datasets_root``, oldest first.
+
+    ``dataset`` may be the original or any of its versions: the list is the same. Versions
+    live beside each other in the workspace's ``datasets/`` folder, where ``create_version``
+    puts them; a folder whose metadata cannot be read is not a version.
+    """
+    base, root = base_dataset(dataset), Path(datasets_root)
+    if not root.is_dir():
+        return []
+    versions = [
+        version
+        for folder in sorted(root.iterdir())
+        if folder.is_dir()
+        and (version := read_version(folder)) is not None
+        and _same_folder(version.base, base)
+    ]
+    return sorted(versions, key=lambda v: (v.number, v.created, v.path.name))
+
+
+def run_dataset(run_dir: str | Path) -> Path:
+    """The dataset folder a run trained on (its config.json's ``data``), to make a new version
+    of it from the run's evaluation.
+
+    Raises:
+        RunError: The run's config.json is missing or unreadable.
+        DatasetError: The folder is no longer there (deleted, moved or renamed) or is a .zip
+            (unpacked to a temporary folder while the run trained).
+    """
+    from tl_core.runs import CONFIG_FILE, read_json
+
+    config = read_json(Path(run_dir) / CONFIG_FILE)
+    data = config.get("train", {}).get("data") if isinstance(config, dict) else None
+    if not isinstance(data, str) or not data:
+        raise DatasetError(
+            "The run's config.json does not say which dataset it trained on.",
+            "Fix the images on the Data page instead: the next training uses the fixes.",
+        )
+    folder = Path(data)
+    if folder.is_file():
+        raise DatasetError(
+            f"The run trained on the archive {folder.name}, not on a folder, so there is no "
+            "dataset folder to make a version of.",
+            "Import the archive on the Data page, train on it, then fix images from here.",
+        )
+    if not folder.is_dir():
+        raise DatasetError(
+            f"The dataset this run trained on is no longer at {folder} (deleted, moved or "
+            "renamed), so its images cannot be fixed from here.",
+            "Put the folder back where it was, or load the dataset on the Data page and fix "
+            "its images there.",
+        )
+    return folder
+
+
 def original_image(dataset: str | Path, image: str | Path) -> str:
     """The key of ``image`` (a file inside ``dataset``): its path relative to the base dataset.
 
@@ -164,6 +234,29 @@ def original_image(dataset: str | Path, image: str | Path) -> str:
         return relative
     back = {placed: original for original, placed in version.files.items()}
     return back.get(relative, relative)
+
+
+def image_keys(dataset: str | Path, images: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """The key (:func:`original_image`) of each of ``images``, files inside ``dataset``.
+
+    Raises:
+        DatasetError: Some image is not inside ``dataset`` (the folder was replaced by another
+            one at the same place, or the images came from elsewhere).
+    """
+    dataset = Path(dataset)
+    keys, outside = {}, []
+    for image in images:
+        try:
+            keys[image] = original_image(dataset, image)
+        except ValueError:
+            outside.append(image)
+    if outside:
+        raise DatasetError(
+            f"{plural(len(outside), 'image')} of the run are not inside {dataset} (first: "
+            f"{outside[0]}), so they cannot be mapped back to the dataset.",
+            "Load the dataset on the Data page and fix its images there.",
+        )
+    return keys
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -226,6 +319,13 @@ def create_version(
         )
     parent = read_version(dataset)
     base = parent.base if parent else dataset
+    if not base.is_dir():
+        # Decisions are about the original's files, and a version links to them.
+        raise DatasetError(
+            f"The original dataset {base.name} is no longer at {base} (deleted, moved or "
+            "renamed): a new version is built from its files.",
+            f"Put the folder back at {base}, or import the images again as a new dataset.",
+        )
     merged = {**(parent.decisions if parent else {}), **decisions}
     originals = _class_files(base)
     missing = sorted(set(decisions) - set(originals))
@@ -236,7 +336,10 @@ def create_version(
             f"{', '.join(missing[:3])}.",
             "The original dataset changed since it was reviewed: review it again.",
         )
-    number = (parent.number if parent else 1) + 1
+    # The next number of the base, not of the parent: two versions made from one parent
+    # (say, from an old run's evaluation) must not both be called "v3".
+    taken = [v.number for v in list_versions(base, into)]
+    number = max([parent.number if parent else 1, *taken]) + 1
     target = unique_path(Path(into), safe_name(f"{base.name}-v{number}", "dataset"))
     target.mkdir(parents=True)
     files: dict[str, str] = {}
