@@ -62,14 +62,30 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _check(args, stack)
 
 
+def _scan_progress():
+    """Scan progress on stderr: a line redrawn in place on a terminal, a line every 10 s in
+    logs ("Scanning: 12,000/50,000 files, 40 s left"); stdout stays the report alone."""
+    from tl_core.count_progress import CountProgress
+
+    if sys.stderr.isatty():
+
+        def redraw(line: str, final: bool) -> None:
+            print(f"\r{line}\x1b[K", end="\n" if final else "", file=sys.stderr, flush=True)
+
+        return CountProgress("Scanning", "files", redraw)
+    return CountProgress("Scanning", "files", lambda line, _: print(line, file=sys.stderr), 10.0)
+
+
 def _check(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from dataclasses import replace
 
     from tl_core.datasets import scanned_dataset
     from tl_core.health_report import check_health
 
-    report = stack.enter_context(scanned_dataset(args.data))
-    val_report = stack.enter_context(scanned_dataset(args.val)) if args.val else None
+    report = stack.enter_context(scanned_dataset(args.data, progress=_scan_progress()))
+    val_report = None
+    if args.val:
+        val_report = stack.enter_context(scanned_dataset(args.val, progress=_scan_progress()))
     health = check_health(report, val_report, args.val_fraction, args.seed)
     if args.label_issues and report.can_train:
         health = replace(health, label_issues=tuple(_find_label_issues(args, report)))
@@ -379,15 +395,25 @@ def _epoch_line(row: dict, snapshot: JobSnapshot) -> str:
 
 
 def _follow_job(job, quiet: bool) -> JobSnapshot:
-    """Draws a progress bar from the job's snapshots until it ends; Ctrl-C stops it cleanly."""
+    """Draws a progress bar from the job's snapshots until it ends; Ctrl-C or SIGTERM stops it
+    cleanly (under torchrun, every process at the same batch)."""
     from tqdm import tqdm
 
+    from tl_core import distributed
+
+    # Under torchrun a second signal is torchrun passing the first one on: it stops again,
+    # and torchrun itself kills a process that takes too long.
+    second_quits = not distributed.launched()
+
     def stop(*_):
-        print("\nStopping after this batch (Ctrl-C again to quit at once)...", file=sys.stderr)
+        again = " (Ctrl-C again to quit at once)" if second_quits else ""
+        print(f"\nStopping after this batch{again}...", file=sys.stderr)
         job.stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if second_quits:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
     previous = signal.signal(signal.SIGINT, stop)
+    previous_term = signal.signal(signal.SIGTERM, stop)
     # A redrawn bar suits a terminal; logs and pipes get one line per epoch instead.
     interactive = sys.stderr.isatty() and not quiet
     bar = tqdm(total=1, unit="step", disable=not interactive, dynamic_ncols=True, file=sys.stderr)
@@ -420,6 +446,7 @@ def _follow_job(job, quiet: bool) -> JobSnapshot:
     finally:
         bar.close()
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def add_feature_cache_options(parser: argparse.ArgumentParser) -> None:
@@ -447,18 +474,48 @@ def feature_cache_of(args: argparse.Namespace) -> Path | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from tl_core.jobs import TrainingJob
-    from tl_core.runs import RunWriter
+    from tl_core import distributed
+    from tl_core.runs import require_new_run_dir
 
     config = config_from_args(args)
+    if args.nproc > 1 and not distributed.launched():
+        require_new_run_dir(args.out)  # a taken folder fails before any process starts
+        return distributed.launch(args.nproc, _torchrun_args(args), args.out)
+    # Under torchrun only rank 0 prints; the others' output would repeat it.
+    with distributed.replica_output_silenced():
+        return _train(args, config)
+
+
+def _torchrun_args(args: argparse.Namespace) -> list[str]:
+    """This train command as each torchrun process runs it: the same settings, less --nproc."""
+    cli_args = ["--debug", "train"] if args.debug else ["train"]
+    for action in args.train_parser._actions:
+        value = getattr(args, action.dest, None)
+        if action.dest in ("help", "nproc") or value is None or value is False:
+            continue
+        if not action.option_strings:  # the data folder
+            cli_args.append(str(value))
+        elif action.nargs == 0:  # a flag
+            cli_args.append(action.option_strings[0])
+        elif value != action.default:
+            cli_args += [action.option_strings[0], str(value)]
+    return cli_args
+
+
+def _train(args: argparse.Namespace, config: TrainConfig) -> int:
+    from tl_core import distributed
+    from tl_core.jobs import TrainingJob
+
     # The run folder is claimed before anything loads: a taken, shared or unwritable folder
-    # fails at once, and a second training on the same --out is refused.
-    writer = RunWriter.create(args.out)
+    # fails at once, and a second training on the same --out is refused. Under torchrun,
+    # rank 0 claims it and the other ranks write nothing.
+    writer = distributed.run_writer(args.out)
     out = writer.path
-    job = TrainingJob(config, writer, feature_cache=feature_cache_of(args))
-    started = time.monotonic()
-    job.start()
-    snapshot = _follow_job(job, args.quiet)
+    with distributed.process_group(config.device):
+        job = TrainingJob(config, writer, feature_cache=feature_cache_of(args))
+        started = time.monotonic()
+        job.start()
+        snapshot = _follow_job(job, args.quiet)
     if snapshot.status == "failed":
         _print_error(snapshot.error, snapshot.error_hint or "")
         return EXIT_FAILED
@@ -1025,7 +1082,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="new run folder to write")
     add_train_options(train, pretrained_flag=True)
     add_feature_cache_options(train)
-    train.set_defaults(func=cmd_train)
+    train.add_argument(
+        "--nproc",
+        type=_positive_int,
+        default=1,
+        help="train in N processes with DistributedDataParallel, launched through torchrun: "
+        "one per GPU (N at most the GPUs), or CPU processes; --batch-size is per process",
+    )
+    train.set_defaults(func=cmd_train, train_parser=train)
 
     lr_find = sub.add_parser(
         "lr-find", help="which learning rate? a short sweep of rates with the loss at each"

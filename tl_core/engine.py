@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from tl_core import distributed
 from tl_core.backbones import apply_freeze, set_train_mode
 from tl_core.config import TrainConfig
 from tl_core.control import (
@@ -40,6 +41,7 @@ from tl_core.loaders import (
     feature_loaders,
     feature_source_loaders,
     frozen_prefix_split,
+    gather_computed,
     plan_feature_key,
     prefix_output_loaders,
     training_loaders,
@@ -121,8 +123,9 @@ class Trainer:
     # ---- progress ---------------------------------------------------------------------------
 
     def _checkpoint(self) -> None:
-        # Paused time is not training time: leave it out of throughput and ETA.
-        self.meter.exclude(self.control.checkpoint(self.observer.on_pause))
+        # Paused time is not training time: leave it out of throughput and ETA. Under
+        # torchrun, a stop asked of any process stops them all before the same batch.
+        self.meter.exclude(distributed.checkpoint(self.control, self.observer.on_pause))
 
     def _report_progress(self) -> None:
         self.observer.on_progress(self.meter.progress())
@@ -203,11 +206,17 @@ class Trainer:
                     message = f"Stage {stage.number} of {len(stages)}: {message}"
                 self.observer.on_phase(message, PHASE_TRAINING)
                 self._report_progress()  # the bar's total is known before the first batch
+                distributed.set_epoch(train_loader, epoch)
                 train_loss, train_accuracy = self.train_one_epoch(
                     epoch, train_loader, optimizer, scheduler
                 )
                 train_rate = self.meter.epoch_train_rate()  # before validation starts
-                val_loss, val_accuracy, _ = self.evaluate(val_loader)
+                # Every process validates on every image; rank 0's numbers are taken, so all
+                # processes make the same best-epoch and early-stopping decisions even where
+                # GPU arithmetic differs in the last bits.
+                val_loss, val_accuracy = distributed.broadcast_from_main(
+                    self.evaluate(val_loader)[:2]
+                )
                 epoch += 1
                 row = {
                     "epoch": epoch,
@@ -252,6 +261,9 @@ class Trainer:
         scheduler = warmup_cosine_schedule(
             optimizer, warmup_steps(config.warmup_epochs, steps_per_epoch, total), total
         )
+        # Under torchrun, DistributedDataParallel averages the gradients of what trains in
+        # this stage (so it is built again when a stage unfreezes more).
+        self.train_forward = distributed.data_parallel(self.model, self.forward_inputs)
         return optimizer, scheduler
 
     def train_one_epoch(self, epoch: int, loader: DataLoader, optimizer, scheduler):
@@ -265,7 +277,7 @@ class Trainer:
             self._checkpoint()
             inputs, targets = self._to_device(inputs, targets)
             with self.autocast():
-                logits = self._forward(inputs)
+                logits = self.train_forward(inputs)
                 loss = self.criterion(logits.float(), targets)
             optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -286,6 +298,7 @@ class Trainer:
                 )
             )
             self._report_progress()
+        total_loss, correct, seen = distributed.sum_across((total_loss, correct, seen))
         return total_loss / max(seen, 1), correct / max(seen, 1)
 
     @torch.no_grad()
@@ -403,12 +416,15 @@ def build_loaders(
     store = None
     if feature_cache is not None:
         store = KeyedStore.open(feature_cache, plan_feature_key(plan, trainer.autocast))
-    sources = feature_source_loaders(plan, store.stored.rows if store else None)
+    # Under torchrun each process computes a share of the images, and the shares are gathered.
+    sources = feature_source_loaders(plan, store.stored.rows if store else None, shared=True)
+    distributed.require_same(sources.unknown, "which images' features must be computed")
     trainer.begin_features(sources)
     computed = compute_features(
         trainer.model, sources, plan.device, trainer.autocast, trainer.feature_batch_done
     )
-    if store is not None:
+    computed = gather_computed(sources, computed)
+    if store is not None and distributed.is_main():  # the others hold the same rows
         store.add(computed, trainer.meter.steady_feature_rate())
     return feature_loaders(plan, sources, computed)
 
@@ -460,7 +476,7 @@ def train(
     Raises:
         RunError: ``run_dir`` already holds files, or another training owns it.
     """
-    writer = run_dir if isinstance(run_dir, RunWriter) else RunWriter.create(run_dir)
+    writer = run_dir if isinstance(run_dir, RunWriter) else distributed.run_writer(run_dir)
     observer = observer or TrainingObserver()
     control = control or JobControl()
     plan = trainer = loaders = None

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
+from tl_core import distributed
 from tl_core.datasets import ImageItem
 from tl_core.errors import DatasetError
 from tl_core.feature_store import FeatureKey, feature_key_for, file_digest
@@ -115,16 +116,26 @@ def image_loader(plan: TrainingPlan, items: Sequence[ImageItem], transform, shuf
     workers = config.num_workers if config.num_workers >= 0 else default_num_workers(plan.device)
     dataset = ImageFolderDataset(items, plan.class_names, transform)
     batch_size = config.batch_size
+    order = shuffled_order(dataset, config.seed) if shuffle else {}
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=plan.device.type == "cuda",
-        generator=torch.Generator().manual_seed(config.seed),
-        drop_last=drops_last(len(dataset), batch_size, shuffle),
+        drop_last=drops_last(distributed.share_size(len(dataset)), batch_size, shuffle),
+        **order,
     )
+
+
+def shuffled_order(dataset: Dataset, seed: int) -> dict[str, Any]:
+    """DataLoader arguments for a training set: shuffled with the run's seed; under torchrun,
+    each process gets its share through a DistributedSampler (reshuffled each epoch by the
+    trainer's ``distributed.set_epoch``)."""
+    sampler = distributed.shuffling_sampler(dataset, seed)
+    if sampler is not None:
+        return {"sampler": sampler}
+    return {"shuffle": True, "generator": torch.Generator().manual_seed(seed)}
 
 
 def drops_last(size: int, batch_size: int, shuffle: bool) -> bool:
@@ -164,10 +175,15 @@ def item_digest(item: ImageItem) -> str:
 class FeatureSources:
     """A head-only run's images: those the backbone must still see, and the features known.
 
+    Under torchrun each process computes a share of the images whose features are not known
+    (see ``distributed.padded_share``), and :func:`gather_computed` puts the shares together.
+
     Attributes:
-        loaders: The training and the validation images whose features are not known, each
-            in item order, with the evaluation transform.
+        loaders: This process's share of the training and of the validation images whose
+            features are not known, each in item order, with the evaluation transform.
         todo_digests: The digest of each image in ``loaders``, training images first.
+        unknown: The digests of every training, and every validation, image whose features
+            are not known (all processes' shares), in item order.
         train_digests: The digest of every training image, in item order.
         val_digests: The digest of every validation image, in item order.
         known: Feature vectors already computed (from a feature store), by digest.
@@ -180,10 +196,11 @@ class FeatureSources:
     val_digests: tuple[str, ...]
     known: Mapping[str, torch.Tensor]
     steps_per_epoch: int
+    unknown: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
 
     @property
     def num_images(self) -> int:
-        """Images the backbone has to compute."""
+        """Images the backbone has to compute (in this process)."""
         return self.loaders.num_images
 
     @property
@@ -193,17 +210,20 @@ class FeatureSources:
     @property
     def found(self) -> int:
         """Images whose features are known already."""
-        return len(self.train_digests) + len(self.val_digests) - self.num_images
+        return len(self.train_digests) + len(self.val_digests) - sum(map(len, self.unknown))
 
 
 def feature_source_loaders(
-    plan: TrainingPlan, known: Mapping[str, torch.Tensor] | None = None
+    plan: TrainingPlan, known: Mapping[str, torch.Tensor] | None = None, shared: bool = False
 ) -> FeatureSources:
     """The images the frozen backbone must go through once, in a fixed order.
 
     Args:
         plan: Gives the images, the evaluation transform and the batch size.
         known: Feature vectors already computed, by file digest: their images are skipped.
+        shared: Under torchrun, give this process only its share of the images (the
+            processes then exchange their results with :func:`gather_computed`); otherwise
+            every process goes through every image.
     """
     known = known or {}
     transform = plan.preprocessing.eval_transform()
@@ -215,16 +235,22 @@ def feature_source_loaders(
         ("val", plan.val_items, val_digests),
     ):
         todo[part] = [(i, d) for i, d in zip(items, digests, strict=True) if d not in known]
+    mine = {
+        part: distributed.padded_share(pairs) if shared else pairs for part, pairs in todo.items()
+    }
     return FeatureSources(
         loaders=Loaders(
-            train=image_loader(plan, [i for i, _ in todo["train"]], transform, False),
-            val=image_loader(plan, [i for i, _ in todo["val"]], transform, False),
+            train=image_loader(plan, [i for i, _ in mine["train"]], transform, False),
+            val=image_loader(plan, [i for i, _ in mine["val"]], transform, False),
         ),
-        todo_digests=tuple(d for part in ("train", "val") for _, d in todo[part]),
+        todo_digests=tuple(d for part in ("train", "val") for _, d in mine[part]),
         train_digests=train_digests,
         val_digests=val_digests,
         known=known,
-        steps_per_epoch=math.ceil(len(train_digests) / plan.config.batch_size),
+        steps_per_epoch=math.ceil(
+            distributed.share_size(len(train_digests)) / plan.config.batch_size
+        ),
+        unknown=tuple(tuple(d for _, d in todo[part]) for part in ("train", "val")),
     )
 
 
@@ -259,6 +285,30 @@ def compute_features(
     return dict(zip(sources.todo_digests, torch.cat(parts), strict=True))
 
 
+def gather_computed(
+    sources: FeatureSources, computed: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Every process's share of the computed features, on every process (under torchrun;
+    ``computed`` itself otherwise).
+
+    Args:
+        sources: From :func:`feature_source_loaders` with ``shared=True``.
+        computed: This process's share, from :func:`compute_features`.
+    """
+    if distributed.world_size() == 1 or not sources.todo_digests:
+        return dict(computed)
+    mine = torch.stack([computed[digest] for digest in sources.todo_digests])
+    shares = distributed.all_gather(mine)  # the same number of rows on every process
+    rows: dict[str, torch.Tensor] = {}
+    start = 0
+    for digests in sources.unknown:
+        size = distributed.share_size(len(digests))
+        parts = [share[start : start + size] for share in shares]
+        rows.update(zip(digests, distributed.interleave_shares(parts, len(digests)), strict=True))
+        start += size
+    return rows
+
+
 def feature_loaders(
     plan: TrainingPlan, sources: FeatureSources, computed: Mapping[str, torch.Tensor]
 ) -> Loaders:
@@ -274,13 +324,10 @@ def feature_loaders(
         return TensorDataset(features, torch.tensor(labels, dtype=torch.int64))
 
     config = plan.config
-    generator = torch.Generator().manual_seed(config.seed)
+    train_set = dataset(sources.train_digests, plan.train_items)
     return Loaders(
         train=DataLoader(
-            dataset(sources.train_digests, plan.train_items),
-            batch_size=config.batch_size,
-            shuffle=True,
-            generator=generator,
+            train_set, batch_size=config.batch_size, **shuffled_order(train_set, config.seed)
         ),
         val=DataLoader(
             dataset(sources.val_digests, plan.val_items),
@@ -341,9 +388,8 @@ def prefix_output_loaders(
         train=DataLoader(
             train_set,
             batch_size=config.batch_size,
-            shuffle=True,
-            generator=torch.Generator().manual_seed(config.seed),
-            drop_last=drops_last(len(train_set), config.batch_size, True),
+            drop_last=drops_last(distributed.share_size(len(train_set)), config.batch_size, True),
+            **shuffled_order(train_set, config.seed),
         ),
         val=DataLoader(val_set, batch_size=config.batch_size),
     )

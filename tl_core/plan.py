@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tl_core import distributed
 from tl_core.backbones import FreezeSummary, apply_freeze, create_model
 from tl_core.config import TrainConfig
 from tl_core.control import PHASE_PREPARING, TrainingObserver
@@ -100,6 +101,23 @@ def resolve_augment(config: TrainConfig, backbone_frozen: bool) -> str:
     return "none" if backbone_frozen else "light"
 
 
+def scan_and_split(
+    config: TrainConfig, workdir: Path
+) -> tuple[DatasetReport, list[ImageItem], list[ImageItem]]:
+    """The dataset's health report, and its training and validation images.
+
+    Raises:
+        DatasetError: The images cannot be trained on.
+    """
+    report = scan_dataset(config.data, extract_to=workdir / "data")
+    report.require_trainable()
+    if config.val_data:
+        val_report = scan_dataset(config.val_data, extract_to=workdir / "val_data")
+        check_validation_classes(report, val_report)
+        return report, list(report.items), list(val_report.items)
+    return report, *stratified_split(report.items, config.val_fraction, config.seed)
+
+
 def prepare_training(
     config: TrainConfig, workdir: Path, observer: TrainingObserver | None = None
 ) -> TrainingPlan:
@@ -111,18 +129,15 @@ def prepare_training(
         observer: Told which phase is under way.
     """
     observer = observer or TrainingObserver()
-    device = resolve_device(config.device)
+    device = distributed.local_device(resolve_device(config.device))  # torchrun: this rank's GPU
     seed_everything(config.seed)
 
     observer.on_phase("Checking the images", PHASE_PREPARING)
-    report = scan_dataset(config.data, extract_to=workdir / "data")
-    report.require_trainable()
-    if config.val_data:
-        val_report = scan_dataset(config.val_data, extract_to=workdir / "val_data")
-        check_validation_classes(report, val_report)
-        train_items, val_items = list(report.items), list(val_report.items)
-    else:
-        train_items, val_items = stratified_split(report.items, config.val_fraction, config.seed)
+    # Under torchrun, rank 0 scans and splits (unpacking a zip into its run folder) and every
+    # rank trains on its result: one split, identical everywhere, and only rank 0 writes.
+    report, train_items, val_items = distributed.decided_by_main(
+        lambda: scan_and_split(config, workdir)
+    )
 
     observer.on_phase(f"Loading the {config.backbone} backbone")
     class_names = list(report.class_names)
