@@ -13,7 +13,13 @@ from typing import Any
 import streamlit as st
 
 from tl_core.backbones import create_model
-from tl_core.config import AUGMENT_CHOICES, DEVICE_CHOICES, TrainConfig
+from tl_core.config import (
+    AUGMENT_CHOICES,
+    AUTO_CLASS_WEIGHTING_RATIO,
+    CLASS_WEIGHTING_CHOICES,
+    DEVICE_CHOICES,
+    TrainConfig,
+)
 from tl_core.errors import TLStudioError
 from tl_core.images import load_image
 from tl_core.preprocessing import AUGMENT_LEVELS, Preprocessing, augmentation_preview
@@ -26,6 +32,11 @@ PREVIEW_IMAGES = 4
 PREVIEW_SEED_KEY = "augment_preview_seed"
 PREVIEW_LABEL = "Preview augmentation on my images"
 BATCH_SIZES = [8, 16, 32, 64, 128]
+CLASS_WEIGHTING_LABELS = {
+    "auto": f"auto (when the largest class has {AUTO_CLASS_WEIGHTING_RATIO:g}x the smallest's)",
+    "on": "on",
+    "off": "off",
+}
 AUGMENT_LABELS = {
     "auto": "auto (none when only the head trains)",
     "none": "none",
@@ -120,6 +131,15 @@ def training_settings(
             help="Trains toward slightly softened targets; helps when some labels are wrong.",
             key="settings_label_smoothing",
         )
+        class_weighting = right.selectbox(
+            "Weight the loss by class",
+            CLASS_WEIGHTING_CHOICES,
+            index=CLASS_WEIGHTING_CHOICES.index(saved.class_weighting),
+            format_func=CLASS_WEIGHTING_LABELS.get,
+            help="A small class then counts as much as a big one, so the model does not learn "
+            "to ignore it. The Train page shows each class's recall, to see the effect.",
+            key="settings_class_weighting",
+        )
         patience = right.number_input(
             "Early stopping: epochs without improvement (0 = off)",
             0,
@@ -145,6 +165,7 @@ def training_settings(
         "weight_decay": float(weight_decay),
         "warmup_epochs": float(warmup),
         "label_smoothing": float(label_smoothing),
+        "class_weighting": class_weighting,
         "batch_size": int(batch_size),
         "image_size": image_size,
         "augment": augment,

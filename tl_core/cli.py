@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from tl_core import __version__
 from tl_core.config import (
     AUGMENT_CHOICES,
+    AUTO_CLASS_WEIGHTING_RATIO,
+    CLASS_WEIGHTING_CHOICES,
     DEFAULT_BACKBONE,
     DEVICE_CHOICES,
     MODES,
@@ -367,6 +369,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
         weight_decay=args.weight_decay,
         warmup_epochs=args.warmup_epochs,
         label_smoothing=args.label_smoothing,
+        class_weighting=args.class_weighting,
         image_size=args.image_size,
         val_fraction=args.val_fraction,
         seed=args.seed,
@@ -985,6 +988,13 @@ def add_train_options(
     )
     parser.add_argument(
         "--label-smoothing", type=_non_negative_float, default=DEFAULTS.label_smoothing
+    )
+    parser.add_argument(
+        "--class-weighting",
+        choices=CLASS_WEIGHTING_CHOICES,
+        default=DEFAULTS.class_weighting,
+        help="weight the loss by class so small classes count as much as big ones (auto: "
+        f"when the largest class has {AUTO_CLASS_WEIGHTING_RATIO:g}x the smallest's images)",
     )
     parser.add_argument(
         "--image-size", type=_positive_int, help="input size (default: the backbone's)"

@@ -11,6 +11,14 @@ from tl_core.errors import TLStudioError
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 AUGMENT_CHOICES = ("auto", "none", "light", "strong")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+# Weighting the loss by class: "auto" weights it when the classes are imbalanced enough to
+# matter (tl_core.imbalance says when), "on" always, "off" never.
+CLASS_WEIGHTING_CHOICES = ("auto", "on", "off")
+# The imbalance (largest class over smallest) from which "auto" weights the loss. Measured
+# (bench/imbalance.py, digits, head only): at 2x weighting raised balanced accuracy by 2.7 points
+# and the small classes' recall by 9; at 1x it changes nothing. The health report warns from
+# 3x, so the remedy is on before the warning shows.
+AUTO_CLASS_WEIGHTING_RATIO = 2.0
 
 # Training modes: which layers train, and when. See tl_core.recipes for what each does.
 FEATURE_EXTRACTION = "feature-extraction"
@@ -89,6 +97,10 @@ class TrainConfig:
         early_stopping_patience: Epochs without validation-loss improvement before stopping;
             0 disables early stopping.
         label_smoothing: Cross-entropy label smoothing.
+        class_weighting: "auto", "on" or "off": weight each class's loss by the inverse of its
+            share of the training images, so a small class counts as much as a big one.
+            "auto" does so when the largest class is at least twice the smallest (see
+            ``tl_core.imbalance``).
         device: "auto" (CUDA when available), "cpu" or "cuda".
         num_workers: Data-loading worker processes; -1 picks a value for the device.
     """
@@ -112,6 +124,7 @@ class TrainConfig:
     augment: str = "auto"
     early_stopping_patience: int = 3
     label_smoothing: float = 0.0
+    class_weighting: str = "auto"
     device: str = "auto"
     num_workers: int = -1
 
@@ -129,6 +142,8 @@ class TrainConfig:
             problems.append("image size must be between 32 and 1024 pixels")
         if self.augment not in AUGMENT_CHOICES:
             problems.append(f"augment must be one of {', '.join(AUGMENT_CHOICES)}")
+        if self.class_weighting not in CLASS_WEIGHTING_CHOICES:
+            problems.append(f"class weighting must be one of {', '.join(CLASS_WEIGHTING_CHOICES)}")
         if self.device not in DEVICE_CHOICES:
             problems.append(f"device must be one of {', '.join(DEVICE_CHOICES)}")
         if self.early_stopping_patience < 0:

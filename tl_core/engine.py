@@ -96,7 +96,7 @@ class Trainer:
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.autocast = autocast_for(self.device)
-        self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=self.config.label_smoothing)
+        self.criterion = plan.loss_function()
         # fp16 needs loss scaling to avoid underflowing gradients; bfloat16 does not.
         use_scaler = self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,10 +13,10 @@ import pandas as pd
 import torch
 
 from tl_core.datasets import DatasetReport, scan_dataset, scanned_dataset
-from tl_core.errors import DatasetError
+from tl_core.errors import DatasetError, RunError
 from tl_core.intervals import format_accuracy, wilson_interval
 from tl_core.run_checks import check_validation_split
-from tl_core.runs import SPLIT_FILE, Run, as_run, read_json
+from tl_core.runs import PREDICTIONS_FILE, SPLIT_FILE, Run, as_run, read_json
 
 
 @dataclass(frozen=True)
@@ -213,3 +214,56 @@ def evaluate_run(
         paths, targets = _labelled_images(run, report)
         logits = predictor.logits_for_paths(paths, batch_size=batch_size, progress=progress)
     return build_evaluation(run.labels, [str(p) for p in paths], targets, logits)
+
+
+def split_counts(run: Run) -> tuple[Counter, Counter] | None:
+    """Images per class in the training and the validation split, or None if not recorded."""
+    try:
+        split = read_json(run.path / SPLIT_FILE)
+        return tuple(Counter(label for _, label in split[part]) for part in ("train", "val"))
+    except (RunError, KeyError, TypeError, ValueError):
+        return None
+
+
+def recorded_validation_scores(run: Run) -> pd.DataFrame | None:
+    """Precision, recall, F1 and support per class on the validation images, from the best
+    epoch's recorded predictions (val_predictions.csv), or None if they were not recorded."""
+    try:
+        predictions = pd.read_csv(run.path / PREDICTIONS_FILE)
+        confusion = pd.crosstab(
+            pd.Categorical(predictions.true_label.astype(str), categories=run.labels),
+            pd.Categorical(predictions.predicted_label.astype(str), categories=run.labels),
+            dropna=False,
+        )
+    except (OSError, ValueError, AttributeError, pd.errors.ParserError):
+        return None
+    return per_class_scores(confusion) if len(predictions) else None
+
+
+def class_summary(run: Run | str | Path) -> pd.DataFrame | None:
+    """Per class: training and validation images, and the best epoch's recall and precision
+    on the validation images; None when the run recorded no predictions.
+
+    Recall per class is where imbalance shows: a model can score well overall while missing
+    most of a small class. A run whose loss was weighted by class also has a "loss weight"
+    column.
+    """
+    run = as_run(run)
+    scores = recorded_validation_scores(run)
+    if scores is None:
+        return None
+    counts = split_counts(run)
+    train_counts = counts[0] if counts else Counter()
+    table = pd.DataFrame(
+        {
+            "class": scores.label,
+            "training images": [train_counts[label] for label in scores.label],
+            "validation images": scores.support,
+            "recall": scores.recall,
+            "precision": scores.precision,
+        }
+    )
+    weights = run.model_info.get("class_weights")
+    if isinstance(weights, dict):  # the loss was weighted by class (tl_core.imbalance)
+        table["loss weight"] = [weights.get(label) for label in scores.label]
+    return table

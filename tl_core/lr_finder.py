@@ -242,7 +242,7 @@ def find_learning_rate(
             config.backbone_lr_scale,
             config.weight_decay,
         )
-        criterion = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        criterion = plan.loss_function()
         return sweep_learning_rates(
             model,
             optimizer,

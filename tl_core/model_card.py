@@ -8,19 +8,13 @@ was trained and exported. Every figure is read from the run's files, none is typ
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
 
-import pandas as pd
-
-from tl_core.errors import RunError
-from tl_core.evaluation import per_class_scores
+from tl_core.evaluation import recorded_validation_scores, split_counts
 from tl_core.export_formats import resize_size
 from tl_core.intervals import format_accuracy
 from tl_core.runs import (
     CONFIG_FILE,
-    PREDICTIONS_FILE,
-    SPLIT_FILE,
     Run,
     describe_freeze,
     read_json,
@@ -33,30 +27,6 @@ def _cell(text: object) -> str:
     return escape_markdown(str(text))
 
 
-def _split_counts(run: Run) -> tuple[Counter, Counter] | None:
-    """Images per class in the training and the validation split, or None if not recorded."""
-    try:
-        split = read_json(run.path / SPLIT_FILE)
-        return tuple(Counter(label for _, label in split[part]) for part in ("train", "val"))
-    except (RunError, KeyError, TypeError, ValueError):
-        return None
-
-
-def _validation_scores(run: Run) -> pd.DataFrame | None:
-    """Precision, recall, F1 and support per class on the validation images, from the best
-    epoch's recorded predictions (val_predictions.csv), or None if they were not recorded."""
-    try:
-        predictions = pd.read_csv(run.path / PREDICTIONS_FILE)
-        confusion = pd.crosstab(
-            pd.Categorical(predictions.true_label.astype(str), categories=run.labels),
-            pd.Categorical(predictions.predicted_label.astype(str), categories=run.labels),
-            dropna=False,
-        )
-    except (OSError, ValueError, AttributeError, pd.errors.ParserError):
-        return None
-    return per_class_scores(confusion) if len(predictions) else None
-
-
 def _data_section(run: Run) -> list[str]:
     train = run.config
     lines = ["## Data", "", f"- Source: `{train.data}`"]
@@ -67,7 +37,7 @@ def _data_section(run: Run) -> list[str]:
             f"- Split: {train.val_fraction:.0%} of each class held out for validation "
             f"(stratified, seed {train.seed})"
         )
-    counts = _split_counts(run)
+    counts = split_counts(run)
     lines += ["", f"{plural(len(run.labels), 'class')}, in the order of the model's outputs:", ""]
     if counts is None:
         lines += [f"{i}. {_cell(label)}" for i, label in enumerate(run.labels)]
@@ -104,7 +74,7 @@ def _model_section(run: Run) -> list[str]:
 def _metrics_section(run: Run) -> list[str]:
     lines = ["## Results on the validation images", ""]
     best, epoch = run.metrics.get("best_val_accuracy"), run.metrics.get("best_epoch")
-    scores = _validation_scores(run)
+    scores = recorded_validation_scores(run)
     if best is not None and scores is not None:
         accuracy = format_accuracy(best, int(scores.support.sum()))
         lines.append(f"Accuracy: {accuracy}, best epoch {epoch} (its weights are exported).")

@@ -25,6 +25,7 @@ from tl_core.datasets import (
 )
 from tl_core.devices import resolve_device
 from tl_core.errors import TLStudioError
+from tl_core.imbalance import ClassWeighting, class_weighting
 from tl_core.preprocessing import Preprocessing
 
 
@@ -44,6 +45,7 @@ class TrainingPlan:
     freeze: FreezeSummary
     head_params: set[str]
     augment: str
+    class_weighting: ClassWeighting
 
     @property
     def num_val_images(self) -> int:
@@ -76,11 +78,19 @@ class TrainingPlan:
             f"{freeze.frozen_count} of {freeze.num_backbone_groups} layer groups frozen: "
             f"{freeze.trainable_params:,} parameters train, {freeze.frozen_params:,} frozen; "
             f"{len(self.train_items)} training and {len(self.val_items)} validation images "
-            f"in {len(self.class_names)} classes; augmentation {self.augment}"
+            f"in {len(self.class_names)} classes; augmentation {self.augment}; "
+            f"{self.class_weighting.describe()}"
         )
         if self.caches_features:
             text += "; backbone features computed once"
         return text + "."
+
+    def loss_function(self) -> torch.nn.CrossEntropyLoss:
+        """The training loss: cross-entropy with the run's label smoothing and class weights."""
+        return torch.nn.CrossEntropyLoss(
+            weight=self.class_weighting.tensor(self.device),
+            label_smoothing=self.config.label_smoothing,
+        )
 
     @property
     def caches_features(self) -> bool:
@@ -169,6 +179,9 @@ def prepare_training(
         freeze=freeze,
         head_params=head_params,
         augment="none",
+        class_weighting=class_weighting(
+            config.class_weighting, (item.label for item in train_items), class_names
+        ),
     )
     plan.augment = resolve_augment(config, plan.backbone_frozen)
     return plan

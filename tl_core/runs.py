@@ -285,6 +285,12 @@ class RunWriter:
                     "preprocessing": plan.preprocessing.to_dict(),
                     "augment": plan.augment,
                     "feature_cache": plan.caches_features,
+                    # The loss weight of each class (None: the plain loss); see tl_core.imbalance.
+                    "class_weights": (
+                        dict(zip(plan.class_names, weights, strict=True))
+                        if (weights := plan.class_weighting.weights)
+                        else None
+                    ),
                     "freeze": {
                         "frozen_groups": freeze.frozen_count,
                         "groups": [g.name for g in freeze.groups],
