@@ -36,8 +36,10 @@ def backbone_groups(backbone: str) -> int:
     return groups
 
 
-def start(config: TrainConfig, kind: str, depths: Sequence[str] | None = None) -> None:
-    job = _ui.registry().start(config, kind, depths)
+def start(
+    config: TrainConfig, kind: str, depths: Sequence[str] | None = None, nproc: int = 1
+) -> None:
+    job = _ui.registry().start(config, kind, depths, nproc)
     st.session_state[_ui.JOB_KEY] = job.job_id
     st.rerun()  # the buttons, the live view and the sidebar all show the new job at once
 

@@ -9,6 +9,7 @@ import streamlit as st
 from app_pages import _groups, _ui
 from app_pages._advisor import comparisons
 from tl_core.config import TrainConfig
+from tl_core.devices import gpu_count
 from tl_core.errors import TLStudioError
 from tl_core.evaluation import class_summary
 from tl_core.figures import training_figures
@@ -60,9 +61,10 @@ def render_controls(job: TrainingJob, snap: JobSnapshot) -> None:
     if snap.status == "stopping":
         return  # nothing left to ask for: the progress text says it is stopping
     pause_col, stop_col, _ = st.columns([1, 1, 4])
-    if snap.status in ("pausing", "paused"):
+    # Across processes (several GPUs) only Stop reaches every one of them.
+    if snap.pausable and snap.status in ("pausing", "paused"):
         pause_col.button("Resume", icon=":material/play_arrow:", on_click=job.resume)
-    else:
+    elif snap.pausable:
         pause_col.button("Pause", icon=":material/pause:", on_click=job.pause)
     stop_col.button("Stop", icon=":material/stop:", on_click=job.stop)
 
@@ -145,6 +147,20 @@ def render_class_recall(run: str) -> None:
     st.caption(text)
 
 
+def processes_to_use() -> int:
+    """1, or every GPU when more than one is visible and the user asks for them all."""
+    gpus = gpu_count()
+    if gpus < 2:
+        return 1
+    use_all = st.toggle(
+        f"Use all {gpus} GPUs",
+        key="train_all_gpus",
+        help=f"Trains in {gpus} processes, one per GPU, with PyTorch's DistributedDataParallel: "
+        f"each step sees {gpus} batches. Pause is not available then; Stop is.",
+    )
+    return gpus if use_all else 1
+
+
 def render_start(config: TrainConfig) -> None:
     """The Start button and the experiments, disabled with the reason beside them while a job
     or a comparison runs."""
@@ -162,8 +178,9 @@ def render_start(config: TrainConfig) -> None:
     )
     if reason:
         reason_col.caption(reason)
+    nproc = processes_to_use()
     if start:
-        _groups.start(config, TRAIN)
+        _groups.start(config, TRAIN, nproc=nproc)
     _groups.launchers(config, reason)
 
 

@@ -353,6 +353,35 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise UsageError(exc.message, exc.hint) from None
 
 
+def train_arguments(config: TrainConfig) -> list[str]:
+    """The ``train`` command's arguments for ``config``: its data and every setting, spelled
+    out so that a default changed later cannot change the run (the inverse of
+    :func:`config_from_args`; ``val_fraction`` is left out when ``val_data`` replaces it)."""
+    arguments = [
+        config.data,
+        *("--backbone", config.backbone, "--mode", config.mode, "--freeze", str(config.freeze)),
+        *("--epochs", str(config.epochs), "--batch-size", str(config.batch_size)),
+        *("--lr", repr(config.lr), "--lowest-lr-fraction", repr(config.backbone_lr_scale)),
+        *("--weight-decay", repr(config.weight_decay)),
+        *("--warmup-epochs", repr(config.warmup_epochs)),
+        *("--label-smoothing", repr(config.label_smoothing)),
+        *("--class-weighting", config.class_weighting, "--seed", str(config.seed)),
+        *("--augment", config.augment, "--patience", str(config.early_stopping_patience)),
+        *("--device", config.device, "--workers", str(config.num_workers)),
+    ]
+    if config.weights:
+        arguments += ["--weights", config.weights]
+    if not config.pretrained:
+        arguments.append("--no-pretrained")
+    if config.image_size is not None:
+        arguments += ["--image-size", str(config.image_size)]
+    if config.val_data:
+        arguments += ["--val", config.val_data]
+    else:
+        arguments += ["--val-fraction", repr(config.val_fraction)]
+    return arguments
+
+
 def _train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         data=str(args.data),
@@ -507,6 +536,7 @@ def _torchrun_args(args: argparse.Namespace) -> list[str]:
 
 def _train(args: argparse.Namespace, config: TrainConfig) -> int:
     from tl_core import distributed
+    from tl_core.job_events import EventWriter
     from tl_core.jobs import TrainingJob
 
     # The run folder is claimed before anything loads: a taken, shared or unwritable folder
@@ -514,8 +544,10 @@ def _train(args: argparse.Namespace, config: TrainConfig) -> int:
     # rank 0 claims it and the other ranks write nothing.
     writer = distributed.run_writer(args.out)
     out = writer.path
+    # Events go to stdout, which only rank 0 keeps (see replica_output_silenced).
+    listener = EventWriter(sys.stdout) if args.events else None
     with distributed.process_group(config.device):
-        job = TrainingJob(config, writer, feature_cache=feature_cache_of(args))
+        job = TrainingJob(config, writer, feature_cache=feature_cache_of(args), listener=listener)
         started = time.monotonic()
         job.start()
         snapshot = _follow_job(job, args.quiet)
@@ -1098,6 +1130,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="train in N processes with DistributedDataParallel, launched through torchrun: "
         "one per GPU (N at most the GPUs), or CPU processes; --batch-size is per process",
+    )
+    train.add_argument(
+        "--events",
+        action="store_true",
+        help="also write every training event (phases, batches, epochs, progress) as a line "
+        "of JSON on stdout, for a program that follows the run, such as the app",
     )
     train.set_defaults(func=cmd_train, train_parser=train)
 

@@ -118,6 +118,37 @@ class TrainingObserver:
         """Training paused (True) or resumed (False)."""
 
 
+class TeeObserver(TrainingObserver):
+    """Passes every event to each of several observers, in the order given."""
+
+    def __init__(self, *observers: TrainingObserver):
+        self.observers = observers
+
+    def on_phase(self, message: str, phase: str | None = None) -> None:
+        for observer in self.observers:
+            observer.on_phase(message, phase)
+
+    def on_plan(self, plan) -> None:
+        for observer in self.observers:
+            observer.on_plan(plan)
+
+    def on_progress(self, progress: Progress) -> None:
+        for observer in self.observers:
+            observer.on_progress(progress)
+
+    def on_batch(self, stats: BatchStats) -> None:
+        for observer in self.observers:
+            observer.on_batch(stats)
+
+    def on_epoch(self, row: dict, improved: bool) -> None:
+        for observer in self.observers:
+            observer.on_epoch(row, improved)
+
+    def on_pause(self, paused: bool) -> None:
+        for observer in self.observers:
+            observer.on_pause(paused)
+
+
 class ProgressMeter:
     """Counts a run's steps and measures its pace per phase, leaving paused time out.
 

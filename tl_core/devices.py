@@ -30,6 +30,11 @@ def describe_device(device: torch.device) -> str:
     return "cpu"
 
 
+def gpu_count() -> int:
+    """CUDA devices this process can see (0 without CUDA)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def describe_devices() -> dict:
     """What the sidebar shows: the GPU and its free memory, or the CPU."""
     if not torch.cuda.is_available():

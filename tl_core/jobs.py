@@ -23,12 +23,14 @@ from tl_core.control import (
     BatchStats,
     JobControl,
     Progress,
+    TeeObserver,
+    TrainingObserver,
 )
-from tl_core.devices import describe_device
 from tl_core.engine import train
 from tl_core.errors import JobBusyError
 from tl_core.failures import explain_failure
 from tl_core.intervals import format_accuracy
+from tl_core.job_events import summary_of
 from tl_core.runs import RunWriter, new_run_dir
 from tl_core.sweep import SweepObserver, SweepRow, best_row, sweep
 from tl_core.transfer import PRETRAINED_RUN, SCRATCH_RUN, transfer_check
@@ -72,6 +74,7 @@ class JobSnapshot:
 
     job_id: str
     kind: str  # TRAIN, SWEEP or TRANSFER_CHECK
+    pausable: bool  # whether a pause can reach the training (not across processes)
     group_dir: str | None  # the sweep's or transfer check's folder; None for one run
     status: str
     message: str  # what to show beside the status: the activity, or the pending pause/stop
@@ -253,15 +256,16 @@ class _StateObserver(SweepObserver):
                 state.message = message
 
     def on_plan(self, plan) -> None:
+        summary = summary_of(plan)  # a TrainingPlan, or one replayed from another process
         with self.job._lock:
             state = self.job._state
             if state.status == "starting":
                 state.status = "running"
-            state.device = describe_device(plan.device)
-            state.plan = plan.describe()
-            state.warnings = tuple(issue.message for issue in plan.warnings)
-            state.num_val_images = plan.num_val_images
-            state.caches_features = plan.caches_features
+            state.device = summary.device
+            state.plan = summary.description
+            state.warnings = summary.warnings
+            state.num_val_images = summary.num_val_images
+            state.caches_features = summary.caches_features
 
     def on_progress(self, progress: Progress) -> None:
         self.job._update(
@@ -312,7 +316,12 @@ class TrainingJob:
         depths: The freeze depths of a sweep (None: a few from full fine-tuning to head only).
         feature_cache: Where backbone features are kept between runs and the backbone advisor
             (None: head-only runs compute them afresh).
+        listener: Also receives every training event of a single run (the command line's
+            ``--events`` writes them out for a program following the run).
     """
+
+    # Whether pause/resume can reach the training (not across processes: see ProcessJob).
+    pausable = True
 
     def __init__(
         self,
@@ -321,6 +330,7 @@ class TrainingJob:
         kind: str = TRAIN,
         depths: Sequence[str] | None = None,
         feature_cache: str | Path | None = None,
+        listener: TrainingObserver | None = None,
     ):
         if kind not in KIND_NAMES:
             raise ValueError(f"Unknown job kind {kind!r}")
@@ -337,6 +347,7 @@ class TrainingJob:
         self._lock = threading.Lock()
         self._state = _JobState(run_dir=str(folder))
         self._observer = _StateObserver(self)
+        self._listener = listener
         self._thread = threading.Thread(
             target=self._run, name=f"tl-studio-job-{self.job_id}", daemon=True
         )
@@ -369,9 +380,10 @@ class TrainingJob:
             )
 
     def _train(self, config: TrainConfig, run_dir: str | Path | RunWriter) -> str:
-        return train(
-            config, run_dir, self._observer, self._control, feature_cache=self.feature_cache
-        )
+        observer = self._observer
+        if self._listener is not None:
+            observer = TeeObserver(observer, self._listener)
+        return train(config, run_dir, observer, self._control, feature_cache=self.feature_cache)
 
     def _run_sweep(self) -> str:
         result = sweep(
@@ -482,6 +494,7 @@ class TrainingJob:
             return JobSnapshot(
                 job_id=self.job_id,
                 kind=self.kind,
+                pausable=self.pausable,
                 group_dir=str(self.group_dir) if self.group_dir is not None else None,
                 backbone=self.config.backbone,
                 total_epochs=self.config.epochs,
@@ -512,9 +525,16 @@ class JobRegistry:
         self._lock = threading.Lock()
 
     def start(
-        self, config: TrainConfig, kind: str = TRAIN, depths: Sequence[str] | None = None
+        self,
+        config: TrainConfig,
+        kind: str = TRAIN,
+        depths: Sequence[str] | None = None,
+        nproc: int = 1,
     ) -> TrainingJob:
         """Starts a job in a new run folder (or group folder, for a sweep or transfer check).
+
+        With ``nproc`` above 1, one run trains in that many processes of its own (one per
+        GPU, see ``tl_core.process_jobs``).
 
         Raises:
             JobBusyError: A job is active: one trains at a time.
@@ -528,11 +548,18 @@ class JobRegistry:
                     f"epochs done {snapshot.epochs_done}).",
                     "Wait for it to finish, or stop it first: one job trains at a time.",
                 )
-            if kind == TRAIN:
+            if kind == TRAIN and nproc > 1:
+                from tl_core.process_jobs import ProcessJob  # it builds on this module
+
+                # Rank 0 of the processes claims the folder; a timestamped name keeps it new.
+                target = new_run_dir(self.runs_root, config.backbone)
+                job = ProcessJob(config, target, nproc, self.feature_cache)
+            elif kind == TRAIN:
                 target = RunWriter.create_new(self.runs_root, config.backbone)
+                job = TrainingJob(config, target, kind, depths, self.feature_cache)
             else:  # the group claims its folder itself; a timestamped name keeps it new
                 target = new_run_dir(self.runs_root, f"{kind}-{config.backbone}")
-            job = TrainingJob(config, target, kind, depths, self.feature_cache)
+                job = TrainingJob(config, target, kind, depths, self.feature_cache)
             self._jobs[job.job_id] = job
             self._order.append(job.job_id)
             job.start()

@@ -1,0 +1,122 @@
+"""A job trained in processes of its own (the app's "use all N GPUs"), followed live.
+
+The jobs are real: ``tl-studio train --nproc 2 --events`` in two gloo processes on this CPU,
+their events replayed into the job the Train page draws.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from app_pages import _ui
+from tests.apptest_helpers import open_page
+from tests.test_job_events import Recorder
+from tests.training import tiny_config
+from tl_core.cli import build_parser, config_from_args, main, train_arguments
+from tl_core.config import TrainConfig
+from tl_core.job_events import replay
+from tl_core.jobs import TRAIN
+from tl_core.process_jobs import ProcessJob, failure_from
+
+SAFETY_TIMEOUT = 600  # seconds: only so that a hang fails the test instead of blocking it
+
+
+def wait_until(condition, what: str) -> None:
+    """Polls state; the deadline only turns a hang into a failure."""
+    deadline = time.monotonic() + SAFETY_TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"mode": "gradual", "freeze": "2", "epochs": 4, "class_weighting": "on"},
+        {"freeze": "3", "weights": "/w/model.safetensors", "val_data": "/data/val"},
+        {"freeze": "all", "lr": 0.0123456789, "label_smoothing": 0.1, "image_size": None},
+    ],
+)
+def test_the_command_line_spells_out_every_setting_of_a_config(changes):
+    config = TrainConfig.from_dict({**tiny_config("/data/train").to_dict(), **changes})
+    args = build_parser().parse_args(["train", *train_arguments(config), "--out", "/runs/r"])
+    assert config_from_args(args) == config
+
+
+def test_train_events_replay_into_what_the_run_recorded(tiny_dataset, tmp_path, capsys):
+    run = tmp_path / "run"
+    config = tiny_config(tiny_dataset)
+    assert main(["train", *train_arguments(config), "--no-feature-cache", "--events",
+                 "--quiet", "--out", str(run)]) == 0  # fmt: skip
+    recorder = Recorder()
+    replayed = [line for line in capsys.readouterr().out.splitlines() if replay(line, recorder)]
+    assert replayed, "no event was written"
+    epochs = [event[1] for event in recorder.events if event[0] == "epoch"]
+    assert epochs == json.loads((run / "metrics.json").read_text())["history"]
+    assert any(event[0] == "batch" for event in recorder.events)
+
+
+def test_a_two_process_job_is_followed_batch_by_batch(module_workspace, tiny_dataset):
+    job = _ui.registry().start(tiny_config(tiny_dataset, epochs=3), TRAIN, nproc=2)
+    assert isinstance(job, ProcessJob) and job.nproc == 2
+    snap = job.wait(SAFETY_TIMEOUT)
+    assert snap.status == "completed", snap.error
+    recorded = json.loads((Path(snap.run_dir) / "metrics.json").read_text())
+    assert recorded["status"] == "completed"
+    assert list(snap.history) == recorded["history"] and snap.epoch == 3
+    assert snap.batch_losses, "the live loss chart got no batch"
+    assert snap.device == "2 × cpu" and not snap.pausable
+    assert snap.result_run == snap.run_dir
+
+
+def test_stop_reaches_the_processes_and_the_page_offers_no_pause(module_workspace, tiny_dataset):
+    config = tiny_config(tiny_dataset, epochs=10_000)
+    job = _ui.registry().start(config, TRAIN, nproc=2)
+    wait_until(lambda: job.snapshot().epoch >= 1, "a first epoch")
+
+    at = open_page(_ui.TRAIN_PAGE, **{
+        _ui.DATASET_KEY: str(tiny_dataset), _ui.CONFIG_KEY: config.to_dict(),
+        _ui.JOB_KEY: job.job_id,
+    })  # fmt: skip
+    labels = {button.label for button in at.button}
+    assert "Stop" in labels and "Pause" not in labels
+
+    job.stop()
+    snap = job.wait(SAFETY_TIMEOUT)
+    assert snap.status == "stopped", snap.error
+    recorded = json.loads((Path(snap.run_dir) / "metrics.json").read_text())
+    assert recorded["status"] == "stopped" and len(recorded["history"]) < 10_000
+
+
+def test_a_failure_in_the_processes_comes_back_in_words(module_workspace, tmp_path):
+    lonely = tmp_path / "one-class"
+    (lonely / "only").mkdir(parents=True)
+    job = _ui.registry().start(tiny_config(lonely), TRAIN, nproc=2)
+    snap = job.wait(SAFETY_TIMEOUT)
+    assert snap.status == "failed"
+    assert "error:" not in snap.error and "Traceback" not in snap.error
+    assert "class" in snap.error.lower()
+
+
+def test_a_crash_without_words_is_still_explained():
+    error = failure_from("Traceback (most recent call last):\n  ...\nSegmentation fault", -11)
+    assert "exit code -11" in error.message and "Segmentation fault" in error.message
+    error = failure_from("error: The disk is full.\nhint: Free some space.\n", 1)
+    assert (error.message, error.hint) == ("The disk is full.", "Free some space.")
+
+
+def test_the_train_page_offers_every_gpu_only_when_there_are_several(monkeypatch, tiny_dataset):
+    state = {
+        _ui.DATASET_KEY: str(tiny_dataset),
+        _ui.CONFIG_KEY: tiny_config(tiny_dataset).to_dict(),
+    }
+    at = open_page(_ui.TRAIN_PAGE, **state)
+    assert not [t for t in at.toggle if t.label.startswith("Use all")]
+    monkeypatch.setattr("tl_core.devices.gpu_count", lambda: 4)
+    at = open_page(_ui.TRAIN_PAGE, **state)
+    assert [t.label for t in at.toggle if t.label.startswith("Use all")] == ["Use all 4 GPUs"]
