@@ -7,6 +7,7 @@ anything that would break training later is reported up front, with the reason, 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import os
@@ -19,7 +20,7 @@ import zipfile
 import zlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -61,7 +62,9 @@ _COPY_CHUNK = 1024 * 1024
 SKIP_LOOSE = "not inside a class folder"
 
 
-@dataclass(frozen=True)
+# slots: a scan of 100,000 images holds 100,000 items; without a __dict__ each is ~100 bytes
+# lighter (tests/test_scale.py bounds the bytes per item).
+@dataclass(frozen=True, slots=True)
 class ImageItem:
     """One labelled image file.
 
@@ -275,6 +278,23 @@ def _check_file(path: Path) -> _FileCheck:
     except OSError as exc:  # a read error after the file was opened
         return _FileCheck(path, problem=f"unreadable: {exc.strerror or exc}")
     return _FileCheck(path, digest.hexdigest(), fingerprint(image))
+
+
+def _in_order(
+    pool: ThreadPoolExecutor, function: Callable, inputs: Sequence, in_flight: int
+) -> Iterator:
+    """``pool.map(function, inputs)`` with at most ``in_flight`` calls submitted at a time.
+
+    ``Executor.map`` submits every call at once: 100,000 futures, and every result finished
+    ahead of the consumer, stay in memory. A bounded window keeps the threads busy all the same.
+    """
+    pending: collections.deque[Future] = collections.deque()
+    for value in inputs:
+        if len(pending) >= in_flight:
+            yield pending.popleft().result()
+        pending.append(pool.submit(function, value))
+    while pending:
+        yield pending.popleft().result()
 
 
 # --------------------------------------------------------------------------- zip extraction
@@ -542,30 +562,32 @@ def scan_dataset(
         candidates.extend((path, class_dir.name) for path in walk_visible_files(class_dir))
 
     workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
-    checks: list[_FileCheck] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for check in pool.map(_check_file, [path for path, _ in candidates]):
-            checks.append(check)
-            if progress is not None:
-                progress(len(checks), len(candidates))
-
     items: list[ImageItem] = []
     skipped: list[SkippedFile] = []
-    digests: dict[str, list[ImageItem]] = defaultdict(list)
-    for (path, label), check in zip(candidates, checks, strict=True):
-        if check.problem is not None:
-            skipped.append(SkippedFile(path, check.problem))
-        elif label is None:
-            skipped.append(SkippedFile(path, SKIP_LOOSE))
-        else:
-            item = ImageItem(path, label, check.digest, check.fingerprint)
-            items.append(item)
-            digests[check.digest].append(item)
+    first_of_digest: dict[str, ImageItem] = {}
+    copies: dict[str, list[ImageItem]] = {}  # only digests seen twice or more
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        checks = _in_order(pool, _check_file, [path for path, _ in candidates], workers * 4)
+        for done, ((path, label), check) in enumerate(zip(candidates, checks, strict=True), 1):
+            if check.problem is not None:
+                skipped.append(SkippedFile(path, check.problem))
+            elif label is None:
+                skipped.append(SkippedFile(path, SKIP_LOOSE))
+            else:
+                item = ImageItem(path, label, check.digest, check.fingerprint)
+                items.append(item)
+                first = first_of_digest.setdefault(check.digest, item)
+                if first is not item:
+                    copies.setdefault(check.digest, [first]).append(item)
+            if progress is not None:
+                progress(done, len(candidates))
+    del first_of_digest
 
+    # Groups in the order of their first file, as the scan met them.
+    order = {item.path: index for index, item in enumerate(items) if item.digest in copies}
     duplicates = tuple(
         DuplicateGroup(tuple(i.path for i in group), tuple(i.label for i in group))
-        for group in digests.values()
-        if len(group) > 1
+        for group in sorted(copies.values(), key=lambda group: order[group[0].path])
     )
     report = DatasetReport(
         source=source,
@@ -720,6 +742,7 @@ def stratified_split(
     seed: int = 0,
     *,
     keep_copies_together: bool = True,
+    copies: Sequence[DuplicateGroup] | None = None,
 ) -> tuple[list[ImageItem], list[ImageItem]]:
     """Holds out about ``val_fraction`` of each class for validation.
 
@@ -733,6 +756,14 @@ def stratified_split(
     group of copies cannot be split without a copy on each side; it is split image by image,
     and :func:`split_overlap` counts what leaks. A class without copies splits exactly as it
     would with ``keep_copies_together=False``.
+
+    Args:
+        items: The images.
+        val_fraction: Share of each class held out.
+        seed: Seed of the split.
+        keep_copies_together: Whether copies stay on one side.
+        copies: ``near_duplicate_groups(items)`` when the caller has them already (a scan's
+            ``report.near_duplicates``), which saves grouping the images a second time.
 
     Returns:
         ``(train, val)``, each ordered by class, then path.
@@ -749,7 +780,8 @@ def stratified_split(
     group_of: dict[Path, int] = {}
     conflicting: set[Path] = set()
     if keep_copies_together:
-        for number, group in enumerate(near_duplicate_groups(items)):
+        groups = near_duplicate_groups(items) if copies is None else copies
+        for number, group in enumerate(groups):
             group_of.update(dict.fromkeys(group.paths, number))
             if group.across_classes:
                 conflicting.update(group.paths)
@@ -878,7 +910,7 @@ def split_leakage(report: DatasetReport, val_fraction: float = 0.2, seed: int = 
     """How many validation images had a copy in training before the split kept copies
     together, and how many still do (only when a class is a single group of copies)."""
     plain = stratified_split(report.items, val_fraction, seed, keep_copies_together=False)
-    train, val = stratified_split(report.items, val_fraction, seed)
+    train, val = stratified_split(report.items, val_fraction, seed, copies=report.near_duplicates)
     return Leakage(
         before=len(split_overlap(report, *plain)),
         after=len(split_overlap(report, train, val)),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import ChainMap
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -18,7 +19,13 @@ from torch.utils.data import DataLoader
 from tl_core.datasets import ImageItem
 from tl_core.engine import autocast_for
 from tl_core.errors import TLStudioError
-from tl_core.feature_store import FeatureKey, FeatureStore, StoredFeatures, feature_key_for
+from tl_core.feature_store import (
+    FeatureKey,
+    FeatureRows,
+    FeatureStore,
+    StoredFeatures,
+    feature_key_for,
+)
 from tl_core.features import extract_features, pooled_features
 from tl_core.loaders import ImageFolderDataset, default_num_workers
 from tl_core.preprocessing import Preprocessing
@@ -69,7 +76,7 @@ class FeaturePass:
         seconds: Time spent running the backbone (0 when every vector was cached).
     """
 
-    rows: dict[str, torch.Tensor]
+    rows: Mapping[str, torch.Tensor]
     cached: int
     images_per_second: float | None
     seconds: float
@@ -118,15 +125,15 @@ def backbone_features(
     todo = [digest for digest in first_item if digest not in stored.rows]
     cached = sum(digest in stored.rows for digest in digests)
     tracker.report(f"{name}: {cached} of {len(items)} features found", cached)
-    rows = dict(stored.rows)
     if not todo:
-        return FeaturePass(rows, cached, stored.images_per_second, 0.0)
+        return FeaturePass(stored.rows, cached, stored.images_per_second, 0.0)
     # Timing a pass of one batch needs a warm-up, worth it only to improve the speed on record.
     timed = len(todo) > stored.speed_images
     computed, seconds, speed = _run_backbone(
         name, model, [first_item[d] for d in todo], preprocessing, device, autocast, tracker, timed
     )
-    rows.update(zip(todo, computed, strict=True))
+    # Views of the stored and the new matrices, not one tensor object per image.
+    rows = ChainMap(FeatureRows(todo, computed), stored.rows)
     if store is not None:
         _save(store, key, stored, todo, computed, speed, tracker)
     tracker.report(f"{name}: features ready", len(items) - cached - len(todo))

@@ -5,6 +5,11 @@ The store keeps those vectors keyed by what decides them: the file's bytes (a ha
 renamed or copied file still hits and an edited one misses), the backbone, where its weights
 came from, the preprocessing, the numeric precision and the timm version. One safetensors file
 per backbone setting holds every image computed so far with it; new images are added to it.
+
+Memory stays bounded as datasets grow: a file past ``FEATURE_MEMORY_BUDGET`` bytes is
+memory-mapped rather than read (the OS pages rows in as they are used, and can drop them
+again), every vector is a view of one matrix rather than an object of its own, and saving
+streams the rows to disk in chunks instead of building the whole file in memory.
 """
 
 from __future__ import annotations
@@ -13,20 +18,25 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import struct
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import timm
 import torch
-from safetensors.torch import load_file
 
 from tl_core.preprocessing import Preprocessing
-from tl_core.runs import save_weights, weights_metadata
+from tl_core.runs import atomic_write
 
 FEATURE_CACHE_ENV = "TL_STUDIO_FEATURE_CACHE"
 FEATURE_TENSOR = "features"
 RANDOM_INIT = "random init"  # create_model's weights source without pretrained weights
+# Feature files larger than this are memory-mapped instead of read into memory: 256 MiB is
+# 50,000 vectors of 1,280 floats (EfficientNet-Lite0).
+FEATURE_MEMORY_BUDGET = 256 * 1024**2
+_CHUNK_ROWS = 4096  # rows written at a time when saving
 
 logger = logging.getLogger(__name__)
 
@@ -115,17 +125,57 @@ def feature_key_for(
     return FeatureKey(backbone, weights_source, preprocessing, precision_name(device, autocast))
 
 
+class FeatureRows(Mapping[str, torch.Tensor]):
+    """Feature vectors by file digest, kept as one matrix: a row is a view, not an object.
+
+    Args:
+        digests: The digest of each row of ``matrix``.
+        matrix: One float32 vector per row.
+        mapped_from: The file ``matrix`` is memory-mapped from; None when it is in memory.
+    """
+
+    def __init__(
+        self, digests: Sequence[str], matrix: torch.Tensor, mapped_from: Path | None = None
+    ):
+        if len(digests) != len(matrix):
+            raise ValueError(f"{len(digests)} digests for {len(matrix)} feature rows")
+        self.matrix = matrix
+        self.mapped_from = mapped_from
+        self._index = {digest: row for row, digest in enumerate(digests)}
+
+    def __getitem__(self, digest: str) -> torch.Tensor:
+        return self.matrix[self._index[digest]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, digest: object) -> bool:
+        return digest in self._index
+
+    def stack(self, digests: Sequence[str]) -> torch.Tensor:
+        """The rows of ``digests``, in that order, as one tensor in memory."""
+        return self.matrix[torch.tensor([self._index[d] for d in digests], dtype=torch.int64)]
+
+    @property
+    def memory_mapped(self) -> bool:
+        """True when the rows are read from the file on disk as they are used."""
+        return self.mapped_from is not None
+
+
 @dataclass(frozen=True)
 class StoredFeatures:
     """What the store holds for one key.
 
     Attributes:
-        rows: Feature vector of each file digest.
+        rows: Feature vector of each file digest (a :class:`FeatureRows` when loaded).
         images_per_second: The backbone's speed, measured when the features were computed.
         speed_images: How many images that speed was measured on.
     """
 
-    rows: dict[str, torch.Tensor]
+    rows: Mapping[str, torch.Tensor]
     images_per_second: float | None = None
     speed_images: int = 0
 
@@ -135,10 +185,12 @@ class FeatureStore:
 
     Args:
         folder: Where the files live; created on the first save.
+        memory_budget: Files with more feature bytes than this are memory-mapped when loaded.
     """
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, memory_budget: int = FEATURE_MEMORY_BUDGET):
         self.folder = Path(folder)
+        self.memory_budget = memory_budget
 
     def path(self, key: FeatureKey) -> Path:
         return self.folder / key.file_name()
@@ -149,14 +201,11 @@ class FeatureStore:
         if not path.is_file():
             return StoredFeatures({})
         try:
-            metadata = weights_metadata(path)
-            features = load_file(str(path))[FEATURE_TENSOR]
-            digests = json.loads(metadata["digests"])
-            if len(digests) != len(features):
-                raise ValueError("digest list and feature rows differ in length")
+            digests, array, metadata = _read_features(path, self.memory_budget)
             speed = metadata.get("images_per_second")
+            mapped = path if isinstance(array, np.memmap) else None
             return StoredFeatures(
-                rows=dict(zip(digests, features, strict=True)),
+                rows=FeatureRows(digests, torch.from_numpy(array), mapped),
                 images_per_second=float(speed) if speed else None,
                 speed_images=int(metadata.get("speed_images", 0)),
             )
@@ -169,29 +218,37 @@ class FeatureStore:
         key: FeatureKey,
         stored: StoredFeatures,
         digests: Sequence[str],
-        features: torch.Tensor,
+        features: torch.Tensor | Sequence[torch.Tensor],
         images_per_second: float | None,
     ) -> None:
         """Adds ``features`` (one row per digest) to what was stored for ``key``, atomically.
 
-        The speed is kept from whichever pass measured it on the most images.
+        The rows are streamed to the file a chunk at a time, so saving never holds a second
+        copy of the stored features. The speed is kept from whichever pass measured it on the
+        most images.
 
         Raises:
             OSError: The folder cannot be written (a full disk, no permission).
         """
-        rows = dict(stored.rows)
-        rows.update(zip(digests, features, strict=True))
+        if len(digests) != len(features):
+            raise ValueError(f"{len(digests)} digests for {len(features)} feature rows")
+        new = set(digests)
+        kept = [digest for digest in stored.rows if digest not in new]
         speed, speed_images = stored.images_per_second, stored.speed_images
         if images_per_second is not None and len(digests) >= speed_images:
             speed, speed_images = images_per_second, len(digests)
         metadata = {
             "key": json.dumps(key.to_dict(), sort_keys=True),
-            "digests": json.dumps(list(rows)),
+            "digests": json.dumps(kept + list(digests)),
             "speed_images": str(speed_images),
             "images_per_second": "" if speed is None else repr(speed),
         }
+        if isinstance(stored.rows, FeatureRows) and len(kept) == len(stored.rows):
+            old: Sequence[torch.Tensor] = stored.rows.matrix  # rows in file order, untouched
+        else:
+            old = [stored.rows[digest] for digest in kept]
         self.folder.mkdir(parents=True, exist_ok=True)
-        save_weights(self.path(key), {FEATURE_TENSOR: torch.stack(list(rows.values()))}, metadata)
+        _write_features(self.path(key), [old, features], metadata)
 
 
 @dataclass
@@ -228,8 +285,9 @@ class KeyedStore:
         if not rows:
             return True
         try:
-            features = torch.stack(list(rows.values()))
-            self.store.save(self.key, self.stored, list(rows), features, images_per_second)
+            self.store.save(
+                self.key, self.stored, list(rows), list(rows.values()), images_per_second
+            )
         except Exception:
             logger.warning(
                 "Could not keep features in %s; the next run computes them again",
@@ -238,3 +296,69 @@ class KeyedStore:
             )
             return False
         return True
+
+
+# ----------------------------------------------------------------------------- the file format
+# A safetensors file (readable by ``safetensors.torch.load_file``) with one float32 matrix:
+# 8 bytes giving the header's length, the JSON header (shape, offsets, metadata), the rows.
+
+
+def _write_features(
+    path: Path, parts: Sequence[torch.Tensor | Sequence[torch.Tensor]], metadata: dict[str, str]
+) -> None:
+    """Writes the rows of ``parts``, in order, as one matrix, atomically and a chunk at a time."""
+    rows = sum(len(part) for part in parts)
+    first = next(part for part in parts if len(part))
+    width = int(first[0].numel())
+    header = {
+        FEATURE_TENSOR: {
+            "dtype": "F32",
+            "shape": [rows, width],
+            "data_offsets": [0, rows * width * 4],
+        },
+        "__metadata__": metadata,
+    }
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the data starts 8-byte aligned, as safetensors does
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as file:
+            file.write(struct.pack("<Q", len(encoded)))
+            file.write(encoded)
+            for part in parts:
+                for start in range(0, len(part), _CHUNK_ROWS):
+                    chunk = part[start : start + _CHUNK_ROWS]
+                    block = chunk if isinstance(chunk, torch.Tensor) else torch.stack(chunk)
+                    block = block.detach().to("cpu", torch.float32).reshape(len(block), width)
+                    file.write(block.contiguous().numpy().tobytes())
+
+    atomic_write(path, write)
+
+
+def _read_features(path: Path, memory_budget: int) -> tuple[list[str], np.ndarray, dict]:
+    """The digests, the feature matrix (memory-mapped past ``memory_budget`` bytes) and the
+    metadata of a feature file.
+
+    Raises:
+        ValueError: The file is cut short or is not a feature file.
+    """
+    with open(path, "rb") as file:
+        (length,) = struct.unpack("<Q", file.read(8))
+        header = json.loads(file.read(length))
+    entry = header[FEATURE_TENSOR]
+    metadata = header.get("__metadata__") or {}
+    digests = json.loads(metadata["digests"])
+    rows, width = entry["shape"]
+    start, end = entry["data_offsets"]
+    offset = 8 + length + start
+    if entry["dtype"] != "F32" or end - start != rows * width * 4 or len(digests) != rows:
+        raise ValueError(f"{path.name} is not a float32 matrix with one row per digest")
+    if path.stat().st_size < offset + end - start:
+        raise ValueError(f"{path.name} is cut short")
+    if end - start > memory_budget:
+        # Copy-on-write: a tensor may be written to without ever changing the file.
+        array = np.memmap(path, np.float32, mode="c", offset=offset, shape=(rows, width))
+    else:
+        array = np.fromfile(path, np.float32, count=rows * width, offset=offset)
+        array = array.reshape(rows, width)
+    return digests, array, metadata

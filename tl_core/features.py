@@ -43,15 +43,25 @@ def extract_features(
     Returns:
         Float32 features and labels, on the CPU.
     """
-    features, labels = [], []
+    # Filled in place rather than concatenated at the end: a concatenation holds every batch
+    # and the result at once, twice the features' size at the peak.
+    count = len(loader.dataset)
+    features = labels = None
+    done = 0
     for images, targets in loader:
         images = images.to(device, non_blocking=True)
         if device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast():
             batch_features = pooled_features(model, images)
-        features.append(batch_features.float().cpu())
-        labels.append(targets)
+        if features is None:
+            features = torch.empty(count, *batch_features.shape[1:], dtype=torch.float32)
+            labels = torch.empty(count, dtype=targets.dtype)
+        features[done : done + len(targets)] = batch_features
+        labels[done : done + len(targets)] = targets
+        done += len(targets)
         if on_batch:
             on_batch(len(targets))
-    return TensorDataset(torch.cat(features), torch.cat(labels))
+    if features is None:
+        return TensorDataset(torch.empty(0), torch.empty(0, dtype=torch.int64))
+    return TensorDataset(features[:done], labels[:done])
