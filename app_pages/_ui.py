@@ -7,10 +7,12 @@ so a browser reload or a page switch re-attaches to the same data, job and run.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import io
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -21,6 +23,7 @@ from streamlit.delta_generator import DeltaGenerator
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
 from tl_core.config import TrainConfig
+from tl_core.count_progress import CountProgress
 from tl_core.datasets import DatasetReport, scan_dataset
 from tl_core.devices import describe_devices
 from tl_core.errors import TLStudioError
@@ -407,15 +410,57 @@ def folder_from_form(archive: UploadedFile | None, folder_text: str) -> Path:
 # ----------------------------------------------------------------------------- datasets
 
 
-@st.cache_data(max_entries=8, show_spinner="Checking every image...")
-def _scan(path: str, signature: tuple) -> DatasetReport:
-    del signature  # part of the cache key only: a changed folder is scanned again
-    return scan_dataset(path)
+class _ReportCache:
+    """The most recent health reports, for every session of the process.
+
+    Not ``st.cache_data``: a scan draws its progress bar, which a cached function may not do.
+    """
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self._reports: collections.OrderedDict[tuple, DatasetReport] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> DatasetReport | None:
+        with self._lock:
+            if key in self._reports:
+                self._reports.move_to_end(key)
+            return self._reports.get(key)
+
+    def put(self, key: tuple, report: DatasetReport) -> None:
+        with self._lock:
+            self._reports[key] = report
+            while len(self._reports) > self.size:
+                self._reports.popitem(last=False)
+
+
+@st.cache_resource(show_spinner=False)
+def _reports() -> _ReportCache:
+    return _ReportCache()
 
 
 def scan(path: str | Path) -> DatasetReport:
-    """The health report of a dataset folder, rescanned only when its files change."""
-    return _scan(str(path), folder_signature(path))
+    """The health report of a dataset folder, rescanned only when its files change; a bar
+    with the files checked and the time left shows while it scans."""
+    key = (str(path), folder_signature(path))  # a changed folder is scanned again
+    if (report := _reports().get(key)) is not None:
+        return report
+    bar = st.empty()
+    fraction = [0.0]
+    lines = CountProgress(
+        "Checking every image", "files", lambda line, _: bar.progress(fraction[0], text=line)
+    )
+
+    def progress(done: int, total: int) -> None:
+        fraction[0] = done / total if total else 1.0
+        lines(done, total)
+
+    try:
+        report = scan_dataset(path, progress=progress)
+    finally:
+        bar.empty()
+    _reports().put(key, report)
+    return report
 
 
 @st.cache_data(max_entries=4000, show_spinner=False)

@@ -125,7 +125,11 @@ def scan_and_split(
         val_report = scan_dataset(config.val_data, extract_to=workdir / "val_data")
         check_validation_classes(report, val_report)
         return report, list(report.items), list(val_report.items)
-    return report, *stratified_split(report.items, config.val_fraction, config.seed)
+    # The scan grouped the copies already: the split reuses its groups.
+    split = stratified_split(
+        report.items, config.val_fraction, config.seed, copies=report.near_duplicates
+    )
+    return report, *split
 
 
 def prepare_training(
