@@ -16,7 +16,7 @@ observer, in a fresh process, split into imports, data check, model creation, we
 and the first batch.
 
     .venv/bin/python bench/finetune.py [--data DIR] [--images 48] [--epochs 3] [--repeats 2]
-        [--batch-size 16] [--backbone tf_efficientnet_lite0] [--skip-first-loss]
+        [--batch-size 16] [--backbone tf_efficientnet_lite0] [--skip-first-loss | --first-loss-only]
 """
 
 from __future__ import annotations
@@ -203,6 +203,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE)
     parser.add_argument("--skip-first-loss", action="store_true")
+    parser.add_argument("--first-loss-only", action="store_true", help="skip the ratios")
     args = parser.parse_args()
 
     groups = len(layer_groups(timm.create_model(args.backbone, pretrained=False))) - 1
@@ -213,7 +214,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = subset_folder(args.data or sample_dataset_path(), args.images, Path(tmp) / "data")
         print(f"{sum(1 for _ in data.rglob('*.*'))} images from {args.data or 'the sample'}")
-        for label, (k, freeze) in depths.items():
+        for label, (k, freeze) in depths.items() if not args.first_loss_only else ():
             plain, ours = [], []
             for repeat in range(args.repeats):
                 order = [("plain", plain_loop, k), ("ours", trainer_run, freeze)]
@@ -228,9 +229,16 @@ def main() -> None:
                 f"({overall / p_rate:5.2f}x)"
             )
         if not args.skip_first_loss:
-            print("Time to the first batch loss (fresh process, default backbone, K=half):")
-            for step, seconds in first_loss(data, str(groups // 2)).items():
-                print(f"  {step:>22}: {seconds:6.2f} s")
+            cases = {
+                f"K=half, the {args.images} images above": (data, str(groups // 2)),
+                # What Start does in the app with its defaults: the whole sample, head only,
+                # every backbone feature computed first (none kept from an earlier run).
+                "head only (the app's default), the whole sample": (sample_dataset_path(), "all"),
+            }
+            for case, (folder, freeze) in cases.items():
+                print(f"Time to the first batch loss (fresh process, default backbone, {case}):")
+                for step, seconds in first_loss(folder, freeze).items():
+                    print(f"  {step:>22}: {seconds:6.2f} s")
             for step, seconds in model_creation_split(args.backbone).items():
                 print(f"  {step:>22}: {seconds:6.2f} s (warm process)")
 

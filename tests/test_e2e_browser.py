@@ -7,6 +7,7 @@ tests/artifacts/screenshots/ (the README shows them).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -37,6 +38,7 @@ CHROMIUM_FLAGS = [
 TIMEOUT_MS = 90_000
 # Comparing backbones and sweeping freeze depths train for real on the CPU: minutes on 2 cores.
 LONG_MS = 420_000
+MISLABELLED = "filed_wrongly.png"
 
 pytestmark = pytest.mark.e2e
 
@@ -70,10 +72,15 @@ def wait_for_health(url: str, server: subprocess.Popen, timeout: float = 120) ->
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def workspace(tmp_path_factory) -> Path:
+    """The app's workspace: where the test reads what the clicks left on disk."""
+    return tmp_path_factory.mktemp("e2e") / "workspace"
+
+
+@pytest.fixture(scope="module")
+def app_url(workspace):
     """A real `streamlit run app.py` on a free loopback port, with its own workspace."""
     port = free_port()
-    workspace = tmp_path_factory.mktemp("e2e") / "workspace"
     env = {**os.environ, "TL_STUDIO_WORKSPACE": str(workspace)}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
@@ -183,11 +190,13 @@ def wait_for_points(page, at_least: int = 1) -> None:
 def labelled_zip(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("upload")
     folder = make_image_folder(root / "colours", {"red": 8, "green": 8, "blue": 8}, size=(64, 48))
+    # One label is wrong: a red image filed under green, for the label review to find.
+    make_image((64, 48), color=(220, 40, 40), seed=4242).save(folder / "green" / MISLABELLED)
     return make_zip(folder, root / "colours.zip", wrap="colours")
 
 
 def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
-    page, app_url, labelled_zip, tmp_path, outside_requests
+    page, app_url, workspace, labelled_zip, tmp_path, outside_requests
 ):
     expect = sync_api.expect
     page.goto(app_url)
@@ -196,7 +205,7 @@ def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
 
     # Data: choosing the zip imports it; the health report follows.
     page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(labelled_zip))
-    expect(page.get_by_text("Ready to train: 24 images in 3 classes.")).to_be_visible()
+    expect(page.get_by_text("Ready to train: 25 images in 3 classes.")).to_be_visible()
     for name in ("red", "green", "blue"):
         expect(page.get_by_text(name, exact=True).first).to_be_visible()
     screenshot(page, "data")
@@ -253,6 +262,43 @@ def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
         adopt.click()
     expect(page.get_by_text(f"Your settings freeze {best}: press Start training.")).to_be_visible()
     wait_until_idle(page)
+
+    # Data: the label review flags the red image filed under green; relabelling it saves a new
+    # version of the dataset (the uploaded files stay as they were), and training again uses it.
+    go_to(page, "Data")
+    review = page.get_by_test_id("stExpander").filter(has_text="Suspected label errors")
+    review.get_by_text("Suspected label errors").first.click()
+    find = review.get_by_role("button", name="Find suspected label errors")
+    expect(find).to_be_visible()
+    wait_until_idle(page)
+    find.click()
+    suspect = review.get_by_test_id("stVerticalBlock").filter(has_text=MISLABELLED)
+    expect(suspect.last).to_contain_text("looks like red", timeout=LONG_MS)
+    wait_until_idle(page)
+    suspect.last.get_by_test_id("stSelectbox").click()
+    page.get_by_role("option", name="Relabel as red").click()
+    save = review.get_by_role("button", name="Save decisions as a new version (1 decision)")
+    expect(save).to_be_enabled()
+    wait_until_idle(page)
+    save.click()
+    expect(page.get_by_text("Saved version", exact=False)).to_be_visible()
+    heading = page.get_by_role("heading", name=re.compile(r"Dataset: colours-v\d+"))
+    version = re.search(r"colours-v\d+", heading.inner_text()).group(0)
+    screenshot(page, "label_review")
+    go_to(page, "Train")
+    expect(page.get_by_text(f"{version} · ", exact=False).first).to_be_visible()
+    page.get_by_role("button", name="Start training").click()
+    expect(page.get_by_role("button", name="Start training")).to_be_disabled()
+    expect(page.get_by_role("button", name="Start training")).to_be_enabled(timeout=LONG_MS)
+    expect(page.get_by_text("Finished", exact=False).first).to_be_visible()
+    wait_until_idle(page)
+    run_heading = page.get_by_role("heading", name=re.compile(r"^Run ")).inner_text()
+    run_name = re.search(r"Run (\S+)", run_heading).group(1)
+    config = json.loads((workspace / "runs" / run_name / "config.json").read_text())
+    assert Path(config["train"]["data"]).name == version and config["dataset_version"]
+    relabelled = [p.name for p in (Path(config["train"]["data"]) / "red").iterdir()]
+    assert MISLABELLED in relabelled  # trained as red; the upload still has it under green
+    assert (Path(config["dataset_version"]["base"]) / "green" / MISLABELLED).is_file()
 
     # Evaluate: the confusion matrix and per-class scores of the new run.
     go_to(page, "Evaluate")
