@@ -61,10 +61,9 @@ def render_controls(job: TrainingJob, snap: JobSnapshot) -> None:
     if snap.status == "stopping":
         return  # nothing left to ask for: the progress text says it is stopping
     pause_col, stop_col, _ = st.columns([1, 1, 4])
-    # Across processes (several GPUs) only Stop reaches every one of them.
-    if snap.pausable and snap.status in ("pausing", "paused"):
+    if snap.status in ("pausing", "paused"):
         pause_col.button("Resume", icon=":material/play_arrow:", on_click=job.resume)
-    elif snap.pausable:
+    else:
         pause_col.button("Pause", icon=":material/pause:", on_click=job.pause)
     stop_col.button("Stop", icon=":material/stop:", on_click=job.stop)
 
@@ -156,7 +155,7 @@ def processes_to_use() -> int:
         f"Use all {gpus} GPUs",
         key="train_all_gpus",
         help=f"Trains in {gpus} processes, one per GPU, with PyTorch's DistributedDataParallel: "
-        f"each step sees {gpus} batches. Pause is not available then; Stop is.",
+        f"each step sees {gpus} batches.",
     )
     return gpus if use_all else 1
 

@@ -70,21 +70,35 @@ def test_a_two_process_job_is_followed_batch_by_batch(module_workspace, tiny_dat
     assert recorded["status"] == "completed"
     assert list(snap.history) == recorded["history"] and snap.epoch == 3
     assert snap.batch_losses, "the live loss chart got no batch"
-    assert snap.device == "2 × cpu" and not snap.pausable
+    assert snap.device == "2 × cpu"
     assert snap.result_run == snap.run_dir
 
 
-def test_stop_reaches_the_processes_and_the_page_offers_no_pause(module_workspace, tiny_dataset):
+def train_page_buttons(state: dict) -> set[str]:
+    return {button.label for button in open_page(_ui.TRAIN_PAGE, **state).button}
+
+
+def test_pause_resume_and_stop_reach_every_process(module_workspace, tiny_dataset):
     config = tiny_config(tiny_dataset, epochs=10_000)
     job = _ui.registry().start(config, TRAIN, nproc=2)
     wait_until(lambda: job.snapshot().epoch >= 1, "a first epoch")
-
-    at = open_page(_ui.TRAIN_PAGE, **{
+    state = {
         _ui.DATASET_KEY: str(tiny_dataset), _ui.CONFIG_KEY: config.to_dict(),
         _ui.JOB_KEY: job.job_id,
-    })  # fmt: skip
-    labels = {button.label for button in at.button}
-    assert "Stop" in labels and "Pause" not in labels
+    }  # fmt: skip
+    assert {"Pause", "Stop"} <= {
+        button.label for button in open_page(_ui.TRAIN_PAGE, **state).button
+    }
+
+    job.pause()
+    # "paused" comes from rank 0's own event: it holds, and so do the others, which cannot
+    # take a step without it.
+    wait_until(lambda: job.snapshot().status == "paused", "the processes pausing")
+    held_at = job.snapshot().step
+    assert "Resume" in train_page_buttons(state)
+    job.resume()
+    wait_until(lambda: job.snapshot().step > held_at, "training going on after the resume")
+    assert job.snapshot().status == "running"
 
     job.stop()
     snap = job.wait(SAFETY_TIMEOUT)

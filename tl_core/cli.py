@@ -428,7 +428,8 @@ def _epoch_line(row: dict, snapshot: JobSnapshot) -> str:
 
 def _follow_job(job, quiet: bool) -> JobSnapshot:
     """Draws a progress bar from the job's snapshots until it ends; Ctrl-C or SIGTERM stops it
-    cleanly (under torchrun, every process at the same batch)."""
+    cleanly, SIGUSR1 pauses and SIGUSR2 resumes it (under torchrun, every process at the same
+    batch)."""
     from tqdm import tqdm
 
     from tl_core import distributed
@@ -446,6 +447,9 @@ def _follow_job(job, quiet: bool) -> JobSnapshot:
 
     previous = signal.signal(signal.SIGINT, stop)
     previous_term = signal.signal(signal.SIGTERM, stop)
+    # A pause and a resume from outside (the app following a run on several GPUs).
+    previous_pause = signal.signal(distributed.PAUSE_SIGNAL, lambda *_: job.pause())
+    previous_resume = signal.signal(distributed.RESUME_SIGNAL, lambda *_: job.resume())
     # A redrawn bar suits a terminal; logs and pipes get one line per epoch instead.
     interactive = sys.stderr.isatty() and not quiet
     bar = tqdm(total=1, unit="step", disable=not interactive, dynamic_ncols=True, file=sys.stderr)
@@ -479,6 +483,8 @@ def _follow_job(job, quiet: bool) -> JobSnapshot:
         bar.close()
         signal.signal(signal.SIGINT, previous)
         signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(distributed.PAUSE_SIGNAL, previous_pause)
+        signal.signal(distributed.RESUME_SIGNAL, previous_resume)
 
 
 def add_feature_cache_options(parser: argparse.ArgumentParser) -> None:
@@ -539,6 +545,10 @@ def _train(args: argparse.Namespace, config: TrainConfig) -> int:
     from tl_core.job_events import EventWriter
     from tl_core.jobs import TrainingJob
 
+    # A pause or resume signal that comes before the job listens for it is ignored, never
+    # fatal (a signal's default is to end the process); _follow_job then honours them.
+    for number in (distributed.PAUSE_SIGNAL, distributed.RESUME_SIGNAL):
+        signal.signal(number, signal.SIG_IGN)
     # The run folder is claimed before anything loads: a taken, shared or unwritable folder
     # fails at once, and a second training on the same --out is refused. Under torchrun,
     # rank 0 claims it and the other ranks write nothing.

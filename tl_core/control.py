@@ -39,6 +39,10 @@ class JobControl:
     def paused(self) -> bool:
         return not self._running.is_set()
 
+    def wait_for_resume(self, timeout: float) -> bool:
+        """Waits up to ``timeout`` seconds while paused; True once running (or stopped)."""
+        return self._running.wait(timeout)
+
     def checkpoint(self, on_pause=None) -> float:
         """Blocks while paused, raises TrainingStopped when stopped.
 

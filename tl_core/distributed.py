@@ -26,6 +26,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -204,26 +205,51 @@ def all_gather(tensor: torch.Tensor) -> list[torch.Tensor]:
     return [part.cpu() for part in parts]
 
 
-def checkpoint(control: JobControl, on_pause: Callable[[bool], None] | None = None) -> float:
-    """``control.checkpoint`` for a batch boundary, with every rank agreeing on a stop.
+# The signals that pause and resume a training run from outside (the app, or `kill -USR1 PID`):
+# the command line's train and its launcher honour them.
+PAUSE_SIGNAL, RESUME_SIGNAL = signal.SIGUSR1, signal.SIGUSR2
+PAUSE_POLL_SECONDS = 1.0  # while paused, how often the ranks agree again on what to do
 
-    Each rank honours its own pause (the others then wait for it in their next collective),
-    and a stop asked of any rank stops every rank before the same batch.
+
+def _agreed_state(control: JobControl) -> tuple[bool, bool]:
+    """(stop, pause): whether any rank's control asks for a stop, and for a pause."""
+    flags = [int(control.stop_requested), int(control.paused)]
+    tensor = torch.tensor(flags, dtype=torch.int32, device=_collective_device())
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    stop, pause = tensor.tolist()
+    return bool(stop), bool(pause)
+
+
+def checkpoint(control: JobControl, on_pause: Callable[[bool], None] | None = None) -> float:
+    """``control.checkpoint`` for a batch boundary, with every rank agreeing on it.
+
+    A pause or a stop asked of any rank (in practice rank 0, which the launcher and the app
+    signal) reaches every rank before the same batch. While paused, the ranks wait together and
+    agree again every ``PAUSE_POLL_SECONDS``: no exchange waits long enough to time out, and a
+    resume or a stop asked of any rank ends the pause everywhere.
 
     Returns:
         Seconds spent paused.
     """
     if not is_active():
         return control.checkpoint(on_pause)
-    try:
-        paused, stop = control.checkpoint(on_pause), False
-    except TrainingStopped:
-        paused, stop = 0.0, True
+    stop, pause = _agreed_state(control)
+    paused_for = 0.0
+    if pause and not stop:
+        started = time.monotonic()
+        if on_pause:
+            on_pause(True)
+        while pause and not stop:
+            control.wait_for_resume(PAUSE_POLL_SECONDS)
+            stop, pause = _agreed_state(control)
+        if on_pause:
+            on_pause(False)
+        paused_for = time.monotonic() - started
     # Never stop before agreeing: a rank that stopped alone would hang the others.
-    if any_rank(stop):
+    if stop:
         control.stop()
         raise TrainingStopped
-    return paused
+    return paused_for
 
 
 # ---- sharing the data --------------------------------------------------------------------------
@@ -390,7 +416,7 @@ def launch(nproc: int, cli_args: Sequence[str], run_dir: str | Path) -> int:
     launcher. A first Ctrl-C or SIGTERM is passed to rank 0 as a stop, which every rank then
     agrees on at the next batch: the run ends "stopped" and torchrun exits 0. Before rank 0
     claimed the run folder there is nothing to keep, and torchrun is ended; a second signal
-    ends every process at once.
+    ends every process at once. ``PAUSE_SIGNAL`` and ``RESUME_SIGNAL`` are passed to rank 0.
 
     Returns:
         torchrun's exit code (1 when it was ended by a signal).
@@ -410,7 +436,15 @@ def launch(nproc: int, cli_args: Sequence[str], run_dir: str | Path) -> int:
                 os.kill(main_pid, signal.SIGINT)
         asked.append(True)
 
+    def forward(*args):
+        # A pause or a resume goes to rank 0 as it is; every rank then agrees on it.
+        main_pid = main_process_id(run_dir)
+        if main_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(main_pid, args[0])
+
     previous = {number: signal.signal(number, stop) for number in signals}
+    previous |= {number: signal.signal(number, forward) for number in (PAUSE_SIGNAL, RESUME_SIGNAL)}
     try:
         code = process.wait()
     finally:

@@ -74,7 +74,6 @@ class JobSnapshot:
 
     job_id: str
     kind: str  # TRAIN, SWEEP or TRANSFER_CHECK
-    pausable: bool  # whether a pause can reach the training (not across processes)
     group_dir: str | None  # the sweep's or transfer check's folder; None for one run
     status: str
     message: str  # what to show beside the status: the activity, or the pending pause/stop
@@ -320,9 +319,6 @@ class TrainingJob:
             ``--events`` writes them out for a program following the run).
     """
 
-    # Whether pause/resume can reach the training (not across processes: see ProcessJob).
-    pausable = True
-
     def __init__(
         self,
         config: TrainConfig,
@@ -494,7 +490,6 @@ class TrainingJob:
             return JobSnapshot(
                 job_id=self.job_id,
                 kind=self.kind,
-                pausable=self.pausable,
                 group_dir=str(self.group_dir) if self.group_dir is not None else None,
                 backbone=self.config.backbone,
                 total_epochs=self.config.epochs,

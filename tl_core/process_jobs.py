@@ -4,9 +4,8 @@ Training on several GPUs needs one process per GPU (DistributedDataParallel, sta
 torchrun), which a thread of the app cannot be. This job starts the command line instead and
 replays the events rank 0 writes (``--events``, see ``tl_core.job_events``) into the same state
 a thread's job keeps: the Train page, its live charts and the sidebar work unchanged, batch by
-batch. A stop is a SIGTERM to the launcher, which passes it to rank 0; every rank then stops at
-the same batch and the run ends "stopped". Pausing is not offered: a paused rank would leave the
-others waiting at their next exchange until it times out.
+batch. Stop, pause and resume are signals to the launcher, which passes them to rank 0; every
+rank then stops or pauses at the same batch (``tl_core.distributed.checkpoint``).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tl_core import distributed
 from tl_core.config import TrainConfig
 from tl_core.errors import TLStudioError
 from tl_core.job_events import replay
@@ -57,8 +57,6 @@ class ProcessJob(TrainingJob):
         nproc: Processes to train in: one per GPU, or CPU processes.
         feature_cache: Where head-only runs find and keep backbone features (None: nowhere).
     """
-
-    pausable = False
 
     def __init__(
         self,
@@ -121,16 +119,35 @@ class ProcessJob(TrainingJob):
         except (TLStudioError, AttributeError):
             return None
 
-    def _signal_stop(self) -> None:
-        # The launcher passes a SIGTERM on to rank 0 as a stop (tl_core.distributed.launch).
+    def _signal(self, number: int) -> None:
+        # The launcher passes each signal on to rank 0 (tl_core.distributed.launch).
         with contextlib.suppress(ProcessLookupError, AttributeError):
-            self._process.send_signal(signal.SIGTERM)
+            self._process.send_signal(number)
+
+    def _signal_stop(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def _signal_if_running(self, number: int) -> None:
+        with self._lock:
+            if self._process is not None and self._process.poll() is None:
+                self._signal(number)
 
     def pause(self) -> None:
-        """Not across processes (see the module's docstring)."""
+        """Pauses every process before its next batch; "paused" once rank 0 says so.
+
+        Not before rank 0 has reported its plan: until then its command line may not listen
+        for the signal yet, and a pause would wait for an answer that never comes.
+        """
+        with self._lock:
+            ready = self._state.status == "running"
+        if ready:
+            super().pause()
+            self._signal_if_running(distributed.PAUSE_SIGNAL)
+
+    def resume(self) -> None:
+        super().resume()
+        self._signal_if_running(distributed.RESUME_SIGNAL)
 
     def stop(self) -> None:
         super().stop()
-        with self._lock:
-            if self._process is not None and self._process.poll() is None:
-                self._signal_stop()
+        self._signal_if_running(signal.SIGTERM)
