@@ -8,6 +8,7 @@ the frozen leading layer groups once (partial fine-tuning without augmentation).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -275,14 +276,16 @@ def compute_features(
         The new feature vectors (float32, on the CPU), by digest.
     """
     model.eval()
-    parts = [
-        extract_features(model, loader, device, autocast, on_batch).tensors[0]
-        for loader in (sources.loaders.train, sources.loaders.val)
-        if len(loader.dataset)
-    ]
-    if not parts:
-        return {}
-    return dict(zip(sources.todo_digests, torch.cat(parts), strict=True))
+    digests = iter(sources.todo_digests)  # the training loader's images, then validation's
+    computed: dict[str, torch.Tensor] = {}
+    for loader in (sources.loaders.train, sources.loaders.val):
+        if len(loader.dataset):
+            matrix = extract_features(model, loader, device, autocast, on_batch).tensors[0]
+            # Rows are views of the loader's matrix: no second copy of every feature.
+            computed.update(zip(itertools.islice(digests, len(matrix)), matrix, strict=True))
+    if next(digests, None) is not None:
+        raise RuntimeError("fewer features were computed than images asked for")
+    return computed
 
 
 def gather_computed(
