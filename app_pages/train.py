@@ -6,12 +6,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _groups, _ui
+from app_pages import _groups, _summary, _ui
 from app_pages._advisor import comparisons
 from tl_core.config import TrainConfig
 from tl_core.devices import gpu_count
 from tl_core.errors import TLStudioError
-from tl_core.evaluation import class_summary
 from tl_core.figures import training_figures
 from tl_core.jobs import TRAIN, JobSnapshot, TrainingJob
 from tl_core.runs import WEIGHTS_FILE
@@ -115,37 +114,6 @@ def render_outcome(snap: JobSnapshot) -> None:
         cols[2].page_link(_ui.EXPORT_PAGE, label="Export", icon=":material/download:")
 
 
-def render_class_recall(run: str) -> None:
-    """Each class's recall on the validation images: an imbalanced dataset can score well
-    overall while the model misses most of a small class."""
-    try:
-        table = class_summary(run)
-    except TLStudioError:
-        return  # the Evaluate page says what is wrong with the run in full
-    if table is None or table.empty:
-        return
-    st.markdown("**Per class**, best epoch on the validation images")
-    weighted = "loss weight" in table
-    st.dataframe(
-        table,
-        hide_index=True,
-        column_config={
-            name: st.column_config.NumberColumn(format="percent")
-            for name in ("recall", "precision")
-        }
-        | {"loss weight": st.column_config.NumberColumn(format="%.2f")},
-        key="class_recall",
-    )
-    worst = table.loc[table.recall.idxmin()]
-    text = (
-        f"Lowest recall: {escape_markdown(str(worst['class']))}, "
-        f"{worst.recall:.0%} of its validation images found."
-    )
-    if weighted:
-        text += " The loss was weighted by class, so small classes counted as much as big ones."
-    st.caption(text)
-
-
 def processes_to_use() -> int:
     """1, or every GPU when more than one is visible and the user asks for them all."""
     gpus = gpu_count()
@@ -217,4 +185,4 @@ if job is not None:
         else:
             render_job(snap)
             if snap.result_run is not None:
-                render_class_recall(snap.result_run)
+                _summary.class_recall(snap.result_run)
