@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import torch
 from torch.utils.data import DataLoader
@@ -11,9 +12,11 @@ from tests.conftest import TINY_CLASSES
 from tests.training import tiny_config
 from tl_core.control import Progress, TrainingObserver
 from tl_core.engine import Trainer
+from tl_core.features import batch_pooled_features
 from tl_core.loaders import (
     cached_feature_loaders,
     feature_source_loaders,
+    features_on_first_pass,
     training_loaders,
 )
 from tl_core.plan import prepare_training
@@ -62,3 +65,40 @@ def test_fit_trains_on_the_loaders_it_is_given(tiny_dataset, tmp_path):
     metrics = json.loads((writer.path / "metrics.json").read_text())
     assert metrics["status"] == "running" and len(metrics["history"]) == 2
     assert isinstance(loaders.train, DataLoader)
+
+
+def test_features_computed_on_the_first_pass_give_every_epoch_the_same_batches(
+    tiny_dataset, tmp_path
+):
+    config = tiny_config(tiny_dataset, freeze="all", augment="auto", batch_size=4)
+    plan = prepare_training(config, tmp_path)
+    model = plan.model.eval()
+    sources = feature_source_loaders(plan)
+    first_computed = cached_feature_loaders(plan, model, sources, torch.no_grad)
+    counts: list[int] = []
+    completed: list[bool] = []
+    compute = partial(batch_pooled_features, model, device=plan.device, autocast=torch.no_grad)
+    train, val = features_on_first_pass(
+        plan, sources, compute, counts.append, lambda: completed.append(True)
+    )
+    assert counts == [] and not train.complete  # nothing computed before the first batch
+    first = iter(train)
+    head = next(first)
+    assert counts == [4]  # one batch of images went through the backbone, not all of them
+    for epoch in range(3):  # the first computes as it goes; the others only read
+        batches = [head, *first] if epoch == 0 else list(train)
+        expected = list(first_computed.train)
+        for (features, labels), (want_features, want_labels) in zip(batches, expected, strict=True):
+            assert torch.equal(labels, want_labels)
+            torch.testing.assert_close(features, want_features)
+    assert train.complete and completed == []  # validation's rows are still to come
+    for (features, labels), (want_features, want_labels) in zip(
+        val, first_computed.val, strict=True
+    ):
+        assert torch.equal(labels, want_labels)
+        torch.testing.assert_close(features, want_features)
+    assert completed == [True] and sum(counts) == sources.num_images
+    assert len(counts) == sources.num_batches
+    assert set(train.computed_rows()) | set(val.computed_rows()) == set(
+        sources.train_digests + sources.val_digests
+    )

@@ -114,22 +114,46 @@ def test_features_are_announced_before_their_first_batch(tiny_dataset, tmp_path)
     total = sum(TINY_CLASSES.values())
     # Straight after loading the backbone, before any batch: its own message, 0 done.
     assert messages[loading + 1] == f"Computing backbone features: 0/{total} images"
-    first_epoch = messages.index("Epoch 1 of 3 in progress")
-    assert messages[first_epoch - 1] == f"Computing backbone features: {total}/{total} images"
+    # The first epoch computes them as it trains, and says so; the second only trains.
+    epoch_1 = "Epoch 1 of 3 in progress; computing backbone features"
+    assert messages[loading + 2] == f"{epoch_1}: 0/{total} images"
+    second_epoch = messages.index("Epoch 2 of 3 in progress")
+    assert messages[second_epoch - 1] == f"{epoch_1}: {total}/{total} images"
 
     features = recorder.progress(PHASE_FEATURES)
     first = features[0]
     assert first.step == 0 and first.total_steps > 0
     # The whole run's step count is known from the start and never changes.
     assert {p.total_steps for p in recorder.progress(PHASE_TRAINING)} == {first.total_steps}
-    assert [p.step for p in features[1:]] == list(range(1, len(features)))
-    assert all(p.images_per_second > 0 and p.epochs_per_second is None for p in features[1:])
+    assert {p.total_steps for p in features} == {first.total_steps}
+    steps = [p.step for p in features]
+    assert steps == sorted(steps) and steps[-1] > steps[0]
+    # The backbone's rate shows while it computes, though head steps come between its batches.
+    assert all(p.images_per_second > 0 for p in features if p.step > 0)
 
     training = recorder.progress(PHASE_TRAINING)
     assert all(p.images_per_second is None for p in training)
     assert training[-1].epochs_per_second > 0
     assert training[-1].step == first.total_steps
     assert training[-1].eta_seconds == pytest.approx(0.0)
+
+
+def test_the_first_loss_comes_after_one_batch_of_backbone_features(tiny_dataset, tmp_path):
+    class FirstLoss(Recorder):
+        features_before_first_loss: int | None = None
+
+        def on_batch(self, stats) -> None:
+            if self.features_before_first_loss is None:
+                self.features_before_first_loss = sum(
+                    1 for p in self.progress(PHASE_FEATURES) if p.step > 0
+                )
+
+    recorder = FirstLoss()
+    config = tiny_config(tiny_dataset, freeze="all", augment="auto", batch_size=4, epochs=2)
+    assert train(config, tmp_path / "run", recorder) == "completed"
+    feature_batches = len([p for p in recorder.progress(PHASE_FEATURES) if p.step > 0])
+    assert feature_batches >= 4  # many batches of features, only the first before a loss
+    assert recorder.features_before_first_loss == 1
 
 
 def test_epoch_messages_name_the_epoch_in_progress(tiny_dataset, tmp_path):

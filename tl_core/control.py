@@ -175,12 +175,17 @@ class ProgressMeter:
         self.cached = False
         self.feature_images = 0
         self.feature_images_done = 0
-        self._feature_started: float | None = None
+        self.feature_batches = 0
+        self.feature_batches_done = 0
+        # Backbone seconds, summed batch by batch: the first epoch of a head-only run computes
+        # features between its training steps, so they are not one stretch of time.
         self._feature_seconds = 0.0
-        self._after_first_feature_batch: tuple[int, float] | None = None
+        self._after_first_feature_batch: tuple[int, float] | None = None  # (images, seconds)
+        self._last_mark = 0.0  # when the last step of any kind ended (active seconds)
         self.steps_per_epoch = 0
         self.epoch_seconds: list[float] = []
         self._epoch_started: float | None = None
+        self._epoch_feature_seconds = 0.0  # backbone batches within the epoch under way
         self._epoch_steps = 0
         self._epoch_images = 0
         self._epoch_train_seconds = 0.0
@@ -197,31 +202,48 @@ class ProgressMeter:
     def expect_features(
         self, images: int, batches: int, steps_per_epoch: int, head_only: bool = True
     ) -> None:
-        """Features of ``images`` will be computed in ``batches``, then the head trains on them
-        (``head_only``), or the layers after a frozen prefix whose outputs they are."""
+        """Features of ``images`` will be computed in ``batches`` (before the first epoch, or
+        during it), and the head trains on them (``head_only``), or the layers after a frozen
+        prefix whose outputs they are."""
         self.cached = head_only
         self.feature_images = images
+        self.feature_batches = batches
         self.steps_per_epoch = steps_per_epoch
         self.total_steps = self.step + batches + self.epochs * steps_per_epoch
-        self._feature_started = self.now()
+        self._last_mark = self.now()
+
+    @property
+    def features_pending(self) -> bool:
+        """Whether some announced features are still to be computed."""
+        return self.feature_images_done < self.feature_images
+
+    def _mark(self) -> float:
+        """Seconds since the last step of any kind ended (now is that end)."""
+        now = self.now()
+        seconds, self._last_mark = now - self._last_mark, now
+        return seconds
 
     def feature_batch(self, images: int) -> None:
+        """A batch of features is ready; it took the time since the last step ended."""
+        seconds = self._mark()
         self.step += 1
+        self.feature_batches_done += 1
         self.feature_images_done += images
-        now = self.now()
-        self._feature_seconds = now - self._feature_started
+        self._feature_seconds += seconds
+        if self._epoch_started is not None:
+            self._epoch_feature_seconds += seconds
         if self._feature_seconds > 0:
             self._images_per_second = self.feature_images_done / self._feature_seconds
         if self._after_first_feature_batch is None:
-            self._after_first_feature_batch = (self.feature_images_done, now)
+            self._after_first_feature_batch = (self.feature_images_done, self._feature_seconds)
 
     def steady_feature_rate(self) -> float | None:
         """The backbone's images per second after its first batch (which pays one-off costs:
         allocations, workers starting), pauses left out; None with a single batch."""
         if self._after_first_feature_batch is None:
             return None
-        images, since = self._after_first_feature_batch
-        seconds = self._feature_started + self._feature_seconds - since
+        images, seconds = self._after_first_feature_batch
+        seconds = self._feature_seconds - seconds
         if self.feature_images_done <= images or seconds <= 0:
             return None
         return (self.feature_images_done - images) / seconds
@@ -229,43 +251,52 @@ class ProgressMeter:
     def expect_epochs(self, steps_per_epoch: int) -> None:
         """Fixes the step count from the real training loader (which may drop a last image)."""
         self.steps_per_epoch = steps_per_epoch
-        self.total_steps = self.step + self.epochs * steps_per_epoch
+        batches_left = self.feature_batches - self.feature_batches_done
+        self.total_steps = self.step + batches_left + self.epochs * steps_per_epoch
 
     def start_epoch(self) -> None:
-        self._epoch_started = self.now()
+        self._epoch_started = self._last_mark = self.now()
+        self._epoch_feature_seconds = 0.0
         self._epoch_steps = self._epoch_images = 0
         self._epoch_train_seconds = 0.0
-        if self.cached:
+        if self.cached and not self.features_pending:
             self._images_per_second = None  # the head's steps say nothing about the backbone
 
+    def _epoch_elapsed(self) -> float:
+        """Active seconds of the epoch under way, its backbone batches left out."""
+        return self.now() - self._epoch_started - self._epoch_feature_seconds
+
     def train_batch(self, images: int) -> None:
+        self._mark()
         self.step += 1
         self._epoch_steps += 1
         self._epoch_images += images
-        elapsed = self.now() - self._epoch_started
+        elapsed = self._epoch_elapsed()
         self._epoch_train_seconds = elapsed
         if not self.cached and elapsed > 0:
             self._images_per_second = self._epoch_images / elapsed
 
     def epoch_train_rate(self) -> float | None:
-        """Images per second of this epoch's training steps (validation left out, pauses too)."""
+        """Images per second of this epoch's training steps (validation left out, pauses too,
+        and the backbone's batches where the epoch computed features between its steps)."""
         if not self._epoch_images or self._epoch_train_seconds <= 0:
             return None
         return self._epoch_images / self._epoch_train_seconds
 
     def end_epoch(self) -> float:
-        """Closes the epoch (validation included); returns its active seconds."""
-        seconds = self.now() - self._epoch_started
+        """Closes the epoch (validation included, backbone batches left out); returns its
+        active seconds."""
+        seconds = self._epoch_elapsed()
         self.epoch_seconds.append(seconds)
         self._epoch_started = None
+        self._last_mark = self.now()
         return seconds
 
     def _epoch_estimate(self) -> float | None:
         if self.epoch_seconds:
             return sum(self.epoch_seconds) / len(self.epoch_seconds)
         if self._epoch_started is not None and self._epoch_steps:
-            elapsed = self.now() - self._epoch_started
-            return elapsed / self._epoch_steps * self.steps_per_epoch
+            return self._epoch_elapsed() / self._epoch_steps * self.steps_per_epoch
         # Before any head-only epoch, the head's cost is negligible next to the backbone's.
         return 0.0 if self.cached else None
 
@@ -281,7 +312,7 @@ class ProgressMeter:
         if per_epoch is None:
             return None
         in_epoch = self._epoch_started is not None
-        current_left = max(0.0, per_epoch - (self.now() - self._epoch_started)) if in_epoch else 0
+        current_left = max(0.0, per_epoch - self._epoch_elapsed()) if in_epoch else 0
         epochs_left = self.epochs - len(self.epoch_seconds) - (1 if in_epoch else 0)
         return features_left + current_left + max(0, epochs_left) * per_epoch
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -32,7 +33,7 @@ from tl_core.devices import release_memory
 from tl_core.evaluation import build_evaluation
 from tl_core.failures import explain_failure
 from tl_core.feature_store import KeyedStore
-from tl_core.features import classify_features
+from tl_core.features import batch_pooled_features, classify_features
 from tl_core.frozen_prefix import compute_prefix_outputs
 from tl_core.loaders import (
     FeatureSources,
@@ -40,6 +41,7 @@ from tl_core.loaders import (
     compute_features,
     feature_loaders,
     feature_source_loaders,
+    features_on_first_pass,
     frozen_prefix_split,
     gather_computed,
     plan_feature_key,
@@ -112,6 +114,7 @@ class Trainer:
         self.meter = ProgressMeter(self.config.epochs)
         self.val_loader: DataLoader | None = None
         self.features_found = 0  # images whose backbone features came from the store
+        self.epoch_message: str | None = None  # the epoch under way, in words
         # What the computed inputs are, in progress messages; and how batches become logits:
         # the whole model on images, the head on cached features, or the layers after a
         # frozen prefix (see build_loaders).
@@ -140,6 +143,8 @@ class Trainer:
         )
         if self.features_found:
             text += f" ({self.features_found} found in the cache)"
+        if self.epoch_message is not None:  # the first epoch computes them as it trains
+            text = f"{self.epoch_message}; {text[0].lower()}{text[1:]}"
         return text
 
     def begin_features(self, sources: FeatureSources, head_only: bool = True) -> None:
@@ -204,7 +209,11 @@ class Trainer:
                 message = epoch_message(epoch + 1, config.epochs)
                 if len(stages) > 1:
                     message = f"Stage {stage.number} of {len(stages)}: {message}"
-                self.observer.on_phase(message, PHASE_TRAINING)
+                self.epoch_message = message
+                if self.meter.features_pending:  # this epoch computes them between its steps
+                    self.observer.on_phase(self._features_message(), PHASE_FEATURES)
+                else:
+                    self.observer.on_phase(message, PHASE_TRAINING)
                 self._report_progress()  # the bar's total is known before the first batch
                 distributed.set_epoch(train_loader, epoch)
                 train_loss, train_accuracy = self.train_one_epoch(
@@ -416,8 +425,35 @@ def build_loaders(
     store = None
     if feature_cache is not None:
         store = KeyedStore.open(feature_cache, plan_feature_key(plan, trainer.autocast))
-    # Under torchrun each process computes a share of the images, and the shares are gathered.
-    sources = feature_source_loaders(plan, store.stored.rows if store else None, shared=True)
+    known = store.stored.rows if store else None
+    if distributed.world_size() > 1:
+        return _gathered_feature_loaders(plan, trainer, store, known)
+    sources = feature_source_loaders(plan, known)
+    trainer.begin_features(sources)
+    # The backbone computes features in eval mode throughout; epochs train only the head.
+    trainer.model.eval()
+
+    def keep_features() -> None:
+        if store is not None:
+            computed = {**train.computed_rows(), **val.computed_rows()}
+            store.add(computed, trainer.meter.steady_feature_rate())
+
+    # The first epoch trains the head while the backbone computes the features it needs.
+    compute = partial(
+        batch_pooled_features, trainer.model, device=plan.device, autocast=trainer.autocast
+    )
+    train, val = features_on_first_pass(
+        plan, sources, compute, trainer.feature_batch_done, keep_features
+    )
+    return Loaders(train=train, val=val)
+
+
+def _gathered_feature_loaders(
+    plan: TrainingPlan, trainer: Trainer, store: KeyedStore | None, known
+) -> Loaders:
+    """Under torchrun: each process computes a share of the features before the first epoch,
+    and the shares are gathered, so that every process trains on every row."""
+    sources = feature_source_loaders(plan, known, shared=True)
     distributed.require_same(sources.unknown, "which images' features must be computed")
     trainer.begin_features(sources)
     computed = compute_features(

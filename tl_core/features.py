@@ -23,6 +23,18 @@ def classify_features(model: torch.nn.Module, features: torch.Tensor) -> torch.T
 
 
 @torch.no_grad()  # not inference_mode: the head later trains on these tensors
+def batch_pooled_features(
+    model: torch.nn.Module, images: torch.Tensor, device: torch.device, autocast
+) -> torch.Tensor:
+    """The pooled features of one batch of images (on the CPU), computed on ``device``."""
+    images = images.to(device, non_blocking=True)
+    if device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast():
+        return pooled_features(model, images).float().cpu()
+
+
+@torch.no_grad()  # not inference_mode: the head later trains on these tensors
 def extract_features(
     model: torch.nn.Module,
     loader: DataLoader,
@@ -49,11 +61,7 @@ def extract_features(
     features = labels = None
     done = 0
     for images, targets in loader:
-        images = images.to(device, non_blocking=True)
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast():
-            batch_features = pooled_features(model, images)
+        batch_features = batch_pooled_features(model, images, device, autocast)
         if features is None:
             features = torch.empty(count, *batch_features.shape[1:], dtype=torch.float32)
             labels = torch.empty(count, dtype=targets.dtype)
