@@ -512,6 +512,9 @@ def feature_cache_of(args: argparse.Namespace) -> Path | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if sys.stderr.isatty() and not args.quiet:
+        # Importing PyTorch and timm takes seconds on a small CPU: say what the wait is.
+        print("Loading PyTorch and timm...", file=sys.stderr)
     from tl_core import distributed
     from tl_core.runs import require_new_run_dir
 
