@@ -447,7 +447,8 @@ class FeaturesOnFirstPass:
     def _first_pass(self):
         batches = self._draw_batches()
         order = list(dict.fromkeys(i for batch in batches for i in batch if i in self.missing))
-        order += [i for i in self.missing if i not in set(order)]
+        needed = set(order)
+        order += [i for i in self.missing if i not in needed]
         images = image_loader(
             self.plan,
             [self.missing[i] for i in order],
