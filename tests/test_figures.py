@@ -31,6 +31,14 @@ def test_loss_figure_draws_batches_as_a_line_and_validation_per_epoch_sorted():
     assert "batch" in train.name and "validation" in val.name
 
 
+def test_the_latest_batch_loss_is_a_visible_dot_even_alone():
+    # A line through one point draws nothing: the first loss would be invisible.
+    (first,) = figures.loss_figure([(0.1, 1.4)], []).data
+    assert "markers" in first.mode and list(first.marker.size) == [figures.LATEST_BATCH_MARKER_SIZE]
+    (later,) = figures.loss_figure([(0.1, 1.4), (0.2, 1.3), (0.3, 1.1)], []).data
+    assert list(later.marker.size) == [0, 0, figures.LATEST_BATCH_MARKER_SIZE]
+
+
 def test_loss_figure_falls_back_to_epoch_training_loss_without_batches():
     fig = figures.loss_figure([], pd.DataFrame(HISTORY))
     assert [t.name for t in fig.data] == ["training (per epoch)", "validation (per epoch)"]

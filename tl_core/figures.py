@@ -19,6 +19,7 @@ TRAIN_COLOR = "#4C78A8"
 VAL_COLOR = "#F58518"
 FROZEN_COLOR = "#BAB0AC"
 TRAINABLE_COLOR = "#54A24B"
+LATEST_BATCH_MARKER_SIZE = 7  # the dot on the live loss line's newest point
 # Trace name of the invisible markers laid over the confusion matrix: clicking one selects a
 # cell, since Plotly reports no selection events for heatmap cells themselves.
 CONFUSION_PICKER = "cells"
@@ -89,7 +90,10 @@ def loss_figure(
             go.Scatter(
                 x=list(x),
                 y=list(y),
-                mode="lines",
+                # A dot on the latest batch: a line of one point draws nothing, and the first
+                # loss must show the moment it exists.
+                mode="lines+markers",
+                marker=dict(size=[0] * (len(x) - 1) + [LATEST_BATCH_MARKER_SIZE]),
                 name="training (per batch)",
                 line=dict(color=TRAIN_COLOR, width=1.5),
             )
