@@ -6,12 +6,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _groups, _summary, _ui
+from app_pages import _groups, _live, _summary, _ui
 from app_pages._advisor import comparisons
 from tl_core.config import TrainConfig
 from tl_core.devices import gpu_count
 from tl_core.errors import TLStudioError
-from tl_core.figures import training_figures
 from tl_core.jobs import TRAIN, JobSnapshot, TrainingJob
 from tl_core.runs import WEIGHTS_FILE
 from tl_core.text import escape_markdown
@@ -48,7 +47,7 @@ def render_job(snap: JobSnapshot) -> None:
     eta_label = "ETA (this run)" if snap.is_group else "ETA"
     cols[3].metric(eta_label, format_seconds(snap.eta_seconds) if snap.is_active else "–")
     cols[4].metric("Device", snap.device or "…")
-    loss, accuracy = training_figures(snap)
+    loss, accuracy = _live.live_figures(snap)
     left, right = st.columns(2)
     left.plotly_chart(loss, key="loss_chart")
     right.plotly_chart(accuracy, key="accuracy_chart")
