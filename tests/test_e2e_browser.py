@@ -10,11 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
 import zipfile
@@ -22,19 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS, REPO, app_server, go_to, wait_until_idle
 from tests.helpers import make_image, make_image_folder, make_zip
 
-REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "tests" / "artifacts" / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TIMEOUT_MS = 90_000
 # Comparing backbones and sweeping freeze depths train for real on the CPU: minutes on 2 cores.
 LONG_MS = 420_000
@@ -51,26 +37,6 @@ if not Path(CHROMIUM).exists():
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_health(url: str, server: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"streamlit exited early:\n{server.stdout.read()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.25)
-    raise RuntimeError("streamlit did not become healthy in time")
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
     """The app's workspace: where the test reads what the clicks left on disk."""
@@ -80,27 +46,8 @@ def workspace(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def app_url(workspace):
     """A real `streamlit run app.py` on a free loopback port, with its own workspace."""
-    port = free_port()
-    env = {**os.environ, "TL_STUDIO_WORKSPACE": str(workspace)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(url, server)
+    with app_server({**os.environ, "TL_STUDIO_WORKSPACE": str(workspace)}) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -140,25 +87,6 @@ def page(app_url, outside_requests):
         sync_api.expect.set_options(timeout=TIMEOUT_MS)
         yield tab
         browser.close()
-
-
-def wait_until_idle(page) -> None:
-    """Waits until the app is connected and no script run is under way.
-
-    Streamlit marks its root element with the script's state (its own e2e suite waits on the
-    same attributes). Call it after an auto-retrying expectation has seen the result of an
-    action: that is what proves the run the action caused has started.
-    """
-    app = page.get_by_test_id("stApp")
-    sync_api.expect(app).to_have_attribute("data-test-connection-state", "CONNECTED")
-    sync_api.expect(app).to_have_attribute("data-test-script-state", "notRunning")
-    sync_api.expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
-
-
-def go_to(page, title: str) -> None:
-    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
-    sync_api.expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()
-    wait_until_idle(page)
 
 
 def screenshot(page, name: str) -> None:
