@@ -143,7 +143,7 @@ def measure_once(browser, folder: Path, probe: bool) -> dict[str, float]:
     ``backbone loaded`` and ``first loss`` on the server), and the live view's redraws."""
     expect = sync_api.expect
     with bench_server(folder, probe) as url:
-        context = browser.new_context(viewport={"width": 1400, "height": 1600}, reduced_motion="reduce")
+        context = browser.new_context(viewport={"width": 1400, "height": 1600})
         page = context.new_page()
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(url)
