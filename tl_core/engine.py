@@ -29,7 +29,7 @@ from tl_core.control import (
     TrainingObserver,
     TrainingStopped,
 )
-from tl_core.devices import release_memory
+from tl_core.devices import in_preferred_layout, release_memory
 from tl_core.evaluation import build_evaluation
 from tl_core.failures import explain_failure
 from tl_core.feature_store import KeyedStore
@@ -94,9 +94,7 @@ class Trainer:
         self.observer = observer or TrainingObserver()
         self.control = control or JobControl()
         self.device = plan.device
-        self.model = plan.model.to(self.device)
-        if self.device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = in_preferred_layout(plan.model.to(self.device), self.device)
         self.autocast = autocast_for(self.device)
         self.criterion = plan.loss_function()
         # fp16 needs loss scaling to avoid underflowing gradients; bfloat16 does not.
@@ -179,9 +177,7 @@ class Trainer:
         return self.forward_inputs(inputs)
 
     def _to_device(self, inputs: torch.Tensor, targets: torch.Tensor):
-        inputs = inputs.to(self.device, non_blocking=True)
-        if self.device.type == "cuda" and inputs.ndim == 4:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        inputs = in_preferred_layout(inputs.to(self.device, non_blocking=True), self.device)
         return inputs, targets.to(self.device, non_blocking=True)
 
     def fit(self, train_loader: DataLoader, val_loader: DataLoader) -> None:

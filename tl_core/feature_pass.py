@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tl_core.datasets import ImageItem
+from tl_core.devices import in_preferred_layout
 from tl_core.engine import autocast_for
 from tl_core.errors import TLStudioError
 from tl_core.feature_store import (
@@ -168,9 +169,7 @@ def _run_backbone(
         num_workers=default_num_workers(device),
         pin_memory=device.type == "cuda",
     )
-    model = model.to(device).eval()
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = in_preferred_layout(model.to(device).eval(), device)
     if timed and len(loader) == 1:
         _warm_up(model, preprocessing, len(items), device, autocast)
     done, first_batch = 0, None
@@ -198,9 +197,7 @@ def _warm_up(
 ) -> None:
     """One untimed pass on a blank batch, for a sample too small to time after its first."""
     size = preprocessing.image_size
-    images = torch.zeros(batch, 3, size, size, device=device)
-    if device.type == "cuda":
-        images = images.contiguous(memory_format=torch.channels_last)
+    images = in_preferred_layout(torch.zeros(batch, 3, size, size, device=device), device)
     with autocast():
         pooled_features(model, images)
 

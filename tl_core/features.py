@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from tl_core.devices import in_preferred_layout
+
 
 def pooled_features(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The vector timm's models feed their classifier (after pooling, before the last layer)."""
@@ -27,9 +29,7 @@ def batch_pooled_features(
     model: torch.nn.Module, images: torch.Tensor, device: torch.device, autocast
 ) -> torch.Tensor:
     """The pooled features of one batch of images (on the CPU), computed on ``device``."""
-    images = images.to(device, non_blocking=True)
-    if device.type == "cuda":
-        images = images.contiguous(memory_format=torch.channels_last)
+    images = in_preferred_layout(images.to(device, non_blocking=True), device)
     with autocast():
         return pooled_features(model, images).float().cpu()
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from tl_core.backbones import FreezeSummary, set_train_mode
+from tl_core.devices import in_preferred_layout
 
 # Top-level children where timm's forward_head starts: the feature sequence ends before them.
 HEAD_MODULES = ("global_pool", "head", "fc", "classifier", "fc_norm", "head_drop", "flatten")
@@ -210,9 +211,7 @@ def compute_prefix_outputs(
     start = 0
     total = len(loader.dataset)
     for images, targets in loader:
-        images = images.to(device, non_blocking=True)
-        if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = in_preferred_layout(images.to(device, non_blocking=True), device)
         with autocast():
             hidden = split.run_prefix(images)
         if store is None:
