@@ -1,10 +1,10 @@
 """The live view's charts, built again only when what they show has changed.
 
 The Train page redraws every second while a job runs, in the same process as the training
-thread. Building Plotly figures is pure Python (its property validation holds the GIL for tens
-of milliseconds per figure), and redrawing them every second with nothing new slowed a CPU
-training run to a third of its speed on a 2-core machine (bench/first_point.py). The figures of
-each job are kept until a new batch or epoch arrives.
+thread. Building Plotly figures is pure Python (its property validation: tens of milliseconds
+per figure), and rebuilding them every second with nothing new put the first loss of a CPU run
+8-16 s after Start on a 2-core machine, against about 5 s with them kept
+(bench/first_point.py). The figures of each job are kept until a new batch or epoch arrives.
 """
 
 from __future__ import annotations
