@@ -13,6 +13,24 @@ from tl_core.workspace import WORKSPACE_ENV, Workspace
 TINY_CLASSES = {"red": 6, "green": 6, "blue": 6}
 
 
+@pytest.fixture
+def unfolded(monkeypatch) -> None:
+    """Backbone passes run the model itself, without folding its batch norms into a copy.
+
+    For tests that count the images a backbone sees (the fold's probe pass would add one) or
+    that compare runs for exactness (folding reorders float arithmetic by about 1e-7 of each
+    value, and AdamW turns such differences in gradients near zero into whole-learning-rate
+    steps). The folding is tested in tests/test_batchnorm_folding.py.
+    """
+    from tl_core import features, frozen_prefix
+
+    def unchanged(module, probe, run=None):
+        return module
+
+    monkeypatch.setattr(features, "folded_copy", unchanged)
+    monkeypatch.setattr(frozen_prefix, "folded_copy", unchanged)
+
+
 @pytest.fixture(scope="module")
 def module_workspace(tmp_path_factory) -> Iterator[Workspace]:
     """A workspace of its own for a whole test module: the app finds it through the

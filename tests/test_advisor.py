@@ -226,7 +226,8 @@ def test_noise_as_the_best_candidate_warns_that_features_barely_separate_classes
 
 
 class CountingFactory:
-    """Tiny timm models with fixed random weights; counts the images each backbone runs on."""
+    """Tiny timm models with fixed random weights; counts the images each backbone runs on
+    (with the ``unfolded`` fixture: no probe pass)."""
 
     def __init__(self):
         self.images_seen = 0
@@ -246,7 +247,9 @@ def _counted(forward, factory: CountingFactory):
     return wrapped
 
 
-def test_a_second_comparison_reuses_the_features_without_running_the_backbone(colours, tmp_path):
+def test_a_second_comparison_reuses_the_features_without_running_the_backbone(
+    colours, tmp_path, unfolded
+):
     factory = CountingFactory()
     options = dict(cache_dir=tmp_path / "cache", image_size=32, model_factory=factory)
 
@@ -267,7 +270,9 @@ def test_a_second_comparison_reuses_the_features_without_running_the_backbone(co
     assert factory.images_seen == 37 + 37
 
 
-def test_a_damaged_or_unwritable_cache_costs_a_recomputation_not_an_error(colours, tmp_path):
+def test_a_damaged_or_unwritable_cache_costs_a_recomputation_not_an_error(
+    colours, tmp_path, unfolded
+):
     factory = CountingFactory()
     cache = tmp_path / "cache"
     advise(colours, ["test_efficientnet"], cache_dir=cache, image_size=32, model_factory=factory)
@@ -288,7 +293,7 @@ def test_a_damaged_or_unwritable_cache_costs_a_recomputation_not_an_error(colour
     assert result.warnings[-1].startswith(f"The features could not be kept in {blocked}")
 
 
-def test_the_stop_event_ends_the_comparison_after_the_current_batch(colours, tmp_path):
+def test_the_stop_event_ends_the_comparison_after_the_current_batch(colours, tmp_path, unfolded):
     factory = CountingFactory()
     stop = threading.Event()
     messages = []

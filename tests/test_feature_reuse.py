@@ -23,6 +23,9 @@ from tl_core.loaders import plan_feature_key
 from tl_core.plan import prepare_training
 from tl_core.preprocessing import Preprocessing
 
+# These tests count the images the backbone runs on: without the fold's one-image probe pass.
+pytestmark = pytest.mark.usefixtures("unfolded")
+
 CLASSES = {"red": 6, "green": 6, "blue": 6}
 TOTAL = sum(CLASSES.values())
 WEIGHTS = "test weights, seed 0"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from functools import partial
 
 import torch
 from torch.utils.data import DataLoader
@@ -12,7 +11,7 @@ from tests.conftest import TINY_CLASSES
 from tests.training import tiny_config
 from tl_core.control import Progress, TrainingObserver
 from tl_core.engine import Trainer
-from tl_core.features import batch_pooled_features
+from tl_core.features import BatchFeatures
 from tl_core.loaders import (
     cached_feature_loaders,
     feature_source_loaders,
@@ -77,7 +76,7 @@ def test_features_computed_on_the_first_pass_give_every_epoch_the_same_batches(
     first_computed = cached_feature_loaders(plan, model, sources, torch.no_grad)
     counts: list[int] = []
     completed: list[bool] = []
-    compute = partial(batch_pooled_features, model, device=plan.device, autocast=torch.no_grad)
+    compute = BatchFeatures(model, plan.device, torch.no_grad)
     train, val = features_on_first_pass(
         plan, sources, compute, counts.append, lambda: completed.append(True)
     )

@@ -56,7 +56,9 @@ def partial(data: Path, **overrides):
     return tiny_config(data, **{"freeze": "2", "epochs": 3, "batch_size": 4, **overrides})
 
 
-def test_a_prefix_cached_run_trains_exactly_like_the_uncached_one(tiny_dataset, uncached, tmp_path):
+def test_a_prefix_cached_run_trains_exactly_like_the_uncached_one(
+    tiny_dataset, uncached, unfolded, tmp_path
+):
     observer = Messages()
     assert train(partial(tiny_dataset), tmp_path / "cached", observer) == "completed"
 
@@ -65,7 +67,7 @@ def test_a_prefix_cached_run_trains_exactly_like_the_uncached_one(tiny_dataset, 
 
 
 def test_prefix_outputs_beyond_the_memory_budget_go_to_a_file_that_is_never_left_behind(
-    tiny_dataset, uncached, tmp_path, monkeypatch
+    tiny_dataset, uncached, unfolded, tmp_path, monkeypatch
 ):
     spill = tmp_path / "spill"
     spill.mkdir()

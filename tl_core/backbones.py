@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -551,3 +552,19 @@ def set_train_mode(model: torch.nn.Module) -> torch.nn.Module:
             if own and not any(p.requires_grad for p in own):
                 module.eval()
     return model
+
+
+@contextmanager
+def in_eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout, BatchNorm statistics fixed), then every module's own mode back.
+
+    Restoring module by module keeps mixed states intact, such as frozen BatchNorm layers kept
+    in eval mode inside a model that is training (``set_train_mode``).
+    """
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training

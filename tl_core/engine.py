@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -33,7 +32,7 @@ from tl_core.devices import in_preferred_layout, release_memory
 from tl_core.evaluation import build_evaluation
 from tl_core.failures import explain_failure
 from tl_core.feature_store import KeyedStore
-from tl_core.features import batch_pooled_features, classify_features
+from tl_core.features import BatchFeatures, classify_features
 from tl_core.frozen_prefix import compute_prefix_outputs
 from tl_core.loaders import (
     FeatureSources,
@@ -435,9 +434,7 @@ def build_loaders(
             store.add(computed, trainer.meter.steady_feature_rate())
 
     # The first epoch trains the head while the backbone computes the features it needs.
-    compute = partial(
-        batch_pooled_features, trainer.model, device=plan.device, autocast=trainer.autocast
-    )
+    compute = BatchFeatures(trainer.model, plan.device, trainer.autocast)
     train, val = features_on_first_pass(
         plan, sources, compute, trainer.feature_batch_done, keep_features
     )

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
+from tl_core.backbones import in_eval_mode
 from tl_core.errors import TLStudioError
 
 # Matplotlib's "inferno" at 11 evenly spaced points: perceptually uniform, readable in greyscale
@@ -81,7 +82,7 @@ def grad_cam(
     # is frozen, without touching the parameters' own flags.
     x = image_tensor.detach().to(parameter.device, parameter.dtype).unsqueeze(0)
     x.requires_grad_(True)
-    with torch.enable_grad(), _eval_mode(model), _last_block_input(model) as block_input:
+    with torch.enable_grad(), in_eval_mode(model), _last_block_input(model) as block_input:
         features = model.forward_features(x)
         logits = model.forward_head(features)[0]
         index = int(logits.argmax()) if target_index is None else int(target_index)
@@ -175,22 +176,6 @@ def explain_image(
 
 
 # ---- internals ---------------------------------------------------------------------------------
-
-
-@contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Eval mode (no dropout, BatchNorm statistics fixed), then every module's own mode back.
-
-    Restoring module by module keeps mixed states intact, such as frozen BatchNorm layers kept
-    in eval mode inside a model that is training.
-    """
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 @contextmanager

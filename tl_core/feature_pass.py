@@ -27,7 +27,7 @@ from tl_core.feature_store import (
     StoredFeatures,
     feature_key_for,
 )
-from tl_core.features import extract_features, pooled_features
+from tl_core.features import BatchFeatures, extract_features
 from tl_core.loaders import ImageFolderDataset, default_num_workers
 from tl_core.preprocessing import Preprocessing
 
@@ -170,8 +170,9 @@ def _run_backbone(
         pin_memory=device.type == "cuda",
     )
     model = in_preferred_layout(model.to(device).eval(), device)
+    compute = BatchFeatures(model, device, autocast)
     if timed and len(loader) == 1:
-        _warm_up(model, preprocessing, len(items), device, autocast)
+        _warm_up(compute, preprocessing.image_size, len(items))
     done, first_batch = 0, None
 
     def on_batch(images: int) -> None:
@@ -184,22 +185,17 @@ def _run_backbone(
 
     tracker.check_stop()
     started = time.perf_counter()
-    features = extract_features(model, loader, device, autocast, on_batch).tensors[0]
+    features = extract_features(compute, loader, on_batch).tensors[0]
     ended = time.perf_counter()
     counted, since = first_batch or (0, started)
     speed = (len(items) - counted) / max(ended - since, 1e-9)
     return features, ended - started, speed
 
 
-@torch.no_grad()
-def _warm_up(
-    model: torch.nn.Module, preprocessing: Preprocessing, batch: int, device: torch.device, autocast
-) -> None:
-    """One untimed pass on a blank batch, for a sample too small to time after its first."""
-    size = preprocessing.image_size
-    images = in_preferred_layout(torch.zeros(batch, 3, size, size, device=device), device)
-    with autocast():
-        pooled_features(model, images)
+def _warm_up(compute: BatchFeatures, image_size: int, batch: int) -> None:
+    """One untimed pass on a blank batch, for a sample too small to time after its first (the
+    backbone's folded copy is made on it too)."""
+    compute(torch.zeros(batch, 3, image_size, image_size))
 
 
 def _save(

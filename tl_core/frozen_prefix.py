@@ -21,12 +21,13 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from tl_core.backbones import FreezeSummary, set_train_mode
+from tl_core.batchnorm_folding import folded_copy, probe_images
 from tl_core.devices import in_preferred_layout
 
 # Top-level children where timm's forward_head starts: the feature sequence ends before them.
@@ -46,16 +47,19 @@ class PrefixSplit:
         model: The whole model (its head and every parameter stay where they are).
         prefix: The frozen leading children, in forward order.
         rest: The feature children after them.
+        folded_prefix: What runs the prefix: a copy with its batch norms folded into its
+            convolutions (``tl_core.batchnorm_folding``), or None to run ``prefix`` itself.
     """
 
     model: nn.Module
     prefix: nn.Sequential
     rest: nn.Sequential
+    folded_prefix: nn.Module | None = None
 
     @torch.no_grad()
     def run_prefix(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen layers' output; no autograd graph is kept for them."""
-        return self.prefix(images)
+        return (self.prefix if self.folded_prefix is None else self.folded_prefix)(images)
 
     def suffix(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits from the prefix's output: the remaining feature layers, then the head."""
@@ -134,15 +138,22 @@ def split_frozen_prefix(
     model.train(was_training)
     if changing:
         return None, f"a frozen layer ({type(changing[0]).__name__}) changes in training"
-    return split, ""
+    parameter = next(model.parameters())
+    probe = probe_images(prefix, _check_size(model, image_size), parameter.device)
+    return replace(split, folded_prefix=folded_copy(prefix, probe)), ""
+
+
+def _check_size(model: nn.Module, image_size: int) -> int:
+    """Checks run on small images, except for models made for one input size."""
+    fixed = model.pretrained_cfg.get("fixed_input_size")
+    return image_size if fixed else min(image_size, _CHECK_SIZE)
 
 
 @torch.no_grad()
 def _forward_matches(model: nn.Module, split: PrefixSplit, image_size: int) -> bool:
     was_training = model.training
     model.eval()
-    fixed = model.pretrained_cfg.get("fixed_input_size")
-    size = image_size if fixed else min(image_size, _CHECK_SIZE)
+    size = _check_size(model, image_size)
     parameter = next(model.parameters())
     images = torch.randn(
         2, 3, size, size, generator=torch.Generator().manual_seed(0), dtype=parameter.dtype

@@ -25,7 +25,7 @@ from tl_core import distributed
 from tl_core.datasets import ImageItem
 from tl_core.errors import DatasetError
 from tl_core.feature_store import FeatureKey, feature_key_for, file_digest
-from tl_core.features import extract_features
+from tl_core.features import BatchFeatures, extract_features
 from tl_core.frozen_prefix import PrefixSplit, split_frozen_prefix
 from tl_core.images import load_image
 from tl_core.recipes import training_stages
@@ -275,12 +275,12 @@ def compute_features(
     Returns:
         The new feature vectors (float32, on the CPU), by digest.
     """
-    model.eval()
+    compute = BatchFeatures(model.eval(), device, autocast)
     digests = iter(sources.todo_digests)  # the training loader's images, then validation's
     computed: dict[str, torch.Tensor] = {}
     for loader in (sources.loaders.train, sources.loaders.val):
         if len(loader.dataset):
-            matrix = extract_features(model, loader, device, autocast, on_batch).tensors[0]
+            matrix = extract_features(compute, loader, on_batch).tensors[0]
             # Rows are views of the loader's matrix: no second copy of every feature.
             computed.update(zip(itertools.islice(digests, len(matrix)), matrix, strict=True))
     if next(digests, None) is not None:
@@ -396,7 +396,7 @@ class FeaturesOnFirstPass:
         loader: Over a :class:`FeatureRowsDataset`.
         missing: The item of each row still to compute, by row index.
         digests: The file digest of every row (to keep the computed ones in a store).
-        compute: The pooled features of a batch of images (``features.batch_pooled_features``).
+        compute: The pooled features of a batch of images (``features.BatchFeatures``).
         on_batch: Told the number of images of each computed batch (progress, pause and stop).
         on_complete: Called once every row is known.
     """
@@ -472,8 +472,10 @@ class FeaturesOnFirstPass:
         self.computed_indices.extend(indices)
         if self.on_batch is not None:
             self.on_batch(len(indices))
-        if not self.missing and self.on_complete is not None:
-            self.on_complete()
+        if not self.missing:
+            self.compute = None  # let the backbone's folded copy go: later passes only read
+            if self.on_complete is not None:
+                self.on_complete()
 
 
 def features_on_first_pass(
