@@ -7,7 +7,7 @@ import torch
 from timm.layers import BatchNormAct2d, ScaledStdConv2d
 from torch import nn
 
-from tests.training import tiny_config
+from tests.training import tiny_config, train_tiny_run
 from tl_core import features as features_module
 from tl_core.backbones import apply_freeze
 from tl_core.batchnorm_folding import conv_norm_pairs, folded_copy, probe_images
@@ -16,7 +16,9 @@ from tl_core.engine import train
 from tl_core.features import BatchFeatures, pooled_features
 from tl_core.frozen_prefix import split_frozen_prefix
 from tl_core.images import load_image
+from tl_core.predict import Predictor
 from tl_core.preprocessing import Preprocessing
+from tl_core.runs import load_run
 from tl_core.sample_data import sample_dataset_path
 from tl_core.weights import load_pretrained_model
 
@@ -174,3 +176,19 @@ def test_a_frozen_prefix_runs_folded_and_gives_the_prefix_output():
     images = torch.randn(3, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(split.run_prefix(images), split.prefix(images))
+
+
+def test_predictions_run_on_a_folded_copy_and_give_the_models_probabilities(tmp_path_factory):
+    run_dir = train_tiny_run(tmp_path_factory)
+    predictor = Predictor.from_run(run_dir, device="cpu")
+    images = [load_image(path) for path in sorted((run_dir.parent / "data").rglob("*.png"))]
+
+    logits = predictor.logits(images)
+
+    folded = predictor._inference_model
+    assert folded is not predictor.model and not norms_in(folded)
+    assert norms_in(predictor.model)  # saliency maps still see the model's own layers
+    model = load_run(run_dir).build_model()
+    batch = torch.stack([predictor.transform(image) for image in images])
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(batch), rtol=1e-4, atol=1e-5)

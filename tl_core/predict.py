@@ -10,7 +10,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from tl_core.devices import resolve_device
+from tl_core.batchnorm_folding import folded_copy
+from tl_core.devices import in_preferred_layout, resolve_device
 from tl_core.errors import DatasetError, TLStudioError
 from tl_core.explain import explain_image
 from tl_core.folders import walk_visible_files
@@ -30,25 +31,34 @@ class ImagePrediction:
 
 
 class Predictor:
-    """A run's model and preprocessing, ready to classify images."""
+    """A run's model and preprocessing, ready to classify images.
+
+    Predictions run on a copy of the model with its batch norms folded into its convolutions
+    (``tl_core.batchnorm_folding``, made on the first batch), in the layout the device prefers;
+    saliency maps need the model's own layers and use ``model``.
+    """
 
     def __init__(self, model: torch.nn.Module, labels: list[str], transform, device: torch.device):
         self.model = model
         self.labels = labels
         self.transform = transform
         self.device = device
+        self._inference_model: torch.nn.Module | None = None
 
     @classmethod
     def from_run(cls, run: Run | str | Path, device: str = "auto") -> Predictor:
         run = as_run(run)
         torch_device = resolve_device(device)
-        model = run.build_model(torch_device)
+        model = in_preferred_layout(run.build_model(torch_device), torch_device)
         return cls(model, run.labels, run.preprocessing.eval_transform(), torch_device)
 
     @torch.no_grad()
     def logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
         batch = torch.stack([self.transform(image.convert("RGB")) for image in images])
-        return self.model(batch.to(self.device)).float().cpu()
+        batch = in_preferred_layout(batch.to(self.device), self.device)
+        if self._inference_model is None:
+            self._inference_model = folded_copy(self.model, batch[:1])
+        return self._inference_model(batch).float().cpu()
 
     def rank(self, logits: torch.Tensor, top_k: int) -> list[Ranking]:
         probabilities = logits.softmax(dim=1)
