@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import timm
 import torch
 from timm.layers import BatchNormAct2d, ScaledStdConv2d
@@ -113,6 +115,13 @@ def test_a_norm_before_its_convolution_or_beside_a_shortcut_is_not_folded_wrongl
 def test_a_convolution_that_standardises_its_weight_is_left_alone():
     model = nn.Sequential(ScaledStdConv2d(3, 8, 3), nn.BatchNorm2d(8))
     with_running_statistics(model).eval()
+    assert folded_copy(model, torch.randn(1, 3, 16, 16)) is model
+
+
+def test_a_model_that_cannot_be_copied_runs_as_it_is():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))
+    with_running_statistics(model).eval()
+    model.lock = threading.Lock()  # deepcopy cannot copy a lock
     assert folded_copy(model, torch.randn(1, 3, 16, 16)) is model
 
 

@@ -149,15 +149,24 @@ def folded_copy(
         pairs, expected = conv_norm_pairs(module, probe, run)
         if not pairs:
             return module
-        folded = copy.deepcopy(module).requires_grad_(False)
-        for conv, norm in pairs:
-            _fold(folded.get_submodule(conv), folded.get_submodule(norm))
-            _replace(folded, norm, _without_norm(folded.get_submodule(norm)))
-        got = run(folded.eval(), probe)
+        try:
+            folded = _folded(module, pairs)
+            got = run(folded, probe)
+        except Exception:  # a speed-up never costs a run: the model runs as it is
+            logger.info("Batch norms left unfolded: the copy could not be made", exc_info=True)
+            return module
     if not _agree(expected, got):
         logger.info("Batch norms left unfolded: the folded copy's output differs")
         return module
     return folded
+
+
+def _folded(module: nn.Module, pairs: list[tuple[str, str]]) -> nn.Module:
+    folded = copy.deepcopy(module).requires_grad_(False)
+    for conv, norm in pairs:
+        _fold(folded.get_submodule(conv), folded.get_submodule(norm))
+        _replace(folded, norm, _without_norm(folded.get_submodule(norm)))
+    return folded.eval()
 
 
 def _agree(expected, got) -> bool:
