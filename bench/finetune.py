@@ -13,7 +13,7 @@ the machine hits both alike, and each K prints the ratio of training images per 
 
 It also measures the time from calling ``train`` to the first batch loss reported to the
 observer, in a fresh process, split into imports, data check, model creation, weight loading
-and the first batch.
+and the first batch; and from starting ``tl-studio train`` to its first batch loss.
 
     .venv/bin/python bench/finetune.py [--data DIR] [--images 48] [--epochs 3] [--repeats 2]
         [--batch-size 16] [--backbone tf_efficientnet_lite0] [--skip-first-loss | --first-loss-only]
@@ -45,6 +45,7 @@ from tl_core.backbones import layer_groups  # noqa: E402
 from tl_core.config import DEFAULT_BACKBONE, TrainConfig  # noqa: E402
 from tl_core.control import PHASE_FEATURES, PHASE_TRAINING, TrainingObserver  # noqa: E402
 from tl_core.engine import train  # noqa: E402
+from tl_core.job_events import EVENT_PREFIX  # noqa: E402
 from tl_core.sample_data import sample_dataset_path  # noqa: E402
 
 
@@ -183,6 +184,26 @@ def first_loss(data: Path, freeze: str) -> dict[str, float]:
     }
 
 
+def command_line_first_loss(data: Path) -> float:
+    """Seconds from starting ``tl-studio train`` (the app's defaults, no feature kept from an
+    earlier run) to the first batch loss among the events it writes on stdout."""
+    command = [str(Path(sys.executable).parent / "tl-studio"), "train", str(data)]
+    with tempfile.TemporaryDirectory() as tmp:
+        command += ["--out", str(Path(tmp) / "run"), "--events", "--epochs", "1"]
+        command += ["--no-feature-cache", "--device", "cpu", "--quiet"]
+        started = time.perf_counter()
+        with subprocess.Popen(
+            command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        ) as process:
+            try:
+                for line in process.stdout:
+                    if line.startswith(EVENT_PREFIX) and '"event": "batch"' in line:
+                        return time.perf_counter() - started
+            finally:
+                process.kill()
+    raise RuntimeError("tl-studio train ended without a batch loss")
+
+
 def model_creation_split(backbone: str) -> dict[str, float]:
     """Architecture build against weight loading, in this (warm) process."""
     from tl_core.weights import load_pretrained_model
@@ -241,6 +262,12 @@ def main() -> None:
                     print(f"  {step:>22}: {seconds:6.2f} s")
             for step, seconds in model_creation_split(args.backbone).items():
                 print(f"  {step:>22}: {seconds:6.2f} s (warm process)")
+            runs = [command_line_first_loss(sample_dataset_path()) for _ in range(args.repeats)]
+            listed = ", ".join(f"{t:.2f}" for t in runs)
+            print(
+                f"`tl-studio train` to its first batch loss (the app's defaults, the whole "
+                f"sample): {statistics.median(runs):.2f} s (median of {len(runs)}: {listed})"
+            )
 
 
 if __name__ == "__main__":
