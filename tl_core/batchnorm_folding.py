@@ -41,12 +41,15 @@ logger = logging.getLogger(__name__)
 Pass = Callable[[nn.Module, torch.Tensor], Any]
 
 
-def probe_images(module: nn.Module, image_size: int, device: torch.device) -> torch.Tensor:
-    """One random image of ``image_size`` in the layout and dtype ``module`` runs on."""
+def probe_images(
+    module: nn.Module, image_size: int, device: torch.device, count: int = 1
+) -> torch.Tensor:
+    """``count`` random images of ``image_size`` (the same ones on every call), in the layout
+    and dtype ``module`` runs on."""
     parameter = next(module.parameters(), None)
     dtype = parameter.dtype if parameter is not None else torch.float32
     generator = torch.Generator().manual_seed(0)
-    images = torch.randn(1, 3, image_size, image_size, generator=generator, dtype=dtype)
+    images = torch.randn(count, 3, image_size, image_size, generator=generator, dtype=dtype)
     return in_preferred_layout(images.to(device), device)
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from tl_core.backbones import FreezeSummary, set_train_mode
+from tl_core.backbones import FreezeSummary, in_eval_mode, set_train_mode
 from tl_core.batchnorm_folding import folded_copy, probe_images
 from tl_core.devices import in_preferred_layout
 
@@ -138,34 +138,27 @@ def split_frozen_prefix(
     model.train(was_training)
     if changing:
         return None, f"a frozen layer ({type(changing[0]).__name__}) changes in training"
-    parameter = next(model.parameters())
-    probe = probe_images(prefix, _check_size(model, image_size), parameter.device)
+    probe = _check_images(model, image_size, count=1)
     return replace(split, folded_prefix=folded_copy(prefix, probe)), ""
 
 
-def _check_size(model: nn.Module, image_size: int) -> int:
-    """Checks run on small images, except for models made for one input size."""
+def _check_images(model: nn.Module, image_size: int, count: int) -> torch.Tensor:
+    """Random images to check on: small, except for models made for one input size."""
     fixed = model.pretrained_cfg.get("fixed_input_size")
-    return image_size if fixed else min(image_size, _CHECK_SIZE)
+    size = image_size if fixed else min(image_size, _CHECK_SIZE)
+    return probe_images(model, size, next(model.parameters()).device, count)
 
 
 @torch.no_grad()
 def _forward_matches(model: nn.Module, split: PrefixSplit, image_size: int) -> bool:
-    was_training = model.training
-    model.eval()
-    size = _check_size(model, image_size)
-    parameter = next(model.parameters())
-    images = torch.randn(
-        2, 3, size, size, generator=torch.Generator().manual_seed(0), dtype=parameter.dtype
-    ).to(parameter.device)
-    try:
-        whole = model.forward_features(images)
-        parts = split.rest(split.prefix(images))
-        return whole.shape == parts.shape and torch.allclose(whole, parts, rtol=1e-4, atol=1e-5)
-    except Exception:  # a model whose children do not chain (shapes, extra arguments)
-        return False
-    finally:
-        model.train(was_training)
+    images = _check_images(model, image_size, count=2)
+    with in_eval_mode(model):
+        try:
+            whole = model.forward_features(images)
+            parts = split.rest(split.prefix(images))
+        except Exception:  # a model whose children do not chain (shapes, extra arguments)
+            return False
+    return whole.shape == parts.shape and torch.allclose(whole, parts, rtol=1e-4, atol=1e-5)
 
 
 class ActivationStore:
