@@ -1,6 +1,6 @@
 """The Model page's "Which backbone?" panel: backbones ranked on the user's own images.
 
-The comparison runs in a background thread (``tl_core.comparisons``) that never calls
+The comparison runs in a background thread (``tl_core.jobs.comparisons``) that never calls
 Streamlit; the panel redraws from its snapshot. The process keeps the newest comparison of
 each dataset, so a page switch or a browser reload finds it again, running or finished.
 """
@@ -12,11 +12,11 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import _ui
-from tl_core.advisor import DEFAULT_FOLDS, DEFAULT_MAX_IMAGES, AdvisorResult
-from tl_core.comparisons import Comparison, ComparisonRegistry, ComparisonSnapshot
-from tl_core.datasets import DatasetReport
-from tl_core.errors import TLStudioError
-from tl_core.text import escape_markdown
+from tl_core.analysis.advisor import DEFAULT_FOLDS, DEFAULT_MAX_IMAGES, AdvisorResult
+from tl_core.common.errors import TLStudioError
+from tl_core.common.text import escape_markdown
+from tl_core.data.datasets import DatasetReport
+from tl_core.jobs.comparisons import Comparison, ComparisonRegistry, ComparisonSnapshot
 
 COMPARE_LABEL = "Compare backbones on my images"
 STOPPED = "Stopped: nothing was compared."

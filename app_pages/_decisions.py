@@ -3,7 +3,7 @@
 Three galleries share this: suspected label errors and near-identical images on the Data page,
 and a confusion-matrix cell on the Evaluate page. Each image gets one choice (undecided,
 relabel as a class with the likeliest one first, exclude, keep) and each gallery one save
-button, which builds a new version of the dataset (``tl_core.dataset_versions``: the user's
+button, which builds a new version of the dataset (``tl_core.data.versions``: the user's
 files are never modified) and makes it the current dataset, so the next training uses it.
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import _ui
-from tl_core.dataset_versions import EXCLUDE, KEEP, RELABEL, Decision, create_version
-from tl_core.errors import TLStudioError
-from tl_core.text import escape_markdown, plural
+from tl_core.common.errors import TLStudioError
+from tl_core.common.text import escape_markdown, plural
+from tl_core.data.versions import EXCLUDE, KEEP, RELABEL, Decision, create_version
 
 SAVE_LABEL = "Save decisions as a new version"
 UNDECIDED = "Undecided"

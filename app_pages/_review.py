@@ -1,9 +1,10 @@
 """The Data page's review of suspected label errors, and fixing them without touching the files.
 
-The search (``tl_core.label_issues``) runs in a background thread like the backbone advisor.
+The search (``tl_core.analysis.label_issues``) runs in a background thread like the backbone
+advisor.
 Each suspect shows its image, the label it carries and the one the model believes; the user
 relabels it, excludes it, or confirms it (``_decisions``). Saving makes a new version of the
-dataset (``tl_core.dataset_versions``): the user's files are never modified, and the next
+dataset (``tl_core.data.versions``): the user's files are never modified, and the next
 training uses the version.
 """
 
@@ -14,12 +15,12 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import _decisions, _ui
-from tl_core.comparisons import Comparison, ComparisonRegistry
-from tl_core.dataset_versions import original_image, reviewed
-from tl_core.datasets import DatasetReport
-from tl_core.errors import TLStudioError
-from tl_core.label_issues import LabelCheckStopped, LabelIssue, find_label_issues
-from tl_core.text import escape_markdown, plural
+from tl_core.analysis.label_issues import LabelCheckStopped, LabelIssue, find_label_issues
+from tl_core.common.errors import TLStudioError
+from tl_core.common.text import escape_markdown, plural
+from tl_core.data.datasets import DatasetReport
+from tl_core.data.versions import original_image, reviewed
+from tl_core.jobs.comparisons import Comparison, ComparisonRegistry
 
 FIND_LABEL = "Find suspected label errors"
 SCOPE = "review"  # this gallery's choices and save button (see _decisions)

@@ -9,9 +9,11 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import _ui
-from tl_core.errors import TLStudioError
-from tl_core.figures import overlay_figure
-from tl_core.run_table import (
+from tl_core.common.errors import TLStudioError
+from tl_core.common.text import escape_markdown, plural
+from tl_core.figures.charts import overlay_figure
+from tl_core.runs.folders import RunGroup
+from tl_core.runs.table import (
     DIFFERS,
     RunDetails,
     delete_run_or_group,
@@ -22,8 +24,6 @@ from tl_core.run_table import (
     runs_frame,
     settings_frame,
 )
-from tl_core.runs import RunGroup
-from tl_core.text import escape_markdown, plural
 
 st.title("Compare runs")
 NOTICE_KEY = "compare_notice"  # what the last deletion did, shown after the redraw

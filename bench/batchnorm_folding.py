@@ -2,7 +2,7 @@
 
 Every pass that only runs a frozen backbone (head-only features, the frozen prefix's output, the
 advisor's comparison) runs on a copy with each batch norm folded into the convolution before it
-(``tl_core.batchnorm_folding``). This bench times that pass both ways in one process on the
+(``tl_core.models.batchnorm_folding``). This bench times that pass both ways in one process on the
 sample's real images, decoded once beforehand so that only the backbone is timed: batches of
 32 at the backbone's own input size, in the layout the app uses on this device (channels-last
 on a CUDA GPU or an x86 CPU), in inference as the feature pass runs it. The two alternate
@@ -32,14 +32,14 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from tl_core.batchnorm_folding import FOLDABLE_NORMS, folded_copy  # noqa: E402
-from tl_core.config import DEFAULT_BACKBONE  # noqa: E402
-from tl_core.devices import in_preferred_layout, resolve_device  # noqa: E402
-from tl_core.features import pooled_features  # noqa: E402
-from tl_core.images import load_image  # noqa: E402
-from tl_core.preprocessing import Preprocessing  # noqa: E402
-from tl_core.sample_data import sample_dataset_path  # noqa: E402
-from tl_core.weights import load_pretrained_model  # noqa: E402
+from tl_core.common.devices import in_preferred_layout, resolve_device  # noqa: E402
+from tl_core.config.train_config import DEFAULT_BACKBONE  # noqa: E402
+from tl_core.data.images import load_image  # noqa: E402
+from tl_core.data.sample import sample_dataset_path  # noqa: E402
+from tl_core.features.pooled import pooled_features  # noqa: E402
+from tl_core.models.batchnorm_folding import FOLDABLE_NORMS, folded_copy  # noqa: E402
+from tl_core.models.preprocessing import Preprocessing  # noqa: E402
+from tl_core.models.weights import load_pretrained_model  # noqa: E402
 
 BATCH = 32
 BACKBONES = [DEFAULT_BACKBONE, "mobilenetv3_large_100", "efficientnet_b0", "resnet50"]

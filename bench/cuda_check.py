@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-import tl_core.engine as engine
-import tl_core.plan as plan
-from tl_core.config import DEFAULT_BACKBONE, TrainConfig
-from tl_core.jobs import TrainingJob
+from tl_core.config.train_config import DEFAULT_BACKBONE, TrainConfig
+from tl_core.jobs.training_job import TrainingJob
+from tl_core.training import plan as plan
+from tl_core.training import trainer as engine
 
 CLASS_COLORS = ((220, 40, 40), (40, 200, 60), (40, 80, 230), (230, 200, 30))
 

@@ -64,10 +64,10 @@ MARKS_ENV = "TL_BENCH_MARKS"
 
 # Run as `python -c PROBE run app.py ...`: `streamlit run` itself (the `streamlit` command is
 # this same `main`), with three server-side moments written to $TL_BENCH_MARKS as they happen.
-# tl_core.jobs is imported by the app's first page anyway, long before the click.
+# tl_core.jobs.training_job is imported by the app's first page anyway, long before the click.
 PROBE = """
 import json, os, sys, time
-from tl_core import jobs
+from tl_core.jobs import training_job as jobs
 
 marks = {}
 

@@ -3,7 +3,7 @@
 Real labelled images (a dataset of ``bench/advisor.py``, scikit-learn's digits by default) are
 split into a balanced validation folder and a pool of training images. For each imbalance
 ratio r, half of the classes keep every training image and the other half keep 1/r of them;
-the project's own recipe (``tl_core.engine.train``: default backbone, head only, backbone
+the project's own recipe (``tl_core.training.trainer.train``: default backbone, head only, backbone
 features computed once and kept in a feature store) then trains with the loss weighted by class
 and without, for several seeds. On the balanced validation images it prints:
 
@@ -12,7 +12,7 @@ and without, for several seeds. On the balanced validation images it prints:
 - plain accuracy, which a balanced validation set makes equal to balanced accuracy up to rounding.
 
 The ratio at which weighting starts to pay is what ``class_weighting="auto"`` should use
-(``tl_core.config.AUTO_CLASS_WEIGHTING_RATIO``).
+(``tl_core.config.train_config.AUTO_CLASS_WEIGHTING_RATIO``).
 
     .venv/bin/python bench/imbalance.py [--dataset digits] [--ratios 1,2,3,5,10] [--seeds 3]
 """
@@ -31,9 +31,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from advisor import DATASETS  # noqa: E402  (bench/advisor.py: the real datasets)
 
-from tl_core.config import TrainConfig  # noqa: E402
-from tl_core.engine import train  # noqa: E402
-from tl_core.runs import PREDICTIONS_FILE  # noqa: E402
+from tl_core.config.train_config import TrainConfig  # noqa: E402
+from tl_core.runs.folders import PREDICTIONS_FILE  # noqa: E402
+from tl_core.training.trainer import train  # noqa: E402
 
 
 def split_pool(root: Path, val_per_class: int, rng: np.random.Generator) -> tuple[Path, Path]:

@@ -3,7 +3,7 @@
 Real labelled images that ship with installed packages (the datasets of ``bench/advisor.py``:
 scikit-learn's digits, textures cut from scikit-image's photographs, scikit-image's faces) are
 written as class folders, then a share of the images is moved into another class folder at
-random: their labels are now wrong, and we know which. ``tl_core.label_issues`` (default
+random: their labels are now wrong, and we know which. ``tl_core.analysis.label_issues`` (default
 backbone, features on the CPU, 5-fold probe, cleanlab's confident learning) must find them:
 
 - precision: the share of flagged images that really were flipped;
@@ -28,8 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from advisor import DATASETS  # noqa: E402  (bench/advisor.py: the real datasets)
 
-from tl_core.datasets import scan_dataset  # noqa: E402
-from tl_core.label_issues import find_label_issues  # noqa: E402
+from tl_core.analysis.label_issues import find_label_issues  # noqa: E402
+from tl_core.data.datasets import scan_dataset  # noqa: E402
 
 
 def flip_labels(root: Path, share: float, rng: np.random.Generator) -> set[Path]:

@@ -8,7 +8,8 @@ On real images that ship with installed packages (no generated data):
   surface, coins and a printed page, 6 classes: closer to ImageNet.
 
 Each mode trains the default backbone (pretrained, offline weights) with the project's own
-recipe (``tl_core.engine.train``) and the same data, split, seed and epochs; fine-tune freezes
+recipe (``tl_core.training.trainer.train``) and the same data, split, seed and epochs; fine-tune
+freezes
 half of the backbone's groups. Early stopping is off, so every mode trains every epoch. The
 table gives the best validation accuracy with its 95 % Wilson interval, and the wall time.
 
@@ -30,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 # bench/advisor.py writes the real datasets that every bench trains on.
 from advisor import write_digits, write_textures  # noqa: E402
 
-from tl_core.backbones import create_model, layer_groups  # noqa: E402
-from tl_core.config import DEFAULT_BACKBONE, FINE_TUNE, MODES, TrainConfig  # noqa: E402
-from tl_core.engine import train  # noqa: E402
-from tl_core.intervals import format_accuracy  # noqa: E402
+from tl_core.common.intervals import format_accuracy  # noqa: E402
+from tl_core.config.train_config import DEFAULT_BACKBONE, FINE_TUNE, MODES, TrainConfig  # noqa: E402
+from tl_core.models.backbones import create_model, layer_groups  # noqa: E402
+from tl_core.training.trainer import train  # noqa: E402
 
 DATASETS = {"digits": write_digits, "textures": write_textures}
 

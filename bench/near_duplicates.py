@@ -6,7 +6,7 @@ third of them get copies: resized to half and to 1.5 times, re-encoded as JPEG a
 90, and cropped by 3 % and 6 % on each side. Every image is then fingerprinted exactly as the
 dataset scan does it (the file decoded at the scan's draft size), and every pair is scored by:
 
-- ``fingerprint``: ``tl_core.image_hash`` (DCT hash of the grey image plus mean colour);
+- ``fingerprint``: ``tl_core.data.image_hash`` (DCT hash of the grey image plus mean colour);
 - ``phash-grey``: the same DCT hash without the colour check;
 - ``dhash``: a 64-bit difference hash (adjacent-pixel signs of a 9 x 8 grey thumbnail);
 - ``cosine``: cosine similarity of the default backbone's pooled features (the feature cache
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tl_core import image_hash
-from tl_core.datasets import _SCAN_DRAFT_SIZE, ImageItem
-from tl_core.images import load_image
+from tl_core.data import image_hash
+from tl_core.data.datasets import _SCAN_DRAFT_SIZE, ImageItem
+from tl_core.data.images import load_image
 
 COPIES = {
     "resize 0.5x": lambda im: im.resize(_scaled(im, 0.5), Image.Resampling.BILINEAR),
@@ -151,11 +151,11 @@ def cosine_distances(items: list[ImageItem]) -> tuple[np.ndarray, float]:
 
     import torch
 
-    from tl_core.backbones import create_model
-    from tl_core.config import DEFAULT_BACKBONE
-    from tl_core.feature_pass import Tracker, backbone_features
-    from tl_core.feature_store import file_digest
-    from tl_core.preprocessing import Preprocessing
+    from tl_core.config.train_config import DEFAULT_BACKBONE
+    from tl_core.features.image_pass import Tracker, backbone_features
+    from tl_core.features.store import file_digest
+    from tl_core.models.backbones import create_model
+    from tl_core.models.preprocessing import Preprocessing
 
     model, source = create_model(DEFAULT_BACKBONE, 2, pretrained=True)
     preprocessing = Preprocessing.for_model(model, None)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import make_image_folder, make_zip
-from tl_core.workspace import WORKSPACE_ENV, Workspace
+from tl_core.runs.workspace import WORKSPACE_ENV, Workspace
 
 TINY_CLASSES = {"red": 6, "green": 6, "blue": 6}
 
@@ -22,7 +22,8 @@ def unfolded(monkeypatch) -> None:
     value, and AdamW turns such differences in gradients near zero into whole-learning-rate
     steps). The folding is tested in tests/test_batchnorm_folding.py.
     """
-    from tl_core import features, frozen_prefix
+    from tl_core.features import frozen_prefix
+    from tl_core.features import pooled as features
 
     def unchanged(module, probe, run=None):
         return module

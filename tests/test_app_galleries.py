@@ -16,10 +16,10 @@ from tests.helpers import make_image_folder
 from tests.test_dataset_versions import fingerprints
 from tests.test_near_duplicates import write_photo_dataset
 from tests.training import tiny_config
-from tl_core.dataset_versions import read_version
-from tl_core.datasets import scan_dataset
-from tl_core.engine import train
-from tl_core.workspace import Workspace
+from tl_core.data.datasets import scan_dataset
+from tl_core.data.versions import read_version
+from tl_core.runs.workspace import Workspace
+from tl_core.training.trainer import train
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ PACKAGE = Path(tl_core.__file__).parent
 
 def test_no_tl_core_module_imports_streamlit():
     offenders = []
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
             if isinstance(node, ast.Import):
@@ -26,7 +26,11 @@ def test_no_tl_core_module_imports_streamlit():
 
 
 def test_importing_every_module_leaves_streamlit_unloaded():
-    modules = sorted(f"tl_core.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem != "__init__")
+    modules = sorted(
+        ".".join(("tl_core", *p.relative_to(PACKAGE).with_suffix("").parts))
+        for p in PACKAGE.rglob("*.py")
+        if p.stem not in ("__init__", "__main__")
+    )
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"

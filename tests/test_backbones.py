@@ -7,7 +7,9 @@ import timm
 import torch
 from PIL import Image
 
-from tl_core.backbones import (
+from tl_core.common.errors import TLStudioError, WeightsError
+from tl_core.config.train_config import DEFAULT_BACKBONE
+from tl_core.models.backbones import (
     CATALOG,
     SPEED_HINTS,
     apply_freeze,
@@ -19,9 +21,7 @@ from tl_core.backbones import (
     resolve_backbone_name,
     set_train_mode,
 )
-from tl_core.config import DEFAULT_BACKBONE
-from tl_core.errors import TLStudioError, WeightsError
-from tl_core.preprocessing import Preprocessing
+from tl_core.models.preprocessing import Preprocessing
 
 TINY_MODELS = ["test_efficientnet", "test_resnet", "test_vit", "test_convnext"]
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat

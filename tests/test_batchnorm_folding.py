@@ -10,19 +10,19 @@ from timm.layers import BatchNormAct2d, ScaledStdConv2d
 from torch import nn
 
 from tests.training import tiny_config, train_tiny_run
-from tl_core import features as features_module
-from tl_core.backbones import apply_freeze
-from tl_core.batchnorm_folding import conv_norm_pairs, folded_copy, probe_images
-from tl_core.config import DEFAULT_BACKBONE
-from tl_core.engine import train
-from tl_core.features import BatchFeatures, pooled_features
-from tl_core.frozen_prefix import split_frozen_prefix
-from tl_core.images import load_image
-from tl_core.predict import Predictor
-from tl_core.preprocessing import Preprocessing
-from tl_core.runs import load_run
-from tl_core.sample_data import sample_dataset_path
-from tl_core.weights import load_pretrained_model
+from tl_core.config.train_config import DEFAULT_BACKBONE
+from tl_core.data.images import load_image
+from tl_core.data.sample import sample_dataset_path
+from tl_core.features import pooled as features_module
+from tl_core.features.frozen_prefix import split_frozen_prefix
+from tl_core.features.pooled import BatchFeatures, pooled_features
+from tl_core.inference.predict import Predictor
+from tl_core.models.backbones import apply_freeze
+from tl_core.models.batchnorm_folding import conv_norm_pairs, folded_copy, probe_images
+from tl_core.models.preprocessing import Preprocessing
+from tl_core.models.weights import load_pretrained_model
+from tl_core.runs.folders import load_run
+from tl_core.training.trainer import train
 
 NORMS = (nn.BatchNorm2d, BatchNormAct2d)
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import TINY_CLASSES
 from tests.helpers import make_image, make_image_folder
-from tl_core.cli import main
+from tl_core.cli.main import main
 
 TINY_TRAIN_FLAGS = [
     "--backbone", "test_efficientnet", "--no-pretrained", "--freeze", "none", "--epochs", "2",

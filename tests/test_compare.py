@@ -10,10 +10,19 @@ from pathlib import Path
 import pytest
 
 from tests.training import train_tiny_run
-from tl_core.errors import RunError
-from tl_core.figures import overlay_figure
-from tl_core.locks import FolderLock
-from tl_core.run_table import (
+from tl_core.common.errors import RunError
+from tl_core.figures.charts import overlay_figure
+from tl_core.runs.folders import (
+    METRICS_FILE,
+    SWEEP_FILE,
+    TRANSFER_FILE,
+    list_groups,
+    list_runs,
+    read_group,
+    write_json,
+)
+from tl_core.runs.locks import FolderLock
+from tl_core.runs.table import (
     DIFFERS,
     delete_run_or_group,
     deletion_targets,
@@ -25,16 +34,7 @@ from tl_core.run_table import (
     runs_frame,
     settings_frame,
 )
-from tl_core.runs import (
-    METRICS_FILE,
-    SWEEP_FILE,
-    TRANSFER_FILE,
-    list_groups,
-    list_runs,
-    read_group,
-    write_json,
-)
-from tl_core.workspace import Workspace
+from tl_core.runs.workspace import Workspace
 
 VERDICT = "The pretrained weights bought 40 points: transfer helped."
 

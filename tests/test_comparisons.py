@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from tl_core.advisor import AdvisorStopped
-from tl_core.comparisons import Comparison, ComparisonBusyError, ComparisonRegistry
-from tl_core.errors import WeightsError
+from tl_core.analysis.advisor import AdvisorStopped
+from tl_core.common.errors import WeightsError
+from tl_core.jobs.comparisons import Comparison, ComparisonBusyError, ComparisonRegistry
 
 
 class HeldAdvise:

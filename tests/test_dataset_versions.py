@@ -10,7 +10,9 @@ import pytest
 
 from tests.helpers import make_image_folder
 from tests.training import tiny_config
-from tl_core.dataset_versions import (
+from tl_core.common.errors import DatasetError, RunError
+from tl_core.data.datasets import scan_dataset
+from tl_core.data.versions import (
     EXCLUDE,
     KEEP,
     RELABEL,
@@ -25,9 +27,7 @@ from tl_core.dataset_versions import (
     reviewed,
     run_dataset,
 )
-from tl_core.datasets import scan_dataset
-from tl_core.engine import train
-from tl_core.errors import DatasetError, RunError
+from tl_core.training.trainer import train
 
 CLASSES = {"red": 5, "green": 5, "blue": 5}
 

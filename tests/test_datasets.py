@@ -16,8 +16,10 @@ import torch
 from PIL import Image
 
 from tests.helpers import make_image, make_image_folder, make_zip
-from tl_core import datasets, images, sample_data
-from tl_core.datasets import (
+from tl_core.common.errors import DatasetError
+from tl_core.data import datasets, images
+from tl_core.data import sample as sample_data
+from tl_core.data.datasets import (
     SKIP_LOOSE,
     DatasetReport,
     ImageItem,
@@ -27,15 +29,14 @@ from tl_core.datasets import (
     scanned_dataset,
     stratified_split,
 )
-from tl_core.errors import DatasetError
-from tl_core.images import (
+from tl_core.data.images import (
     SKIP_CORRUPT,
     SKIP_EMPTY,
     SKIP_NOT_IMAGE,
     SKIP_NOT_REGULAR,
     load_image,
 )
-from tl_core.loaders import ImageFolderDataset
+from tl_core.training.loaders import ImageFolderDataset
 
 # ----------------------------------------------------------------------------- helpers
 

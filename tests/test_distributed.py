@@ -19,10 +19,10 @@ import pytest
 import torch
 
 from tests.helpers import make_image_folder
-from tl_core import distributed
-from tl_core.cli import main
-from tl_core.control import JobControl, TrainingStopped
-from tl_core.runs import RunWriter
+from tl_core.cli.main import main
+from tl_core.common.control import JobControl, TrainingStopped
+from tl_core.runs.folders import RunWriter
+from tl_core.training import distributed
 
 # Head-only training of timm's tiny test model on 32-pixel images: its random backbone still
 # separates the three colours, and the epochs on cached features take milliseconds.
@@ -220,7 +220,7 @@ def test_a_replica_writer_writes_nothing(tmp_path):
 
 
 def test_torchrun_gets_the_same_train_command_less_nproc(tmp_path):
-    from tl_core.cli import _torchrun_args, build_parser
+    from tl_core.cli.main import _torchrun_args, build_parser
 
     argv = ["--debug", "train", "DATA", "--out", str(tmp_path / "run"), "--epochs", "3",
             "--no-feature-cache", "--nproc", "2", "--lr", "0.05"]  # fmt: skip

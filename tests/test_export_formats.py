@@ -17,17 +17,17 @@ from PIL import Image
 
 from tests.helpers import make_image
 from tests.training import train_tiny_run
-from tl_core.evaluation import per_class_scores
-from tl_core.export import (
+from tl_core.export.formats import MODEL_FORMATS, ExportedClassifier
+from tl_core.export.run_export import (
     CHECK_TOLERANCE,
     ExportError,
     export_model,
     export_zip,
     format_for,
 )
-from tl_core.export_formats import MODEL_FORMATS, ExportedClassifier
-from tl_core.predict import Predictor
-from tl_core.runs import load_run
+from tl_core.inference.evaluation import per_class_scores
+from tl_core.inference.predict import Predictor
+from tl_core.runs.folders import load_run
 
 # Run in a fresh interpreter (the venv's python): only the format's own runtime is imported.
 LOAD_ONNX = """
@@ -188,7 +188,7 @@ def test_predict_onnx_py_gives_the_apps_classes_and_probabilities(
         assert [label for label, _ in got] == [label for label, _ in prediction.predictions]
         probabilities = [p for _, p in prediction.predictions]
         worst = max(worst, *(abs(a - b) for (_, a), b in zip(got, probabilities, strict=True)))
-    print(f"predict_onnx.py vs tl_core.predict: max probability difference {worst:.1e}")
+    print(f"predict_onnx.py vs tl_core.inference.predict: max probability difference {worst:.1e}")
     # Its own PIL preprocessing (no torch) must be the app's: same pixels, same outputs.
     assert worst < 1e-5
 
@@ -288,7 +288,7 @@ def test_the_format_follows_the_request_then_the_file_name(out, requested, expec
 
 
 def test_the_command_line_prints_the_size_and_the_check(run_dir, tmp_path, capsys):
-    from tl_core.cli import main
+    from tl_core.cli.main import main
 
     assert main(["export", str(run_dir), "--out", str(tmp_path / "model.pt2")]) == 0
     captured = capsys.readouterr()
@@ -303,8 +303,8 @@ def test_the_command_line_prints_the_size_and_the_check(run_dir, tmp_path, capsy
 def test_the_default_backbone_exports_to_onnx_that_loads_and_matches(tmp_path):
     from tests.helpers import make_image_folder
     from tests.training import tiny_config
-    from tl_core.config import DEFAULT_BACKBONE
-    from tl_core.engine import train
+    from tl_core.config.train_config import DEFAULT_BACKBONE
+    from tl_core.training.trainer import train
 
     data = make_image_folder(tmp_path / "data", {"red": 4, "blue": 4})
     config = tiny_config(data, backbone=DEFAULT_BACKBONE, pretrained=True, freeze="all",

@@ -12,16 +12,16 @@ from safetensors.torch import save_file
 
 from tests.helpers import make_image_folder
 from tests.training import tiny_config
-from tl_core import plan as plan_module
-from tl_core.advisor import advise
-from tl_core.backbones import create_model
-from tl_core.cli import main
-from tl_core.control import TrainingObserver
-from tl_core.engine import autocast_for, train
-from tl_core.feature_store import FEATURE_CACHE_ENV, FeatureStore, feature_key_for
-from tl_core.loaders import plan_feature_key
-from tl_core.plan import prepare_training
-from tl_core.preprocessing import Preprocessing
+from tl_core.analysis.advisor import advise
+from tl_core.cli.main import main
+from tl_core.common.control import TrainingObserver
+from tl_core.features.store import FEATURE_CACHE_ENV, FeatureStore, feature_key_for
+from tl_core.models.backbones import create_model
+from tl_core.models.preprocessing import Preprocessing
+from tl_core.training import plan as plan_module
+from tl_core.training.loaders import plan_feature_key
+from tl_core.training.plan import prepare_training
+from tl_core.training.trainer import autocast_for, train
 
 # These tests count the images the backbone runs on: without the fold's one-image probe pass.
 pytestmark = pytest.mark.usefixtures("unfolded")
@@ -172,7 +172,7 @@ def test_an_unwritable_cache_folder_still_trains(colours, backbones, reference, 
     blocked = tmp_path / "a file, not a folder"
     blocked.write_text("")
 
-    with caplog.at_level(logging.WARNING, logger="tl_core.feature_store"):
+    with caplog.at_level(logging.WARNING, logger="tl_core.features.store"):
         status = train(head_only(colours), tmp_path / "run", feature_cache=blocked)
 
     assert status == "completed"

@@ -11,14 +11,14 @@ import pytest
 
 from tests.helpers import make_image_folder
 from tests.test_advisor import KnownFeatures
-from tl_core import cli
-from tl_core.datasets import scan_dataset
-from tl_core.errors import DatasetError
-from tl_core.label_issues import (
+from tl_core.analysis.label_issues import (
     LabelCheckStopped,
     find_label_issues,
     out_of_sample_probabilities,
 )
+from tl_core.cli import main as cli
+from tl_core.common.errors import DatasetError
+from tl_core.data.datasets import scan_dataset
 
 
 def colour_factory(name: str, num_classes: int):
@@ -93,7 +93,7 @@ def test_stop_and_untrainable_data_raise(flipped_dataset, tmp_path):
 
 
 def test_check_label_issues_json_lists_the_suspects(flipped_dataset, tmp_path, capsys, monkeypatch):
-    from tl_core import label_issues
+    from tl_core.analysis import label_issues
 
     root, flipped = flipped_dataset
     real = label_issues.find_label_issues

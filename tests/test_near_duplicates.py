@@ -10,15 +10,15 @@ import skimage.data
 from PIL import Image
 
 from tests.helpers import make_image_folder
-from tl_core.cli import main
-from tl_core.datasets import (
+from tl_core.cli.main import main
+from tl_core.data.datasets import (
     near_duplicate_groups,
     scan_dataset,
     split_leakage,
     split_overlap,
     stratified_split,
 )
-from tl_core.image_hash import Fingerprint, connected_groups, fingerprint, similar_pairs
+from tl_core.data.image_hash import Fingerprint, connected_groups, fingerprint, similar_pairs
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "horse", "page")
 

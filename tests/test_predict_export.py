@@ -12,12 +12,12 @@ import torch
 
 from tests.helpers import make_image
 from tests.training import train_tiny_run
-from tl_core.errors import DatasetError
-from tl_core.evaluation import build_evaluation, evaluate_run
-from tl_core.export import export_torchscript, export_zip, how_to_load_text
-from tl_core.intervals import format_accuracy, wilson_interval
-from tl_core.predict import Predictor, collect_image_paths, predictions_frame
-from tl_core.runs import load_run
+from tl_core.common.errors import DatasetError
+from tl_core.common.intervals import format_accuracy, wilson_interval
+from tl_core.export.run_export import export_torchscript, export_zip, how_to_load_text
+from tl_core.inference.evaluation import build_evaluation, evaluate_run
+from tl_core.inference.predict import Predictor, collect_image_paths, predictions_frame
+from tl_core.runs.folders import load_run
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_evaluation_of_the_validation_split_matches_the_recorded_accuracy(run_di
 
 
 def test_the_command_line_evaluation_states_the_interval(run_dir, capsys):
-    from tl_core.cli import main
+    from tl_core.cli.main import main
 
     assert main(["evaluate", str(run_dir)]) == 0
     expected = evaluate_run(run_dir, device="cpu")

@@ -16,11 +16,11 @@ from app_pages import _ui
 from tests.apptest_helpers import open_page
 from tests.test_job_events import Recorder
 from tests.training import tiny_config
-from tl_core.cli import build_parser, config_from_args, main, train_arguments
-from tl_core.config import TrainConfig
-from tl_core.job_events import replay
-from tl_core.jobs import TRAIN
-from tl_core.process_jobs import ProcessJob, failure_from
+from tl_core.cli.main import build_parser, config_from_args, main, train_arguments
+from tl_core.config.train_config import TrainConfig
+from tl_core.jobs.events import replay
+from tl_core.jobs.processes import ProcessJob, failure_from
+from tl_core.jobs.training_job import TRAIN
 
 SAFETY_TIMEOUT = 600  # seconds: only so that a hang fails the test instead of blocking it
 
@@ -131,6 +131,6 @@ def test_the_train_page_offers_every_gpu_only_when_there_are_several(monkeypatch
     }
     at = open_page(_ui.TRAIN_PAGE, **state)
     assert not [t for t in at.toggle if t.label.startswith("Use all")]
-    monkeypatch.setattr("tl_core.devices.gpu_count", lambda: 4)
+    monkeypatch.setattr("tl_core.common.devices.gpu_count", lambda: 4)
     at = open_page(_ui.TRAIN_PAGE, **state)
     assert [t.label for t in at.toggle if t.label.startswith("Use all")] == ["Use all 4 GPUs"]

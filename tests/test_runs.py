@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.training import tiny_config
-from tl_core.errors import RunError
-from tl_core.intervals import format_accuracy
-from tl_core.plan import prepare_training
-from tl_core.runs import (
+from tl_core.common.errors import RunError
+from tl_core.common.intervals import format_accuracy
+from tl_core.runs.folders import (
     MAX_NOTE_LENGTH,
     NOTE_FILE,
     RunWriter,
@@ -22,6 +21,7 @@ from tl_core.runs import (
     summarize_run,
     write_note,
 )
+from tl_core.training.plan import prepare_training
 
 
 def fake_run(
@@ -142,7 +142,7 @@ def test_run_summaries_are_read_without_weights(tmp_path):
 
 
 def test_the_command_line_shows_and_sets_a_note(tmp_path, capsys):
-    from tl_core.cli import main
+    from tl_core.cli.main import main
 
     path = fake_run(tmp_path, "run", created="2026-05-01T10:00:00")
     assert main(["note", str(path), "augmented, lr 1e-3"]) == 0

@@ -9,9 +9,9 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from tl_core import weights
-from tl_core.backbones import create_model
-from tl_core.errors import WeightsError
+from tl_core.common.errors import WeightsError
+from tl_core.models import weights
+from tl_core.models.backbones import create_model
 
 TINY = "test_efficientnet"
 UNPICKLED_CALLS: list[str] = []

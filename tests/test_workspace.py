@@ -9,12 +9,12 @@ import pytest
 
 from tests.helpers import make_image_folder
 from tests.helpers import make_zip as zip_folder
-from tl_core import workspace as workspace_module
-from tl_core.datasets import scan_dataset
-from tl_core.errors import DatasetError, RunError, TLStudioError
-from tl_core.locks import FolderLock
-from tl_core.sample_data import SAMPLE_DATASET_DIR
-from tl_core.workspace import (
+from tl_core.common.errors import DatasetError, RunError, TLStudioError
+from tl_core.data.datasets import scan_dataset
+from tl_core.data.sample import SAMPLE_DATASET_DIR
+from tl_core.runs import workspace as workspace_module
+from tl_core.runs.locks import FolderLock
+from tl_core.runs.workspace import (
     MAX_NAME_BYTES,
     WORKSPACE_ENV,
     Workspace,

@@ -1,0 +1,339 @@
+"""Exports of a trained run: a portable .zip of the run, and model files checked at export time.
+
+The .zip holds the run's weights and files, a standalone ``predict.py`` (torch, timm, pillow),
+``predict_onnx.py`` (onnxruntime, pillow) for an ONNX export, a model card (``README.md``) and
+HOW_TO_LOAD.txt. A model file (ONNX by default, torch.export .pt2, or legacy TorchScript; see
+:mod:`tl_core.export.formats`) carries the class names and the preprocessing, and is loaded back
+with its own runtime before it is kept: its outputs on real images must match PyTorch's, or the
+export fails with a sentence saying what to do, and no file is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from tl_core.common.errors import TLStudioError
+from tl_core.common.text import plural
+from tl_core.data.images import load_image
+from tl_core.export.formats import MODEL_FORMATS, ModelFormat, resize_size
+from tl_core.export.model_card import model_card_text
+from tl_core.runs.folders import (
+    CONFIG_FILE,
+    LABELS_FILE,
+    METRICS_FILE,
+    SPLIT_FILE,
+    WEIGHTS_FILE,
+    Run,
+    as_run,
+    atomic_write,
+    read_json,
+)
+
+# ONNX is the default: ONNX Runtime loads it from Python, C++, C#, Java, JavaScript and mobile,
+# and most inference servers take it; .pt2 needs PyTorch, TorchScript is deprecated.
+DEFAULT_FORMAT = "onnx"
+ZIP_FORMAT = "zip"
+# The check's threshold on logits. Float32 reordering by an exporter or a runtime moves logits
+# by about 1e-6..1e-5; a wrong normalisation, a lost layer or a bad export moves them by 0.1 or
+# more. 1e-3 lies well between the two.
+CHECK_TOLERANCE = 1e-3
+CHECK_IMAGES = 8
+# The standalone scripts shipped in the zip: their source in tl_core, their name in the zip.
+STANDALONE_SCRIPTS = {
+    "standalone_predict.py": "predict.py",
+    "standalone_predict_onnx.py": "predict_onnx.py",
+}
+MODEL_CARD = "README.md"
+
+
+class ExportError(TLStudioError):
+    """A model could not be exported, or its export does not reproduce the run."""
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """The exported file, loaded by its own runtime, against PyTorch on the same images.
+
+    Attributes:
+        num_images: How many images were compared (in one batch, then the first one alone, so
+            the batch dimension is exercised).
+        images_from: Where the images came from, in words ("validation images").
+        max_abs_difference: The largest difference between any two logits.
+        tolerance: The largest difference that passes.
+    """
+
+    num_images: int
+    images_from: str
+    max_abs_difference: float
+    tolerance: float = CHECK_TOLERANCE
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.max_abs_difference <= self.tolerance)
+
+    @property
+    def text(self) -> str:
+        """The check in words: max abs difference vs PyTorch on 8 validation images: 3.1e-06 —
+        passed."""
+        verdict = "passed" if self.passed else f"FAILED (tolerance {self.tolerance:g})"
+        return (
+            f"max abs difference vs PyTorch on {plural(self.num_images, self.images_from)}: "
+            f"{self.max_abs_difference:.1e} — {verdict}"
+        )
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A written export: where, in which format, how big, and its check (None for the zip)."""
+
+    path: Path
+    format: str
+    size_bytes: int
+    check: ExportCheck | None = None
+
+
+def format_for(out_file: str | Path, requested: str | None = None) -> str:
+    """The format to write: the one asked for, else the one the file name's ending names
+    (.onnx, .pt2, .pt, .zip), else :data:`DEFAULT_FORMAT`."""
+    if requested:
+        return requested
+    suffix = Path(out_file).suffix.lower()
+    if suffix == ".zip":
+        return ZIP_FORMAT
+    by_suffix = {f.suffix: f.name for f in MODEL_FORMATS.values()}
+    return by_suffix.get(suffix, DEFAULT_FORMAT)
+
+
+# ---- the check ----------------------------------------------------------------------------------
+
+
+def _check_images(run: Run, count: int) -> tuple[list[Image.Image], str]:
+    """Up to ``count`` of the run's own images (validation first) and what they are in words;
+    generated noise images only when none is on disk any more (a run copied without its data)."""
+    try:
+        split = read_json(run.path / SPLIT_FILE)
+        val, train = list(split.get("val", [])), list(split.get("train", []))
+    except (TLStudioError, AttributeError, TypeError):
+        val, train = [], []
+    images, parts = [], set()
+    for index, (path, _label) in enumerate([*val, *train]):
+        try:
+            images.append(load_image(path))
+        except (TLStudioError, OSError, TypeError, ValueError):
+            continue  # moved or deleted since training: the next one will do
+        parts.add("validation" if index < len(val) else "training")
+        if len(images) == count:
+            break
+    if images:
+        return images, " and ".join(sorted(parts)) + " image"
+    rng = np.random.default_rng(0)
+    size = run.preprocessing.image_size
+    noise = [rng.integers(0, 256, (size + 9, size + 3, 3), dtype=np.uint8) for _ in range(4)]
+    return [Image.fromarray(pixels) for pixels in noise], "generated image"
+
+
+def _pixels(run: Run, images: list[Image.Image]) -> np.ndarray:
+    """The images as every export takes them: the run's evaluation transform without its
+    normalisation (mean 0, std 1 makes it exactly the identity), as float32 (N, 3, S, S)."""
+    unnormalised = replace(run.preprocessing, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    transform = unnormalised.eval_transform()
+    return torch.stack([transform(image.convert("RGB")) for image in images]).numpy()
+
+
+def check_export(
+    run: Run, network: torch.nn.Module, model_format: ModelFormat, path: Path
+) -> ExportCheck:
+    """Loads ``path`` with the format's runtime and compares its logits with the run's
+    PyTorch network (normalising as the app does) on the run's own images."""
+    images, images_from = _check_images(run, CHECK_IMAGES)
+    pixels = _pixels(run, images)
+    mean = torch.tensor(run.preprocessing.mean).view(1, 3, 1, 1)
+    std = torch.tensor(run.preprocessing.std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        expected = network((torch.from_numpy(pixels) - mean) / std).numpy()
+    runner = model_format.load(path)
+    batched = runner(pixels)
+    single = runner(pixels[:1])  # another batch size than the batch: the dimension is dynamic
+    if batched.shape != expected.shape or single.shape != expected[:1].shape:
+        difference = float("inf")
+    else:
+        difference = float(
+            max(np.abs(batched - expected).max(), np.abs(single - expected[:1]).max())
+        )
+    return ExportCheck(len(images), images_from, difference)
+
+
+# ---- model files --------------------------------------------------------------------------------
+
+
+def export_model(
+    run: Run | str | Path,
+    out_file: str | Path,
+    model_format: str = DEFAULT_FORMAT,
+    on_step: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """Writes the run's model as ``model_format`` and checks it against PyTorch.
+
+    Args:
+        run: A loaded run or its folder.
+        out_file: The file to write; replaced only once the new one has passed its check.
+        model_format: A name of :data:`MODEL_FORMATS` ("onnx", "pt2", "torchscript").
+        on_step: Called with each slow step in words (export, check), for a progress display.
+
+    Raises:
+        RunError: The run folder is damaged: its model cannot be built.
+        ExportError: The exporter failed on this backbone, or the exported file's outputs
+            differ from PyTorch's (nothing is written then).
+    """
+    fmt = MODEL_FORMATS[model_format]
+    step = on_step or (lambda _text: None)
+    run = as_run(run)
+    out_file = Path(out_file)
+    network = run.build_model("cpu")  # a damaged run says so here, before any step is shown
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    # Written and checked under its own name in a hidden folder beside the target (runtimes
+    # read the suffix), then moved into place: a failed export never leaves a file.
+    with tempfile.TemporaryDirectory(dir=out_file.parent, prefix=f".{out_file.name}.") as tmp:
+        written = Path(tmp) / f"model{fmt.suffix}"
+        step(f"Exporting to {fmt.title}")
+        try:
+            fmt.write(network, list(run.labels), run.preprocessing, written)
+        except Exception as exc:  # exporters raise many kinds; the user needs one sentence
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ExportError(
+                f"The backbone {run.backbone} could not be exported to {fmt.title}: "
+                f"{first_line[:300]}",
+                _other_formats_hint(fmt),
+            ) from exc
+        step(f"Checking the {fmt.title} file against PyTorch")
+        check = check_export(run, network, fmt, written)
+        if not check.passed:
+            raise ExportError(
+                f"The {fmt.title} export does not reproduce the run: {check.text}. "
+                "It was not saved.",
+                _other_formats_hint(fmt),
+            )
+        os.replace(written, out_file)
+    return ExportResult(out_file, fmt.name, out_file.stat().st_size, check)
+
+
+def _other_formats_hint(fmt: ModelFormat) -> str:
+    others = [name for name, f in MODEL_FORMATS.items() if f is not fmt and not f.legacy]
+    return (
+        f"Export as {' or '.join(others)} or as the run .zip instead, or update torch"
+        + (" and onnxruntime" if fmt.name == "onnx" else "")
+        + "; if it persists, report the backbone's name."
+    )
+
+
+def export_torchscript(run: Run | str | Path, out_file: str | Path) -> Path:
+    """Legacy TorchScript export (see :mod:`tl_core.export.formats`), checked like the others."""
+    return export_model(run, out_file, "torchscript").path
+
+
+# ---- the run zip --------------------------------------------------------------------------------
+
+HOW_TO_LOAD = """\
+TL Studio model: {name}
+Backbone: {backbone} ({num_classes} classes: {labels})
+
+Files
+  model.safetensors  the trained weights (timm architecture "{backbone}")
+  config.json        training settings and preprocessing
+  labels.json        class names, in the order of the model's outputs
+  metrics.json       per-epoch loss and accuracy
+  README.md          the model card: data, classes, split, backbone, scores per class
+  predict.py         classify images with torch, timm and pillow only
+  predict_onnx.py    classify images with an ONNX export, with onnxruntime and pillow only
+
+Preprocessing
+  RGB image, resize the short side to {resize} px ({interpolation}), centre-crop {size}x{size},
+  scale to [0, 1], normalise with mean {mean} and std {std}.
+
+Predict without TL Studio (in the unzipped folder):
+  python predict.py image.jpg --top-k 3
+Predict with the command line (unzip first):
+  tl-studio predict path/to/unzipped_folder image.jpg --top-k 3
+
+Load in Python with timm:
+  import json, timm, torch
+  from safetensors.torch import load_file
+  labels = json.load(open("labels.json"))
+  model = timm.create_model("{backbone}", pretrained=False, num_classes=len(labels))
+  model.load_state_dict(load_file("model.safetensors"))
+  model.eval()
+
+Model files (tl-studio export RUN --format onnx|pt2 --out FILE) take the cropped image scaled
+to [0, 1], float32 (N, 3, {size}, {size}), any N, and normalise it themselves; they return logits
+(output i is labels[i]). Each carries its class names and preprocessing as JSON documents
+labels.json and preprocessing.json, so the file alone is enough:
+
+ONNX (ONNX Runtime; python predict_onnx.py model.onnx image.jpg):
+  import json, onnxruntime
+  session = onnxruntime.InferenceSession("model.onnx")
+  meta = session.get_modelmeta().custom_metadata_map
+  class_names = json.loads(meta["labels.json"])  # {labels_list}
+  logits = session.run(None, {{"images": pixels}})[0]  # pixels: float32 (N, 3, {size}, {size})
+
+torch.export (.pt2, PyTorch alone):
+  import json, torch
+  extra = {{"labels.json": "", "preprocessing.json": ""}}
+  model = torch.export.load("model.pt2", extra_files=extra).module()
+  class_names = json.loads(extra["labels.json"])
+  logits = model(images)  # images: float tensor (N, 3, {size}, {size}) in [0, 1]
+
+TorchScript (legacy, for LibTorch C++; --format torchscript) keeps them as attributes too:
+  model.class_names, model.image_size, model.resize_size, model.mean, model.std
+"""
+
+
+def how_to_load_text(run: Run) -> str:
+    prep = run.preprocessing
+    return HOW_TO_LOAD.format(
+        name=run.path.name,
+        backbone=run.backbone,
+        num_classes=len(run.labels),
+        labels=", ".join(run.labels),
+        labels_list=list(run.labels),
+        resize=resize_size(prep),
+        size=prep.image_size,
+        interpolation=prep.interpolation,
+        mean=tuple(round(v, 4) for v in prep.mean),
+        std=tuple(round(v, 4) for v in prep.std),
+    )
+
+
+def export_zip(run: Run | str | Path, out_file: str | Path) -> Path:
+    """Packs the run's weights, config, labels and metrics with the standalone predict
+    scripts, the model card (README.md) and HOW_TO_LOAD.txt into one .zip file.
+
+    Raises:
+        RunError: The run folder is damaged or was edited: its model cannot be built.
+    """
+    run = as_run(run)
+    run.build_model("cpu")  # an export must load the first time: never pack weights that don't
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    here = Path(__file__).parent
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name in (WEIGHTS_FILE, CONFIG_FILE, LABELS_FILE, METRICS_FILE):
+                if (run.path / name).is_file():
+                    archive.write(run.path / name, arcname=name)
+            for source, name in STANDALONE_SCRIPTS.items():
+                archive.write(here / source, arcname=name)
+            archive.writestr(MODEL_CARD, model_card_text(run))
+            archive.writestr("HOW_TO_LOAD.txt", how_to_load_text(run))
+
+    atomic_write(out_file, write)
+    return out_file

@@ -1,0 +1,176 @@
+"""Predictions from a trained run on new images."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+from PIL import Image
+
+from tl_core.common.devices import in_preferred_layout, resolve_device
+from tl_core.common.errors import DatasetError, TLStudioError
+from tl_core.data.folders import walk_visible_files
+from tl_core.data.images import IMAGE_SUFFIXES, load_image
+from tl_core.inference.saliency import explain_image
+from tl_core.models.batchnorm_folding import folded_copy
+from tl_core.runs.folders import Run, as_run
+
+Ranking = tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    """The top classes for one image, or why it could not be read."""
+
+    image: str
+    predictions: Ranking
+    error: str | None = None
+
+
+class Predictor:
+    """A run's model and preprocessing, ready to classify images.
+
+    Predictions run on a copy of the model with its batch norms folded into its convolutions
+    (``tl_core.models.batchnorm_folding``, made on the first batch), in the layout the device
+    prefers;
+    saliency maps need the model's own layers and use ``model``.
+    """
+
+    def __init__(self, model: torch.nn.Module, labels: list[str], transform, device: torch.device):
+        self.model = model
+        self.labels = labels
+        self.transform = transform
+        self.device = device
+        self._inference_model: torch.nn.Module | None = None
+
+    @classmethod
+    def from_run(cls, run: Run | str | Path, device: str = "auto") -> Predictor:
+        run = as_run(run)
+        torch_device = resolve_device(device)
+        model = in_preferred_layout(run.build_model(torch_device), torch_device)
+        return cls(model, run.labels, run.preprocessing.eval_transform(), torch_device)
+
+    @torch.no_grad()
+    def logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        batch = torch.stack([self.transform(image.convert("RGB")) for image in images])
+        batch = in_preferred_layout(batch.to(self.device), self.device)
+        if self._inference_model is None:
+            self._inference_model = folded_copy(self.model, batch[:1])
+        return self._inference_model(batch).float().cpu()
+
+    def rank(self, logits: torch.Tensor, top_k: int) -> list[Ranking]:
+        probabilities = logits.softmax(dim=1)
+        k = max(1, min(top_k, len(self.labels)))
+        values, indices = probabilities.topk(k, dim=1)
+        return [
+            tuple((self.labels[i], float(v)) for v, i in zip(row_v, row_i, strict=True))
+            for row_v, row_i in zip(values.tolist(), indices.tolist(), strict=True)
+        ]
+
+    def predict_images(self, images: Sequence[Image.Image], top_k: int = 5) -> list[Ranking]:
+        """Top-k (label, probability) pairs for each image, most probable first."""
+        if not images:
+            return []
+        return self.rank(self.logits(images), top_k)
+
+    def explain(
+        self, image: Image.Image, target_label: str | None = None
+    ) -> tuple[Image.Image, str, float]:
+        """A saliency overlay (Grad-CAM) showing which part of the image drove a class's score.
+
+        The overlay is drawn on the model's own view of the image: resized on its short side and
+        centre-cropped exactly as for prediction, at the model's input size. The heat therefore
+        lines up with what is shown, and the edges a non-square image loses to the crop are
+        missing from the overlay too, as they are from the prediction.
+
+        Args:
+            image: The image to explain, any size and mode.
+            target_label: The class to explain; None explains the predicted class.
+
+        Returns:
+            The overlay on the cropped view, the label explained and its probability.
+
+        Raises:
+            TLStudioError: ``target_label`` is not one of the run's classes, or the backbone
+                gives no spatial features to map.
+        """
+        target = None
+        if target_label is not None:
+            if target_label not in self.labels:
+                raise TLStudioError(
+                    f"{target_label!r} is not one of this model's classes.",
+                    "Choose one of: " + ", ".join(self.labels) + ".",
+                )
+            target = self.labels.index(target_label)
+        view, index, probability = explain_image(self.model, self.transform, image, target)
+        return view, self.labels[index], probability
+
+    def logits_for_paths(
+        self,
+        paths: Sequence[Path],
+        batch_size: int = 32,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> torch.Tensor:
+        """Logits for image files that are known to be readable (e.g. a checked dataset)."""
+        chunks = []
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start : start + batch_size]
+            chunks.append(self.logits([load_image(p) for p in chunk]))
+            if progress:
+                progress(start + len(chunk), len(paths))
+        if not chunks:
+            return torch.empty(0, len(self.labels))
+        return torch.cat(chunks)
+
+    def predict_paths(
+        self, paths: Sequence[str | Path], top_k: int = 5, batch_size: int = 32
+    ) -> list[ImagePrediction]:
+        """Predicts every file; an unreadable one gets an error instead of stopping the rest."""
+        results: dict[int, ImagePrediction] = {}
+        readable: list[tuple[int, Image.Image]] = []
+        for index, path in enumerate(paths):
+            try:
+                readable.append((index, load_image(path)))
+            except TLStudioError as exc:
+                results[index] = ImagePrediction(str(path), (), error=exc.message)
+            if len(readable) == batch_size or index == len(paths) - 1:
+                rankings = self.predict_images([image for _, image in readable], top_k)
+                for (i, _), ranking in zip(readable, rankings, strict=True):
+                    results[i] = ImagePrediction(str(paths[i]), ranking)
+                readable = []
+        return [results[i] for i in range(len(paths))]
+
+
+def collect_image_paths(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files as given, plus the image files found (recursively) in folders, sorted."""
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found.extend(
+                sorted(p for p in walk_visible_files(item) if p.suffix.lower() in IMAGE_SUFFIXES)
+            )
+        elif item.is_file():
+            found.append(item)
+        else:
+            raise DatasetError(f"{item} does not exist.", "Check the path and try again.")
+    return found
+
+
+def predictions_frame(predictions: Sequence[ImagePrediction]) -> pd.DataFrame:
+    """One row per image, for a table or a CSV download."""
+    return pd.DataFrame(
+        [
+            {
+                "image": p.image,
+                "predicted_label": p.predictions[0][0] if p.predictions else None,
+                "confidence": p.predictions[0][1] if p.predictions else None,
+                "top_k": "; ".join(f"{label} {prob:.1%}" for label, prob in p.predictions),
+                "error": p.error,
+            }
+            for p in predictions
+        ],
+        columns=["image", "predicted_label", "confidence", "top_k", "error"],
+    )

@@ -1,0 +1,541 @@
+"""The training loop: fit, train one epoch, evaluate, keep the best weights.
+
+Small methods that each do one thing, checking the stop/pause flags every batch. The loop never
+touches a user interface: it reports through a ``TrainingObserver``. It receives its data
+loaders (``tl_core.training.loaders`` builds them) and writes the run folder through a
+``RunWriter``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from tl_core.common.control import (
+    PHASE_FEATURES,
+    PHASE_SAVING,
+    PHASE_TRAINING,
+    BatchStats,
+    JobControl,
+    ProgressMeter,
+    TrainingObserver,
+    TrainingStopped,
+)
+from tl_core.common.devices import in_preferred_layout, release_memory
+from tl_core.common.failures import explain_failure
+from tl_core.config.train_config import TrainConfig
+from tl_core.features.frozen_prefix import compute_prefix_outputs
+from tl_core.features.pooled import BatchFeatures, classify_features
+from tl_core.features.store import KeyedStore
+from tl_core.inference.evaluation import build_evaluation
+from tl_core.models.backbones import apply_freeze, set_train_mode
+from tl_core.runs.folders import RunWriter
+from tl_core.training import distributed
+from tl_core.training.loaders import (
+    FeatureSources,
+    Loaders,
+    compute_features,
+    feature_loaders,
+    feature_source_loaders,
+    features_on_first_pass,
+    frozen_prefix_split,
+    gather_computed,
+    plan_feature_key,
+    prefix_output_loaders,
+    training_loaders,
+)
+from tl_core.training.optim import build_optimizer, warmup_cosine_schedule, warmup_steps
+from tl_core.training.plan import TrainingPlan, prepare_training
+from tl_core.training.recipes import Stage, training_stages
+
+SAVE_INTERVAL_SECONDS = 10.0
+
+logger = logging.getLogger(__name__)
+
+
+def autocast_for(device: torch.device):
+    """Mixed precision on CUDA (bfloat16 where supported, else float16), none on the CPU."""
+    if device.type != "cuda":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return lambda: torch.autocast("cuda", dtype=dtype)
+
+
+def epoch_message(epoch: int, epochs: int) -> str:
+    """The words for the epoch under way; finished epochs are counted as "epochs done"."""
+    return f"Epoch {epoch} of {epochs} in progress"
+
+
+class Trainer:
+    """Trains a prepared plan on the loaders it is given, writing the run folder as it goes.
+
+    Args:
+        plan: Data, model and settings from ``prepare_training``.
+        writer: Writes the run folder.
+        observer: Receives progress events.
+        control: Pause/resume/stop flags, checked every batch.
+    """
+
+    def __init__(
+        self,
+        plan: TrainingPlan,
+        writer: RunWriter,
+        observer: TrainingObserver | None = None,
+        control: JobControl | None = None,
+    ):
+        self.plan = plan
+        self.config = plan.config
+        self.writer = writer
+        self.observer = observer or TrainingObserver()
+        self.control = control or JobControl()
+        self.device = plan.device
+        self.model = in_preferred_layout(plan.model.to(self.device), self.device)
+        self.autocast = autocast_for(self.device)
+        self.criterion = plan.loss_function()
+        # fp16 needs loss scaling to avoid underflowing gradients; bfloat16 does not.
+        use_scaler = self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        self.history: list[dict] = []
+        self.best_key: tuple[float, float] | None = None
+        self.best_epoch: int | None = None
+        # Epochs on cached features take milliseconds: writing every improvement would cost
+        # more than the training. The best weights wait in memory for a few seconds instead,
+        # and metrics.json names the epoch on disk (saved_epoch), never the one in memory.
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.saved_epoch: int | None = None
+        self._last_save = float("-inf")
+        self.meter = ProgressMeter(self.config.epochs)
+        self.val_loader: DataLoader | None = None
+        self.features_found = 0  # images whose backbone features came from the store
+        self.epoch_message: str | None = None  # the epoch under way, in words
+        # What the computed inputs are, in progress messages; and how batches become logits:
+        # the whole model on images, the head on cached features, or the layers after a
+        # frozen prefix (see build_loaders).
+        self.features_label = "backbone features"
+        self.forward_inputs = (
+            self._classify_features if plan.caches_features else self.model.__call__
+        )
+
+    # ---- progress ---------------------------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        # Paused time is not training time: leave it out of throughput and ETA. Under
+        # torchrun, a stop asked of any process stops them all before the same batch.
+        self.meter.exclude(distributed.checkpoint(self.control, self.observer.on_pause))
+
+    def _report_progress(self) -> None:
+        self.observer.on_progress(self.meter.progress())
+
+    def _features_message(self) -> str:
+        meter = self.meter
+        if self.features_found and not meter.feature_images:
+            return f"Backbone features: all {self.features_found} images found in the cache"
+        text = (
+            f"Computing {self.features_label}: "
+            f"{meter.feature_images_done}/{meter.feature_images} images"
+        )
+        if self.features_found:
+            text += f" ({self.features_found} found in the cache)"
+        if self.epoch_message is not None:  # the first epoch computes them as it trains
+            text = f"{self.epoch_message}; {text[0].lower()}{text[1:]}"
+        return text
+
+    def begin_features(self, sources: FeatureSources, head_only: bool = True) -> None:
+        """Announces the feature pass before its first batch, with the whole run's step count.
+
+        The first batch can take long (workers starting, a cold backbone): the phase and a
+        bar with its total show at once, and a pause or stop asked for meanwhile is honoured
+        before the batch starts. Only the images really computed are counted; those whose
+        features were found in the store are named in the message.
+        """
+        self.features_found = sources.found
+        self.meter.expect_features(
+            sources.num_images, sources.num_batches, sources.steps_per_epoch, head_only
+        )
+        self.observer.on_phase(self._features_message(), PHASE_FEATURES)
+        self._report_progress()
+        self._checkpoint()
+
+    def feature_batch_done(self, images: int) -> None:
+        """One batch of backbone features is ready: report it, then honour pause/stop."""
+        self.meter.feature_batch(images)
+        self.observer.on_phase(self._features_message())
+        self._report_progress()
+        self._checkpoint()
+
+    # ---- loop -------------------------------------------------------------------------------
+
+    def _classify_features(self, features: torch.Tensor) -> torch.Tensor:
+        return classify_features(self.model, features)
+
+    def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.forward_inputs(inputs)
+
+    def _to_device(self, inputs: torch.Tensor, targets: torch.Tensor):
+        inputs = in_preferred_layout(inputs.to(self.device, non_blocking=True), self.device)
+        return inputs, targets.to(self.device, non_blocking=True)
+
+    def fit(self, train_loader: DataLoader, val_loader: DataLoader) -> None:
+        """Trains for the configured epochs, stage by stage, keeping the best weights.
+
+        A fixed mode is one stage; gradual unfreezing unfreezes more groups each stage (see
+        ``tl_core.training.recipes``). Early stopping only ends the last stage: an earlier one is a
+        step of the recipe, not the end of it.
+
+        Args:
+            train_loader: Shuffled training batches (images, or cached features).
+            val_loader: Validation batches in a fixed order.
+        """
+        config = self.config
+        self.val_loader = val_loader
+        steps_per_epoch = len(train_loader)
+        self.meter.expect_epochs(steps_per_epoch)
+        stages = training_stages(config, self.plan.freeze.num_backbone_groups)
+        epoch = 0
+        for stage in stages:
+            optimizer, scheduler = self._start_stage(stage, steps_per_epoch)
+            stage_start = len(self.history)
+            for _ in range(stage.epochs):
+                self.meter.start_epoch()
+                message = epoch_message(epoch + 1, config.epochs)
+                if len(stages) > 1:
+                    message = f"Stage {stage.number} of {len(stages)}: {message}"
+                self.epoch_message = message
+                if self.meter.features_pending:  # this epoch computes them between its steps
+                    self.observer.on_phase(self._features_message(), PHASE_FEATURES)
+                else:
+                    self.observer.on_phase(message, PHASE_TRAINING)
+                self._report_progress()  # the bar's total is known before the first batch
+                distributed.set_epoch(train_loader, epoch)
+                train_loss, train_accuracy = self.train_one_epoch(
+                    epoch, train_loader, optimizer, scheduler
+                )
+                train_rate = self.meter.epoch_train_rate()  # before validation starts
+                # Every process validates on every image; rank 0's numbers are taken, so all
+                # processes make the same best-epoch and early-stopping decisions even where
+                # GPU arithmetic differs in the last bits.
+                val_loss, val_accuracy = distributed.broadcast_from_main(
+                    self.evaluate(val_loader)[:2]
+                )
+                epoch += 1
+                row = {
+                    "epoch": epoch,
+                    "stage": stage.number,
+                    "train_loss": train_loss,
+                    "train_accuracy": train_accuracy,
+                    "val_loss": val_loss,
+                    "val_accuracy": val_accuracy,
+                    "lr": optimizer.param_groups[-1]["lr"],
+                    "seconds": round(self.meter.end_epoch(), 3),
+                    "train_images_per_second": _rounded(train_rate, 2),
+                }
+                self.history.append(row)
+                improved = self._keep_if_best(row)
+                self.record("running")
+                self.observer.on_epoch(row, improved)
+                self._report_progress()
+                if stage is stages[-1] and self._stagnated(self.history[stage_start:]):
+                    self.observer.on_phase(
+                        f"Stopped early: validation loss has not improved for "
+                        f"{config.early_stopping_patience} epochs"
+                    )
+                    return
+
+    def _start_stage(self, stage: Stage, steps_per_epoch: int):
+        """Freezes the stage's groups; returns a fresh optimiser and a schedule for the stage.
+
+        A new optimiser also starts without the previous stage's Adam moments, as fastai's
+        ``freeze_to`` clears the optimiser's state.
+        """
+        config = self.config
+        apply_freeze(self.model, stage.frozen_groups, train_bn=stage.train_bn)
+        optimizer = build_optimizer(
+            self.model,
+            self.plan.freeze.groups,
+            stage.frozen_groups,
+            config.lr,
+            config.backbone_lr_scale,
+            config.weight_decay,
+        )
+        total = stage.epochs * steps_per_epoch
+        scheduler = warmup_cosine_schedule(
+            optimizer, warmup_steps(config.warmup_epochs, steps_per_epoch, total), total
+        )
+        # Under torchrun, DistributedDataParallel averages the gradients of what trains in
+        # this stage (so it is built again when a stage unfreezes more).
+        self.train_forward = distributed.data_parallel(self.model, self.forward_inputs)
+        return optimizer, scheduler
+
+    def train_one_epoch(self, epoch: int, loader: DataLoader, optimizer, scheduler):
+        if self.plan.caches_features:
+            self.model.get_classifier().train()
+        else:
+            set_train_mode(self.model)
+        total_loss = correct = seen = 0
+        steps = len(loader)
+        for index, (inputs, targets) in enumerate(loader):
+            self._checkpoint()
+            inputs, targets = self._to_device(inputs, targets)
+            with self.autocast():
+                logits = self.train_forward(inputs)
+                loss = self.criterion(logits.float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+            scheduler.step()
+
+            batch = len(targets)
+            total_loss += loss.item() * batch
+            correct += (logits.argmax(1) == targets).sum().item()
+            seen += batch
+            self.meter.train_batch(batch)
+            self.observer.on_batch(
+                BatchStats(
+                    epoch=epoch + (index + 1) / steps,
+                    loss=loss.item(),
+                    lr=optimizer.param_groups[-1]["lr"],
+                )
+            )
+            self._report_progress()
+        total_loss, correct, seen = distributed.sum_across((total_loss, correct, seen))
+        return total_loss / max(seen, 1), correct / max(seen, 1)
+
+    @torch.no_grad()
+    def evaluate(self, loader: DataLoader) -> tuple[float, float, torch.Tensor]:
+        """Mean loss, accuracy and the logits (in loader order) over a loader."""
+        self.model.eval()
+        total_loss = correct = seen = 0
+        all_logits = []
+        for inputs, targets in loader:
+            self._checkpoint()
+            inputs, targets = self._to_device(inputs, targets)
+            with self.autocast():
+                logits = self._forward(inputs).float()
+            total_loss += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
+            correct += (logits.argmax(1) == targets).sum().item()
+            seen += len(targets)
+            all_logits.append(logits.cpu())
+        return total_loss / max(seen, 1), correct / max(seen, 1), torch.cat(all_logits)
+
+    # ---- bookkeeping ------------------------------------------------------------------------
+
+    def _keep_if_best(self, row: dict) -> bool:
+        # Best by validation accuracy; among equals, the lower validation loss.
+        key = (row["val_accuracy"], -row["val_loss"])
+        if self.best_key is not None and key <= self.best_key:
+            return False
+        self.best_key = key
+        self.best_epoch = row["epoch"]
+        self.best_state = {
+            k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+        }
+        if time.monotonic() - self._last_save >= SAVE_INTERVAL_SECONDS:
+            self.save_best()
+        return True
+
+    def save_best(self) -> None:
+        """Writes the best weights to the run folder, unless the file already holds them.
+
+        Two files cannot change at once, so the order keeps metrics.json true at every moment
+        (a kill -9 can strike between any two writes): first it stops naming the old epoch,
+        then the weights are replaced, then it names the new one (in :meth:`record`).
+        """
+        if self.best_state is None or self.saved_epoch == self.best_epoch:
+            return
+        if self.saved_epoch is not None:
+            self.writer.write_metrics(self.history, None, "running")
+        self.writer.write_weights(self.best_state, epoch=self.best_epoch)
+        self.saved_epoch = self.best_epoch
+        self._last_save = time.monotonic()
+
+    def _stagnated(self, rows: list[dict]) -> bool:
+        """Whether the last ``patience`` of ``rows`` (this stage's epochs) all failed to
+        beat the best validation loss before them."""
+        patience = self.config.early_stopping_patience
+        if patience <= 0 or len(rows) <= patience:
+            return False
+        best_loss = min(row["val_loss"] for row in rows[:-patience])
+        return all(row["val_loss"] >= best_loss for row in rows[-patience:])
+
+    def record(self, status: str) -> None:
+        """Writes metrics.json with ``status``; a run that ended also keeps its best weights."""
+        if status != "running":
+            self.save_best()
+        self.writer.write_metrics(self.history, self.saved_epoch, status)
+
+    def record_failure(self, error: str) -> None:
+        """Records a failure as well as the disk allows; never raises.
+
+        The best weights are saved if possible, and metrics.json says "failed" with the reason
+        and the epoch whose weights are really on disk. When the disk refuses even that (it
+        is full), the caller still reports the original error.
+        """
+        try:
+            self.save_best()
+        except Exception:
+            logger.warning("Could not save the best weights of a failed run", exc_info=True)
+        try:
+            self.writer.write_metrics(self.history, self.saved_epoch, "failed", error)
+        except Exception:
+            logger.warning("Could not record the failure in metrics.json", exc_info=True)
+
+    def save_val_predictions(self) -> None:
+        """The best model's predictions on the validation images, for the Evaluate page."""
+        if self.best_epoch is None:
+            return
+        self.observer.on_phase("Saving validation predictions", PHASE_SAVING)
+        self.save_best()  # the predictions then describe the weights on disk, even after a crash
+        self.model.load_state_dict(self.best_state)
+        _, _, logits = self.evaluate(self.val_loader)
+        evaluation = build_evaluation(
+            self.plan.class_names,
+            [str(i.path) for i in self.plan.val_items],
+            [self.plan.class_names.index(i.label) for i in self.plan.val_items],
+            logits,
+        )
+        self.writer.write_val_predictions(evaluation.predictions)
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def build_loaders(
+    plan: TrainingPlan, trainer: Trainer, feature_cache: str | Path | None = None
+) -> Loaders:
+    """The loaders ``trainer.fit`` trains on: images, features the backbone computes once, or
+    the outputs of a frozen prefix computed once (partial fine-tuning without augmentation).
+
+    Computing features reports every batch through the trainer, which also honours pause and
+    stop between batches. With a ``feature_cache`` folder, features already kept there (by an
+    earlier run or the backbone advisor) are reused, and the new ones are added to it.
+    """
+    if not plan.caches_features:
+        return _image_loaders(plan, trainer)
+    store = None
+    if feature_cache is not None:
+        store = KeyedStore.open(feature_cache, plan_feature_key(plan, trainer.autocast))
+    known = store.stored.rows if store else None
+    if distributed.world_size() > 1:
+        return _gathered_feature_loaders(plan, trainer, store, known)
+    sources = feature_source_loaders(plan, known)
+    trainer.begin_features(sources)
+    # The backbone computes features in eval mode throughout; epochs train only the head.
+    trainer.model.eval()
+
+    def keep_features() -> None:
+        if store is not None:
+            computed = {**train.computed_rows(), **val.computed_rows()}
+            store.add(computed, trainer.meter.steady_feature_rate())
+
+    # The first epoch trains the head while the backbone computes the features it needs.
+    compute = BatchFeatures(trainer.model, plan.device, trainer.autocast)
+    train, val = features_on_first_pass(
+        plan, sources, compute, trainer.feature_batch_done, keep_features
+    )
+    return Loaders(train=train, val=val)
+
+
+def _gathered_feature_loaders(
+    plan: TrainingPlan, trainer: Trainer, store: KeyedStore | None, known
+) -> Loaders:
+    """Under torchrun: each process computes a share of the features before the first epoch,
+    and the shares are gathered, so that every process trains on every row."""
+    sources = feature_source_loaders(plan, known, shared=True)
+    distributed.require_same(sources.unknown, "which images' features must be computed")
+    trainer.begin_features(sources)
+    computed = compute_features(
+        trainer.model, sources, plan.device, trainer.autocast, trainer.feature_batch_done
+    )
+    computed = gather_computed(sources, computed)
+    if store is not None and distributed.is_main():  # the others hold the same rows
+        store.add(computed, trainer.meter.steady_feature_rate())
+    return feature_loaders(plan, sources, computed)
+
+
+def _image_loaders(plan: TrainingPlan, trainer: Trainer) -> Loaders:
+    """Loaders over images; with a frozen prefix, it runs without autograd, and once only when
+    the inputs never vary (the epochs then train the rest on its stored outputs)."""
+    split = frozen_prefix_split(plan)
+    if split is None:
+        return training_loaders(plan)
+    trainer.forward_inputs = split.forward
+    if plan.augment != "none":
+        return training_loaders(plan)
+    sources = feature_source_loaders(plan)
+    trainer.features_label = "the frozen layers' output"
+    trainer.begin_features(sources, head_only=False)
+    outputs = [
+        compute_prefix_outputs(
+            split, loader, plan.device, trainer.autocast, trainer.feature_batch_done
+        )
+        for loader in (sources.loaders.train, sources.loaders.val)
+    ]
+    trainer.forward_inputs = split.suffix
+    return prefix_output_loaders(plan, *outputs)
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path | RunWriter,
+    observer: TrainingObserver | None = None,
+    control: JobControl | None = None,
+    *,
+    feature_cache: str | Path | None = None,
+) -> str:
+    """Prepares and runs a whole training run, leaving a complete run folder.
+
+    Args:
+        config: The run's settings.
+        run_dir: A new (missing or empty) run folder, or a writer that already claimed one.
+        observer: Receives progress events.
+        control: Pause/resume/stop flags.
+        feature_cache: A feature-store folder (``tl_core.features.store``) that head-only runs
+            read backbone features from and add new ones to; None neither reads nor writes
+            one. Runs with random weights never use it.
+
+    Returns:
+        "completed" or "stopped". Errors propagate after metrics.json records them.
+
+    Raises:
+        RunError: ``run_dir`` already holds files, or another training owns it.
+    """
+    writer = run_dir if isinstance(run_dir, RunWriter) else distributed.run_writer(run_dir)
+    observer = observer or TrainingObserver()
+    control = control or JobControl()
+    plan = trainer = loaders = None
+    try:
+        try:
+            plan = prepare_training(config, writer.path, observer)
+            observer.on_plan(plan)
+            trainer = Trainer(plan, writer, observer, control)
+            writer.write_description(plan)
+            loaders = build_loaders(plan, trainer, feature_cache)
+            trainer.fit(loaders.train, loaders.val)
+            trainer.save_val_predictions()
+            status = "completed"
+        except TrainingStopped:
+            status = "stopped"
+        if trainer:
+            trainer.record(status)  # may fail too (a full disk): then recorded as a failure
+        return status
+    except BaseException as exc:
+        if trainer:
+            trainer.record_failure(explain_failure(exc)[0])
+        else:
+            # Nothing worth keeping was written (the data or model could not be prepared).
+            writer.discard()
+        raise
+    finally:
+        writer.close()
+        device = plan.device if plan else None
+        # Drop every reference to the model before handing its GPU memory back.
+        plan = trainer = loaders = None
+        if device is not None:
+            release_memory(device)
