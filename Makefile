@@ -25,6 +25,7 @@ run: $(VENV)/.installed
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test: $(VENV)/.installed-dev lint
 	$(BIN)/python -m pytest

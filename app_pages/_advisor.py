@@ -12,11 +12,10 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import _ui
-from tl_core.analysis.advisor import DEFAULT_FOLDS, DEFAULT_MAX_IMAGES, AdvisorResult
-from tl_core.common.errors import TLStudioError
-from tl_core.common.text import escape_markdown
-from tl_core.data.datasets import DatasetReport
-from tl_core.jobs.comparisons import Comparison, ComparisonRegistry, ComparisonSnapshot
+from tl_core.analysis import DEFAULT_FOLDS, DEFAULT_MAX_IMAGES, AdvisorResult
+from tl_core.common import TLStudioError, escape_markdown
+from tl_core.data import DatasetReport
+from tl_core.jobs import Comparison, ComparisonRegistry, ComparisonSnapshot
 
 COMPARE_LABEL = "Compare backbones on my images"
 STOPPED = "Stopped: nothing was compared."

@@ -15,9 +15,9 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import _decisions, _ui
-from tl_core.common.errors import TLStudioError
-from tl_core.common.text import escape_markdown
-from tl_core.data.versions import image_keys, run_dataset
+from tl_core.common import TLStudioError, escape_markdown
+from tl_core.data import image_keys
+from tl_core.runs import run_dataset
 
 SCOPE = "evaluate"  # this gallery's choices and save button (see _decisions)
 MAX_SHOWN = 24

@@ -16,9 +16,8 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import _ui
-from tl_core.common.errors import TLStudioError
-from tl_core.common.text import escape_markdown, plural
-from tl_core.data.versions import EXCLUDE, KEEP, RELABEL, Decision, create_version
+from tl_core.common import TLStudioError, escape_markdown, plural
+from tl_core.data import EXCLUDE, KEEP, RELABEL, Decision, create_version
 
 SAVE_LABEL = "Save decisions as a new version"
 UNDECIDED = "Undecided"

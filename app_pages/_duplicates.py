@@ -9,9 +9,8 @@ from collections import Counter
 import streamlit as st
 
 from app_pages import _decisions
-from tl_core.common.text import escape_markdown, plural
-from tl_core.data.datasets import DatasetReport, DuplicateGroup
-from tl_core.data.versions import Decision, original_image, reviewed
+from tl_core.common import escape_markdown, plural
+from tl_core.data import DatasetReport, Decision, DuplicateGroup, original_image, reviewed
 
 SCOPE = "duplicates"  # this gallery's choices and save button (see _decisions)
 TITLE = "Near-identical images"

@@ -14,14 +14,18 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import _ui
-from tl_core.analysis.sweep import SweepResult, default_depths, read_sweep, resolve_depths
-from tl_core.analysis.transfer import read_transfer, recipe_notes
-from tl_core.common.errors import TLStudioError
-from tl_core.common.intervals import format_accuracy
-from tl_core.common.text import escape_markdown, plural
-from tl_core.config.train_config import TrainConfig
-from tl_core.figures.charts import STATIC_CHART_CONFIG, overlay_figure, sweep_figure
-from tl_core.jobs.training_job import KIND_NAMES, SWEEP, TRANSFER_CHECK, JobSnapshot
+from tl_core.analysis import (
+    SweepResult,
+    default_depths,
+    read_sweep,
+    read_transfer,
+    recipe_notes,
+    resolve_depths,
+)
+from tl_core.common import TLStudioError, escape_markdown, format_accuracy, plural
+from tl_core.config import TrainConfig
+from tl_core.figures import STATIC_CHART_CONFIG, overlay_figure, sweep_figure
+from tl_core.jobs import KIND_NAMES, SWEEP, TRANSFER_CHECK, JobSnapshot
 
 # Each run of a sweep is short by default: the depths are compared, not perfected.
 SWEEP_EPOCHS = 3

@@ -13,8 +13,8 @@ import threading
 
 import plotly.graph_objects as go
 
-from tl_core.figures.charts import training_figures
-from tl_core.jobs.training_job import JobSnapshot
+from tl_core.figures import training_figures
+from tl_core.jobs import JobSnapshot
 
 _lock = threading.Lock()
 # Per job: what its figures show, and the figures. A handful of jobs per server process.

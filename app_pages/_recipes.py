@@ -10,18 +10,11 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages import _advisor, _ui
-from tl_core.common.errors import TLStudioError
-from tl_core.config.train_config import (
-    FEATURE_EXTRACTION,
-    FINE_TUNE,
-    FULL_FINE_TUNE,
-    GRADUAL,
-    TrainConfig,
-)
-from tl_core.figures.charts import lr_finder_figure
-from tl_core.models.backbones import parse_freeze
-from tl_core.training.lr_finder import LRFinderResult, find_learning_rate
-from tl_core.training.recipes import MODE_ADVICE, MODE_LABELS
+from tl_core.common import TLStudioError
+from tl_core.config import FEATURE_EXTRACTION, FINE_TUNE, FULL_FINE_TUNE, GRADUAL, TrainConfig
+from tl_core.figures import lr_finder_figure
+from tl_core.models import parse_freeze
+from tl_core.training import MODE_ADVICE, MODE_LABELS, LRFinderResult, find_learning_rate
 
 FINDER_LABEL = "Find a learning rate"
 FINDER_INTRO = (

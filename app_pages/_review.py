@@ -15,12 +15,10 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import _decisions, _ui
-from tl_core.analysis.label_issues import LabelCheckStopped, LabelIssue, find_label_issues
-from tl_core.common.errors import TLStudioError
-from tl_core.common.text import escape_markdown, plural
-from tl_core.data.datasets import DatasetReport
-from tl_core.data.versions import original_image, reviewed
-from tl_core.jobs.comparisons import Comparison, ComparisonRegistry
+from tl_core.analysis import LabelCheckStopped, LabelIssue, find_label_issues
+from tl_core.common import TLStudioError, escape_markdown, plural
+from tl_core.data import DatasetReport, original_image, reviewed
+from tl_core.jobs import Comparison, ComparisonRegistry
 
 FIND_LABEL = "Find suspected label errors"
 SCOPE = "review"  # this gallery's choices and save button (see _decisions)

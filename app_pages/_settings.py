@@ -12,17 +12,16 @@ from typing import Any
 
 import streamlit as st
 
-from tl_core.common.errors import TLStudioError
-from tl_core.config.train_config import (
+from tl_core.common import TLStudioError
+from tl_core.config import (
     AUGMENT_CHOICES,
     AUTO_CLASS_WEIGHTING_RATIO,
     CLASS_WEIGHTING_CHOICES,
     DEVICE_CHOICES,
     TrainConfig,
 )
-from tl_core.data.images import load_image
-from tl_core.models.backbones import create_model
-from tl_core.models.preprocessing import AUGMENT_LEVELS, Preprocessing, augmentation_preview
+from tl_core.data import load_image
+from tl_core.models import AUGMENT_LEVELS, Preprocessing, augmentation_preview, create_model
 
 IMAGE_SIZES = [None, 96, 128, 160, 192, 224, 256, 288, 320, 384]
 LEARNING_RATES = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]

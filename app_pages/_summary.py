@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from tl_core.common.errors import TLStudioError
-from tl_core.common.text import escape_markdown
-from tl_core.inference.evaluation import class_summary
+from tl_core.common import TLStudioError, escape_markdown
+from tl_core.inference import class_summary
 
 
 def class_recall(run: str) -> None:

@@ -22,18 +22,30 @@ from PIL import ImageOps
 from streamlit.delta_generator import DeltaGenerator
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
-from tl_core.common.count_progress import CountProgress
-from tl_core.common.devices import describe_devices
-from tl_core.common.errors import TLStudioError
-from tl_core.common.failures import explain_os_error, os_error_in
-from tl_core.common.text import escape_markdown, format_size, plural, shorten
-from tl_core.config.train_config import TrainConfig
-from tl_core.data.datasets import DatasetReport, scan_dataset
-from tl_core.data.images import load_image
-from tl_core.figures.charts import STATIC_CHART_CONFIG, class_counts_figure
-from tl_core.jobs.training_job import JobRegistry, TrainingJob
-from tl_core.runs.folders import MAX_NOTE_LENGTH, RunSummary, list_runs, preferred_run, write_note
-from tl_core.runs.workspace import Workspace, folder_signature
+from tl_core.common import (
+    CountProgress,
+    TLStudioError,
+    describe_devices,
+    escape_markdown,
+    explain_os_error,
+    format_size,
+    os_error_in,
+    plural,
+    shorten,
+)
+from tl_core.config import TrainConfig
+from tl_core.data import DatasetReport, load_image, scan_dataset
+from tl_core.figures import STATIC_CHART_CONFIG, class_counts_figure
+from tl_core.jobs import JobRegistry, TrainingJob
+from tl_core.runs import (
+    MAX_NOTE_LENGTH,
+    RunSummary,
+    Workspace,
+    folder_signature,
+    list_runs,
+    preferred_run,
+    write_note,
+)
 
 DATASET_KEY = "dataset_path"
 CONFIG_KEY = "train_config"

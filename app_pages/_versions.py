@@ -8,8 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import _ui
-from tl_core.common.text import escape_markdown
-from tl_core.data.versions import DatasetVersion, base_dataset, list_versions, read_version
+from tl_core.common import escape_markdown
+from tl_core.data import DatasetVersion, base_dataset, list_versions, read_version
 
 ORIGINAL_LABEL = "Use the original"
 IN_USE = ":green-badge[:material/check: in use]"

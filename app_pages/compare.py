@@ -9,13 +9,12 @@ import pandas as pd
 import streamlit as st
 
 from app_pages import _ui
-from tl_core.common.errors import TLStudioError
-from tl_core.common.text import escape_markdown, plural
-from tl_core.figures.charts import overlay_figure
-from tl_core.runs.folders import RunGroup
-from tl_core.runs.table import (
+from tl_core.common import TLStudioError, escape_markdown, plural
+from tl_core.figures import overlay_figure
+from tl_core.runs import (
     DIFFERS,
     RunDetails,
+    RunGroup,
     delete_run_or_group,
     deletion_targets,
     groups_frame,

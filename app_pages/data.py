@@ -8,9 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import _decisions, _duplicates, _review, _ui, _versions
-from tl_core.common.errors import TLStudioError
-from tl_core.common.text import escape_markdown
-from tl_core.data.sample import sample_dataset_path
+from tl_core.common import TLStudioError, escape_markdown
+from tl_core.data import sample_dataset_path
 
 st.title("Data")
 st.caption(

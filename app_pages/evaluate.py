@@ -7,14 +7,11 @@ import streamlit as st
 from PIL import Image
 
 from app_pages import _cell_review, _decisions, _ui
-from tl_core.common.errors import TLStudioError
-from tl_core.common.text import escape_markdown, plural
-from tl_core.data.images import load_image
-from tl_core.figures.charts import confusion_cell_from_selection, confusion_figure, per_class_figure
-from tl_core.inference.evaluation import Evaluation, evaluate_run
-from tl_core.inference.predict import Predictor
-from tl_core.runs.folders import WEIGHTS_FILE
-from tl_core.runs.workspace import folder_signature
+from tl_core.common import TLStudioError, escape_markdown, plural
+from tl_core.data import load_image
+from tl_core.figures import confusion_cell_from_selection, confusion_figure, per_class_figure
+from tl_core.inference import Evaluation, Predictor, evaluate_run
+from tl_core.runs import WEIGHTS_FILE, folder_signature
 
 st.title("Evaluate")
 CELL_KEY, TRUE_KEY, PRED_KEY, CHART_KEY = "eval_cell", "eval_true", "eval_pred", "confusion"

@@ -8,12 +8,17 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import _ui
-from tl_core.common.errors import TLStudioError
-from tl_core.common.text import format_size
-from tl_core.export.formats import MODEL_FORMATS, ModelFormat
-from tl_core.export.model_card import model_card_text
-from tl_core.export.run_export import ExportCheck, export_model, export_zip, how_to_load_text
-from tl_core.runs.folders import WEIGHTS_FILE, load_run
+from tl_core.common import TLStudioError, format_size
+from tl_core.export import (
+    MODEL_FORMATS,
+    ExportCheck,
+    ModelFormat,
+    export_model,
+    export_zip,
+    how_to_load_text,
+    model_card_text,
+)
+from tl_core.runs import WEIGHTS_FILE, load_run
 
 st.title("Export")
 # The formats offered here; TorchScript is deprecated by PyTorch and stays on the CLI only.

@@ -12,18 +12,11 @@ import streamlit as st
 
 from app_pages import _advisor, _recipes, _ui
 from app_pages._settings import training_settings
-from tl_core.common.errors import TLStudioError
-from tl_core.common.text import escape_markdown
-from tl_core.config.train_config import GRADUAL
-from tl_core.figures.charts import STATIC_CHART_CONFIG, freeze_figure
-from tl_core.models.backbones import (
-    LayerGroup,
-    create_model,
-    layer_groups,
-    list_backbones,
-    parse_freeze,
-)
-from tl_core.training.recipes import describe_stages, training_stages
+from tl_core.common import TLStudioError, escape_markdown
+from tl_core.config import GRADUAL
+from tl_core.figures import STATIC_CHART_CONFIG, freeze_figure
+from tl_core.models import LayerGroup, create_model, layer_groups, list_backbones, parse_freeze
+from tl_core.training import describe_stages, training_stages
 
 st.title("Model")
 st.caption("Changes apply as you make them: the next training run uses what this page shows.")

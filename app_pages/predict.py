@@ -9,13 +9,11 @@ import streamlit as st
 from PIL import Image
 
 from app_pages import _ui
-from tl_core.common.errors import TLStudioError
-from tl_core.common.text import escape_markdown, plural
-from tl_core.data.images import load_image
-from tl_core.figures.charts import STATIC_CHART_CONFIG, top_k_figure
-from tl_core.inference.predict import Predictor, collect_image_paths, predictions_frame
-from tl_core.runs.folders import WEIGHTS_FILE
-from tl_core.runs.workspace import safe_name
+from tl_core.common import TLStudioError, escape_markdown, plural, safe_name
+from tl_core.data import load_image
+from tl_core.figures import STATIC_CHART_CONFIG, top_k_figure
+from tl_core.inference import Predictor, collect_image_paths, predictions_frame
+from tl_core.runs import WEIGHTS_FILE
 
 st.title("Predict")
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"]

@@ -8,12 +8,10 @@ import streamlit as st
 
 from app_pages import _groups, _live, _summary, _ui
 from app_pages._advisor import comparisons
-from tl_core.common.devices import gpu_count
-from tl_core.common.errors import TLStudioError
-from tl_core.common.text import escape_markdown
-from tl_core.config.train_config import TrainConfig
-from tl_core.jobs.training_job import TRAIN, JobSnapshot, TrainingJob
-from tl_core.runs.folders import WEIGHTS_FILE
+from tl_core.common import TLStudioError, escape_markdown, gpu_count
+from tl_core.config import TrainConfig
+from tl_core.jobs import TRAIN, JobSnapshot, TrainingJob
+from tl_core.runs import WEIGHTS_FILE
 
 BUSY_REASON = "A job is running: stop it or wait for it to finish."
 COMPARING_REASON = "Backbones are being compared on the Model page: wait for it or stop it."

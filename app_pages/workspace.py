@@ -8,9 +8,8 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import _ui
-from tl_core.common.errors import TLStudioError
-from tl_core.common.text import escape_markdown, format_size, plural
-from tl_core.runs.workspace import StoredFolder
+from tl_core.common import TLStudioError, escape_markdown, format_size, plural
+from tl_core.runs import StoredFolder
 
 st.title("Workspace")
 NOTICE_KEY = "workspace_notice"  # what the last deletion did, shown after the redraw

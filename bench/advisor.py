@@ -32,10 +32,10 @@ import numpy as np
 from PIL import Image
 from scipy.stats import kendalltau, weightedtau
 
-from tl_core.analysis.advisor import advise
-from tl_core.config.train_config import DEFAULT_BACKBONE, TrainConfig
-from tl_core.models.backbones import list_backbones
-from tl_core.training.trainer import train
+from tl_core.analysis import advise
+from tl_core.config import DEFAULT_BACKBONE, TrainConfig
+from tl_core.models import list_backbones
+from tl_core.training import train
 
 TEXTURES = ("brick", "grass", "gravel", "moon", "coins", "page")
 PATCH = 40

@@ -32,14 +32,11 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from tl_core.common.devices import in_preferred_layout, resolve_device  # noqa: E402
-from tl_core.config.train_config import DEFAULT_BACKBONE  # noqa: E402
-from tl_core.data.images import load_image  # noqa: E402
-from tl_core.data.sample import sample_dataset_path  # noqa: E402
-from tl_core.features.pooled import pooled_features  # noqa: E402
-from tl_core.models.batchnorm_folding import FOLDABLE_NORMS, folded_copy  # noqa: E402
-from tl_core.models.preprocessing import Preprocessing  # noqa: E402
-from tl_core.models.weights import load_pretrained_model  # noqa: E402
+from tl_core.common import in_preferred_layout, resolve_device  # noqa: E402
+from tl_core.config import DEFAULT_BACKBONE  # noqa: E402
+from tl_core.data import load_image, sample_dataset_path  # noqa: E402
+from tl_core.features import pooled_features  # noqa: E402
+from tl_core.models import FOLDABLE_NORMS, Preprocessing, folded_copy, load_pretrained_model  # noqa: E402
 
 BATCH = 32
 BACKBONES = [DEFAULT_BACKBONE, "mobilenetv3_large_100", "efficientnet_b0", "resnet50"]

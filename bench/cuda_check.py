@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tl_core.config.train_config import DEFAULT_BACKBONE, TrainConfig
-from tl_core.jobs.training_job import TrainingJob
+from tl_core.config import DEFAULT_BACKBONE, TrainConfig
+from tl_core.jobs import TrainingJob
 from tl_core.training import plan as plan
 from tl_core.training import trainer as engine
 

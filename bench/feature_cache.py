@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from tl_core.config.train_config import DEFAULT_BACKBONE, TrainConfig
-from tl_core.data.sample import sample_dataset_path
-from tl_core.training.trainer import train
+from tl_core.config import DEFAULT_BACKBONE, TrainConfig
+from tl_core.data import sample_dataset_path
+from tl_core.training import train
 
 
 def timed_run(config: TrainConfig) -> float:

@@ -41,12 +41,12 @@ from timm.data import create_transform, resolve_data_config  # noqa: E402
 from torch.utils.data import DataLoader, Subset  # noqa: E402
 from torchvision.datasets import ImageFolder  # noqa: E402
 
-from tl_core.common.control import PHASE_FEATURES, PHASE_TRAINING, TrainingObserver  # noqa: E402
-from tl_core.config.train_config import DEFAULT_BACKBONE, TrainConfig  # noqa: E402
-from tl_core.data.sample import sample_dataset_path  # noqa: E402
-from tl_core.jobs.events import EVENT_PREFIX  # noqa: E402
-from tl_core.models.backbones import layer_groups  # noqa: E402
-from tl_core.training.trainer import train  # noqa: E402
+from tl_core.common import PHASE_FEATURES, PHASE_TRAINING, TrainingObserver  # noqa: E402
+from tl_core.config import DEFAULT_BACKBONE, TrainConfig  # noqa: E402
+from tl_core.data import sample_dataset_path  # noqa: E402
+from tl_core.jobs import EVENT_PREFIX  # noqa: E402
+from tl_core.models import layer_groups  # noqa: E402
+from tl_core.training import train  # noqa: E402
 
 
 @dataclass
@@ -142,9 +142,9 @@ FIRST_LOSS_SCRIPT = r"""
 import json, sys, time
 started = time.perf_counter()
 import torch, timm  # noqa
-from tl_core.training.trainer import train
-from tl_core.config.train_config import TrainConfig
-from tl_core.common.control import JobControl, TrainingObserver
+from tl_core.training.trainer import train  # noqa: E402
+from tl_core.config.train_config import TrainConfig  # noqa: E402
+from tl_core.common.control import JobControl, TrainingObserver  # noqa: E402
 imported = time.perf_counter()
 marks = {}
 control = JobControl()
@@ -206,7 +206,7 @@ def command_line_first_loss(data: Path) -> float:
 
 def model_creation_split(backbone: str) -> dict[str, float]:
     """Architecture build against weight loading, in this (warm) process."""
-    from tl_core.models.weights import load_pretrained_model
+    from tl_core.models import load_pretrained_model
 
     started = time.perf_counter()
     timm.create_model(backbone, pretrained=False)

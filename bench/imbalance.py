@@ -31,9 +31,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from advisor import DATASETS  # noqa: E402  (bench/advisor.py: the real datasets)
 
-from tl_core.config.train_config import TrainConfig  # noqa: E402
-from tl_core.runs.folders import PREDICTIONS_FILE  # noqa: E402
-from tl_core.training.trainer import train  # noqa: E402
+from tl_core.config import TrainConfig
+from tl_core.runs import PREDICTIONS_FILE
+from tl_core.training import train
 
 
 def split_pool(root: Path, val_per_class: int, rng: np.random.Generator) -> tuple[Path, Path]:

@@ -28,8 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from advisor import DATASETS  # noqa: E402  (bench/advisor.py: the real datasets)
 
-from tl_core.analysis.label_issues import find_label_issues  # noqa: E402
-from tl_core.data.datasets import scan_dataset  # noqa: E402
+from tl_core.analysis import find_label_issues
+from tl_core.data import scan_dataset
 
 
 def flip_labels(root: Path, share: float, rng: np.random.Generator) -> set[Path]:

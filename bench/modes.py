@@ -31,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 # bench/advisor.py writes the real datasets that every bench trains on.
 from advisor import write_digits, write_textures  # noqa: E402
 
-from tl_core.common.intervals import format_accuracy  # noqa: E402
-from tl_core.config.train_config import DEFAULT_BACKBONE, FINE_TUNE, MODES, TrainConfig  # noqa: E402
-from tl_core.models.backbones import create_model, layer_groups  # noqa: E402
-from tl_core.training.trainer import train  # noqa: E402
+from tl_core.common import format_accuracy
+from tl_core.config import DEFAULT_BACKBONE, FINE_TUNE, MODES, TrainConfig
+from tl_core.models import create_model, layer_groups
+from tl_core.training import train
 
 DATASETS = {"digits": write_digits, "textures": write_textures}
 

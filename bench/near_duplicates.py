@@ -29,9 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tl_core.data import image_hash
-from tl_core.data.datasets import _SCAN_DRAFT_SIZE, ImageItem
-from tl_core.data.images import load_image
+from tl_core.data import ImageItem, image_hash, load_image
+from tl_core.data.datasets import _SCAN_DRAFT_SIZE
 
 COPIES = {
     "resize 0.5x": lambda im: im.resize(_scaled(im, 0.5), Image.Resampling.BILINEAR),
@@ -151,11 +150,9 @@ def cosine_distances(items: list[ImageItem]) -> tuple[np.ndarray, float]:
 
     import torch
 
-    from tl_core.config.train_config import DEFAULT_BACKBONE
-    from tl_core.features.image_pass import Tracker, backbone_features
-    from tl_core.features.store import file_digest
-    from tl_core.models.backbones import create_model
-    from tl_core.models.preprocessing import Preprocessing
+    from tl_core.config import DEFAULT_BACKBONE
+    from tl_core.features import Tracker, backbone_features, file_digest
+    from tl_core.models import Preprocessing, create_model
 
     model, source = create_model(DEFAULT_BACKBONE, 2, pretrained=True)
     preprocessing = Preprocessing.for_model(model, None)

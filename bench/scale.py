@@ -123,8 +123,8 @@ def _reset_peak() -> None:
 
 
 def child_check(data: str) -> dict:
-    from tl_core.analysis.health_report import check_health
-    from tl_core.data.datasets import scanned_dataset
+    from tl_core.analysis import check_health
+    from tl_core.data import scanned_dataset
 
     _reset_peak()
     before = _rss_mb("VmRSS")
@@ -146,9 +146,9 @@ def child_check(data: str) -> dict:
 
 
 def child_features(data: str, backbone: str, image_size: int, cache: str) -> dict:
-    from tl_core.common.control import TrainingObserver
-    from tl_core.config.train_config import TrainConfig
-    from tl_core.training.trainer import train
+    from tl_core.common import TrainingObserver
+    from tl_core.config import TrainConfig
+    from tl_core.training import train
 
     class PhaseClock(TrainingObserver):
         """Seconds spent in each phase the trainer announces."""
@@ -262,7 +262,7 @@ def main() -> None:
     parser.add_argument("--skip-features", action="store_true", help="only the health check")
     args = parser.parse_args()
     if args.backbone is None:
-        from tl_core.config.train_config import DEFAULT_BACKBONE
+        from tl_core.config import DEFAULT_BACKBONE
 
         args.backbone = DEFAULT_BACKBONE
     sizes = sorted(int(n) for n in args.sizes.split(","))

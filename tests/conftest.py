@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import make_image_folder, make_zip
-from tl_core.runs.workspace import WORKSPACE_ENV, Workspace
+from tl_core.runs import WORKSPACE_ENV, Workspace
 
 TINY_CLASSES = {"red": 6, "green": 6, "blue": 6}
 

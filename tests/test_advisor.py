@@ -13,20 +13,22 @@ import torch
 
 from tests.helpers import make_image, make_image_folder
 from tests.test_real_images import DIGITS, handwritten_digits  # noqa: F401 (a fixture)
-from tl_core.analysis import advisor
-from tl_core.analysis.advisor import (
+from tl_core.analysis import (
     AdvisorStopped,
     CandidateScore,
+    FeatureSpectrum,
     advise,
+    advisor,
+    logme_score,
+    maximise_evidence,
     rank_candidates,
     recommend,
     stratified_subsample,
 )
-from tl_core.analysis.logme import FeatureSpectrum, logme_score, maximise_evidence
 from tl_core.cli.main import main
-from tl_core.common.errors import WeightsError
-from tl_core.data.datasets import ImageItem
-from tl_core.models.backbones import CATALOG, create_model
+from tl_core.common import WeightsError
+from tl_core.data import ImageItem
+from tl_core.models import CATALOG, create_model
 
 # 3 colour classes x 12 images: more than one feature batch of 32.
 CLASSES = {"red": 12, "green": 12, "blue": 12}

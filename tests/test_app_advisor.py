@@ -20,8 +20,7 @@ from tests.helpers import make_image_folder
 from tests.test_advisor import KnownFeatures
 from tests.training import tiny_config
 from tl_core.analysis import advisor
-from tl_core.common.errors import WeightsError
-from tl_core.common.text import escape_markdown
+from tl_core.common import WeightsError, escape_markdown
 
 CLASSES = {"red": 6, "green": 6, "blue": 6}
 # A catalog backbone plays the one whose features encode the colour; test_vit plays noise.

@@ -13,8 +13,7 @@ from app_pages import _ui
 from tests.apptest_helpers import button, open_page, texts
 from tests.test_compare import copy_run, make_sweep
 from tests.training import train_tiny_run
-from tl_core.runs.folders import read_note
-from tl_core.runs.workspace import WORKSPACE_ENV, Workspace
+from tl_core.runs import WORKSPACE_ENV, Workspace, read_note
 
 PAGE = _ui.COMPARE_PAGE
 

@@ -16,10 +16,9 @@ from tests.helpers import make_image_folder
 from tests.test_dataset_versions import fingerprints
 from tests.test_near_duplicates import write_photo_dataset
 from tests.training import tiny_config
-from tl_core.data.datasets import scan_dataset
-from tl_core.data.versions import read_version
-from tl_core.runs.workspace import Workspace
-from tl_core.training.trainer import train
+from tl_core.data import read_version, scan_dataset
+from tl_core.runs import Workspace
+from tl_core.training import train
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from tests.helpers import make_image_folder
 from tests.test_app_training import progress_text, wait_for
 from tests.test_transfer import pretrained_config, weights_file
 from tests.training import tiny_config
-from tl_core.analysis.sweep import read_sweep
-from tl_core.jobs.training_job import SWEEP, TRANSFER_CHECK
-from tl_core.runs.workspace import Workspace
+from tl_core.analysis import read_sweep
+from tl_core.jobs import SWEEP, TRANSFER_CHECK
+from tl_core.runs import Workspace
 
 CLASSES = {"red": 6, "green": 6, "blue": 6}
 SWEEP_BUTTON = "Run a freeze sweep"

@@ -16,8 +16,8 @@ import pytest
 from app_pages import _ui
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image, make_image_folder, make_zip
-from tl_core.data.sample import sample_dataset_path
-from tl_core.runs.workspace import WORKSPACE_ENV, Workspace
+from tl_core.data import sample_dataset_path
+from tl_core.runs import WORKSPACE_ENV, Workspace
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from app_pages import _ui
 from tests.apptest_helpers import open_page, texts
 from tests.helpers import make_image_folder
-from tl_core.runs.workspace import WORKSPACE_ENV
+from tl_core.runs import WORKSPACE_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,7 +64,7 @@ def test_thumbnails_sit_apart_in_a_wrapping_row_with_one_line_names(tmp_path):
 def test_a_full_disk_on_a_page_is_a_sentence_not_a_type_name(ws, monkeypatch):
     import errno
 
-    from tl_core.runs.workspace import Workspace
+    from tl_core.runs import Workspace
 
     def disk_full(self, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", "/work/ws/datasets")

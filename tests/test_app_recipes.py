@@ -8,8 +8,8 @@ from app_pages import _recipes, _settings, _ui
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image_folder
 from tests.training import tiny_config
-from tl_core.config.train_config import FEATURE_EXTRACTION, FINE_TUNE, FULL_FINE_TUNE, GRADUAL
-from tl_core.training.recipes import MODE_ADVICE, MODE_LABELS
+from tl_core.config import FEATURE_EXTRACTION, FINE_TUNE, FULL_FINE_TUNE, GRADUAL
+from tl_core.training import MODE_ADVICE, MODE_LABELS
 
 
 @pytest.fixture(scope="module")

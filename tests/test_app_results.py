@@ -17,13 +17,11 @@ from app_pages import _ui
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image, make_image_folder, make_zip
 from tests.training import tiny_config
-from tl_core.common.intervals import format_accuracy, wilson_interval
-from tl_core.figures.charts import confusion_figure
-from tl_core.inference.evaluation import evaluate_run
-from tl_core.inference.predict import Predictor
-from tl_core.runs.folders import list_runs, new_run_dir, read_note
-from tl_core.runs.workspace import Workspace
-from tl_core.training.trainer import train
+from tl_core.common import format_accuracy, wilson_interval
+from tl_core.figures import confusion_figure
+from tl_core.inference import Predictor, evaluate_run
+from tl_core.runs import Workspace, list_runs, new_run_dir, read_note
+from tl_core.training import train
 
 CLASSES = {"red": 6, "green": 6, "blue": 6}
 PAGES = [_ui.EVALUATE_PAGE, _ui.PREDICT_PAGE, _ui.EXPORT_PAGE]

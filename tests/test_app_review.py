@@ -12,9 +12,8 @@ from app_pages import _decisions, _review, _ui
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image_folder
 from tests.test_dataset_versions import fingerprints
-from tl_core.data.datasets import scan_dataset
-from tl_core.data.versions import read_version
-from tl_core.runs.workspace import Workspace
+from tl_core.data import read_version, scan_dataset
+from tl_core.runs import Workspace
 
 pytestmark = pytest.mark.slow  # the real default backbone computes the features
 

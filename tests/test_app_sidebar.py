@@ -5,7 +5,7 @@ from __future__ import annotations
 from app_pages import _ui
 from tests.apptest_helpers import open_page, texts
 from tests.training import tiny_config
-from tl_core.runs.workspace import WORKSPACE_ENV
+from tl_core.runs import WORKSPACE_ENV
 
 
 def test_a_page_that_stops_early_still_shows_the_job(tmp_path, monkeypatch):

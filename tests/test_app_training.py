@@ -20,11 +20,9 @@ from app_pages import _ui
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image, make_image_folder
 from tests.training import tiny_config
-from tl_core.common.intervals import format_accuracy
-from tl_core.common.text import plural
-from tl_core.inference.evaluation import evaluate_run
-from tl_core.runs.folders import list_runs
-from tl_core.runs.workspace import Workspace
+from tl_core.common import format_accuracy, plural
+from tl_core.inference import evaluate_run
+from tl_core.runs import Workspace, list_runs
 
 CLASSES = {"red": 6, "green": 6, "blue": 6}
 

@@ -15,8 +15,7 @@ from streamlit.testing.v1 import AppTest
 from app_pages import _ui
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image, make_image_folder, make_zip
-from tl_core.runs.locks import FolderLock
-from tl_core.runs.workspace import WORKSPACE_ENV, Workspace
+from tl_core.runs import WORKSPACE_ENV, FolderLock, Workspace
 
 LONG = "y" * 300  # over the 255 bytes a file system allows in one name
 HOSTILE = "**bold** [x](javascript:alert(1))"  # a folder name cannot hold "/"

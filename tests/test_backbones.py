@@ -7,11 +7,12 @@ import timm
 import torch
 from PIL import Image
 
-from tl_core.common.errors import TLStudioError, WeightsError
-from tl_core.config.train_config import DEFAULT_BACKBONE
-from tl_core.models.backbones import (
+from tl_core.common import TLStudioError, WeightsError
+from tl_core.config import DEFAULT_BACKBONE
+from tl_core.models import (
     CATALOG,
     SPEED_HINTS,
+    Preprocessing,
     apply_freeze,
     create_model,
     layer_groups,
@@ -21,7 +22,6 @@ from tl_core.models.backbones import (
     resolve_backbone_name,
     set_train_mode,
 )
-from tl_core.models.preprocessing import Preprocessing
 
 TINY_MODELS = ["test_efficientnet", "test_resnet", "test_vit", "test_convnext"]
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat

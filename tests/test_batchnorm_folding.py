@@ -10,19 +10,21 @@ from timm.layers import BatchNormAct2d, ScaledStdConv2d
 from torch import nn
 
 from tests.training import tiny_config, train_tiny_run
-from tl_core.config.train_config import DEFAULT_BACKBONE
-from tl_core.data.images import load_image
-from tl_core.data.sample import sample_dataset_path
+from tl_core.config import DEFAULT_BACKBONE
+from tl_core.data import load_image, sample_dataset_path
+from tl_core.features import BatchFeatures, pooled_features, split_frozen_prefix
 from tl_core.features import pooled as features_module
-from tl_core.features.frozen_prefix import split_frozen_prefix
-from tl_core.features.pooled import BatchFeatures, pooled_features
-from tl_core.inference.predict import Predictor
-from tl_core.models.backbones import apply_freeze
-from tl_core.models.batchnorm_folding import conv_norm_pairs, folded_copy, probe_images
-from tl_core.models.preprocessing import Preprocessing
-from tl_core.models.weights import load_pretrained_model
-from tl_core.runs.folders import load_run
-from tl_core.training.trainer import train
+from tl_core.inference import Predictor
+from tl_core.models import (
+    Preprocessing,
+    apply_freeze,
+    conv_norm_pairs,
+    folded_copy,
+    load_pretrained_model,
+    probe_images,
+)
+from tl_core.runs import load_run
+from tl_core.training import train
 
 NORMS = (nn.BatchNorm2d, BatchNormAct2d)
 

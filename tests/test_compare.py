@@ -10,31 +10,28 @@ from pathlib import Path
 import pytest
 
 from tests.training import train_tiny_run
-from tl_core.common.errors import RunError
-from tl_core.figures.charts import overlay_figure
-from tl_core.runs.folders import (
+from tl_core.common import RunError, write_json
+from tl_core.figures import overlay_figure
+from tl_core.runs import (
+    DIFFERS,
     METRICS_FILE,
     SWEEP_FILE,
     TRANSFER_FILE,
-    list_groups,
-    list_runs,
-    read_group,
-    write_json,
-)
-from tl_core.runs.locks import FolderLock
-from tl_core.runs.table import (
-    DIFFERS,
+    FolderLock,
+    Workspace,
     delete_run_or_group,
     deletion_targets,
     differing_settings,
     group_outcome,
     groups_frame,
     histories,
+    list_groups,
+    list_runs,
     load_runs,
+    read_group,
     runs_frame,
     settings_frame,
 )
-from tl_core.runs.workspace import Workspace
 
 VERDICT = "The pretrained weights bought 40 points: transfer helped."
 

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from tl_core.analysis.advisor import AdvisorStopped
-from tl_core.common.errors import WeightsError
-from tl_core.jobs.comparisons import Comparison, ComparisonBusyError, ComparisonRegistry
+from tl_core.analysis import AdvisorStopped
+from tl_core.common import WeightsError
+from tl_core.jobs import Comparison, ComparisonBusyError, ComparisonRegistry
 
 
 class HeldAdvise:

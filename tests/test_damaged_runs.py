@@ -21,8 +21,8 @@ from tests.apptest_helpers import open_page, texts
 from tests.helpers import make_image
 from tests.training import train_tiny_run
 from tl_core.cli.main import main
-from tl_core.common.errors import RunError
-from tl_core.runs.folders import list_runs, load_run, preferred_run, summarize_run
+from tl_core.common import RunError
+from tl_core.runs import list_runs, load_run, preferred_run, summarize_run
 
 SENTENCE = "This run folder is damaged or was edited:"
 HINT = "Train the run again, or restore the folder from an export."

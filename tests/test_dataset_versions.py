@@ -10,9 +10,8 @@ import pytest
 
 from tests.helpers import make_image_folder
 from tests.training import tiny_config
-from tl_core.common.errors import DatasetError, RunError
-from tl_core.data.datasets import scan_dataset
-from tl_core.data.versions import (
+from tl_core.common import DatasetError, RunError
+from tl_core.data import (
     EXCLUDE,
     KEEP,
     RELABEL,
@@ -25,9 +24,10 @@ from tl_core.data.versions import (
     original_image,
     read_version,
     reviewed,
-    run_dataset,
+    scan_dataset,
 )
-from tl_core.training.trainer import train
+from tl_core.runs import run_dataset
+from tl_core.training import train
 
 CLASSES = {"red": 5, "green": 5, "blue": 5}
 

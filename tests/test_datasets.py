@@ -16,27 +16,26 @@ import torch
 from PIL import Image
 
 from tests.helpers import make_image, make_image_folder, make_zip
-from tl_core.common.errors import DatasetError
-from tl_core.data import datasets, images
-from tl_core.data import sample as sample_data
-from tl_core.data.datasets import (
+from tl_core.common import DatasetError
+from tl_core.data import (
+    SKIP_CORRUPT,
+    SKIP_EMPTY,
     SKIP_LOOSE,
+    SKIP_NOT_IMAGE,
+    SKIP_NOT_REGULAR,
     DatasetReport,
+    ImageFolderDataset,
     ImageItem,
     check_validation_classes,
+    datasets,
     extract_zip,
+    images,
+    load_image,
     scan_dataset,
     scanned_dataset,
     stratified_split,
 )
-from tl_core.data.images import (
-    SKIP_CORRUPT,
-    SKIP_EMPTY,
-    SKIP_NOT_IMAGE,
-    SKIP_NOT_REGULAR,
-    load_image,
-)
-from tl_core.training.loaders import ImageFolderDataset
+from tl_core.data import sample as sample_data
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -20,8 +20,8 @@ import torch
 
 from tests.helpers import make_image_folder
 from tl_core.cli.main import main
-from tl_core.common.control import JobControl, TrainingStopped
-from tl_core.runs.folders import RunWriter
+from tl_core.common import JobControl, TrainingStopped
+from tl_core.runs import RunWriter
 from tl_core.training import distributed
 
 # Head-only training of timm's tiny test model on 32-pixel images: its random backbone still

@@ -11,11 +11,11 @@ from safetensors.torch import load_file
 
 from tests.conftest import TINY_CLASSES
 from tests.training import tiny_config
-from tl_core.common.errors import DatasetError, RunError
-from tl_core.features.pooled import classify_features, pooled_features
-from tl_core.models.backbones import create_model
-from tl_core.runs.folders import list_runs, load_run
-from tl_core.training.trainer import train
+from tl_core.common import DatasetError, RunError
+from tl_core.features import classify_features, pooled_features
+from tl_core.models import create_model
+from tl_core.runs import list_runs, load_run
+from tl_core.training import train
 
 
 def test_training_writes_a_complete_run_folder(tiny_dataset, tmp_path):
@@ -153,10 +153,9 @@ def test_load_run_explains_a_missing_or_weightless_folder(tmp_path):
 
 
 def test_the_trainer_feeds_convolutions_the_layout_its_device_runs_fastest(tiny_dataset, tmp_path):
-    from tl_core.common.devices import in_preferred_layout, prefers_channels_last
-    from tl_core.runs.folders import RunWriter
-    from tl_core.training.plan import prepare_training
-    from tl_core.training.trainer import Trainer
+    from tl_core.common import in_preferred_layout, prefers_channels_last
+    from tl_core.runs import RunWriter
+    from tl_core.training import Trainer, prepare_training
 
     writer = RunWriter.create(tmp_path / "run")
     trainer = Trainer(prepare_training(tiny_config(tiny_dataset), writer.path), writer)

@@ -17,17 +17,17 @@ from tests.apptest_helpers import open_page, texts
 from tests.helpers import make_image
 from tests.training import train_tiny_run
 from tl_core.cli.main import main
-from tl_core.common.errors import TLStudioError
-from tl_core.inference.predict import Predictor
-from tl_core.inference.saliency import (
+from tl_core.common import TLStudioError
+from tl_core.inference import (
     INFERNO,
+    Predictor,
     explain_image,
     overlay,
     saliency_map,
     split_eval_transform,
 )
-from tl_core.models.preprocessing import Preprocessing
-from tl_core.runs.workspace import WORKSPACE_ENV, Workspace
+from tl_core.models import Preprocessing
+from tl_core.runs import WORKSPACE_ENV, Workspace
 
 TINY_MODELS = ("test_efficientnet", "test_resnet", "test_convnext", "test_vit")
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -43,7 +43,7 @@ def input_shape(model: torch.nn.Module) -> tuple[int, int, int]:
 
 @pytest.fixture(scope="module")
 def imagenet_model():
-    from tl_core.models.backbones import load_pretrained_imagenet
+    from tl_core.models import load_pretrained_imagenet
 
     model, _ = load_pretrained_imagenet("tf_efficientnet_lite0")
     return model.eval(), Preprocessing.for_model(model).eval_transform()

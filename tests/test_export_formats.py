@@ -17,17 +17,17 @@ from PIL import Image
 
 from tests.helpers import make_image
 from tests.training import train_tiny_run
-from tl_core.export.formats import MODEL_FORMATS, ExportedClassifier
-from tl_core.export.run_export import (
+from tl_core.export import (
     CHECK_TOLERANCE,
+    MODEL_FORMATS,
+    ExportedClassifier,
     ExportError,
     export_model,
     export_zip,
     format_for,
 )
-from tl_core.inference.evaluation import per_class_scores
-from tl_core.inference.predict import Predictor
-from tl_core.runs.folders import load_run
+from tl_core.inference import Predictor, per_class_scores
+from tl_core.runs import load_run
 
 # Run in a fresh interpreter (the venv's python): only the format's own runtime is imported.
 LOAD_ONNX = """
@@ -303,8 +303,8 @@ def test_the_command_line_prints_the_size_and_the_check(run_dir, tmp_path, capsy
 def test_the_default_backbone_exports_to_onnx_that_loads_and_matches(tmp_path):
     from tests.helpers import make_image_folder
     from tests.training import tiny_config
-    from tl_core.config.train_config import DEFAULT_BACKBONE
-    from tl_core.training.trainer import train
+    from tl_core.config import DEFAULT_BACKBONE
+    from tl_core.training import train
 
     data = make_image_folder(tmp_path / "data", {"red": 4, "blue": 4})
     config = tiny_config(data, backbone=DEFAULT_BACKBONE, pretrained=True, freeze="all",

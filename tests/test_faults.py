@@ -20,21 +20,20 @@ from tests.conftest import TINY_CLASSES
 from tests.helpers import make_image, make_image_folder
 from tests.training import tiny_config
 from tl_core.cli.main import main
-from tl_core.common import outputs
-from tl_core.common.errors import RunError, TLStudioError
-from tl_core.common.failures import REPORT_HINT, explain_failure
-from tl_core.common.outputs import check_output_file, check_output_folder
-from tl_core.jobs.training_job import TrainingJob
-from tl_core.runs import folders as runs
-from tl_core.runs.folders import (
-    RunWriter,
-    load_run,
-    run_is_live,
-    summarize_run,
-    weights_metadata,
+from tl_core.common import (
+    REPORT_HINT,
+    RunError,
+    TLStudioError,
+    check_output_file,
+    check_output_folder,
+    explain_failure,
+    outputs,
 )
+from tl_core.jobs import TrainingJob
+from tl_core.runs import RunWriter, load_run, run_is_live, summarize_run, weights_metadata
+from tl_core.runs import folders as runs
+from tl_core.training import train
 from tl_core.training import trainer as engine
-from tl_core.training.trainer import train
 
 TINY_FLAGS = [
     "--backbone", "test_efficientnet", "--no-pretrained", "--freeze", "none",

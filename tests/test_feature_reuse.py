@@ -12,16 +12,13 @@ from safetensors.torch import save_file
 
 from tests.helpers import make_image_folder
 from tests.training import tiny_config
-from tl_core.analysis.advisor import advise
+from tl_core.analysis import advise
 from tl_core.cli.main import main
-from tl_core.common.control import TrainingObserver
-from tl_core.features.store import FEATURE_CACHE_ENV, FeatureStore, feature_key_for
-from tl_core.models.backbones import create_model
-from tl_core.models.preprocessing import Preprocessing
+from tl_core.common import TrainingObserver, autocast_for
+from tl_core.features import FEATURE_CACHE_ENV, FeatureStore, feature_key_for
+from tl_core.models import Preprocessing, create_model
 from tl_core.training import plan as plan_module
-from tl_core.training.loaders import plan_feature_key
-from tl_core.training.plan import prepare_training
-from tl_core.training.trainer import autocast_for, train
+from tl_core.training import plan_feature_key, prepare_training, train
 
 # These tests count the images the backbone runs on: without the fold's one-image probe pass.
 pytestmark = pytest.mark.usefixtures("unfolded")

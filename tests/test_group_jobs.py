@@ -13,11 +13,9 @@ from tests.helpers import make_image_folder
 from tests.test_jobs import wait_until
 from tests.test_transfer import pretrained_config, weights_file
 from tests.training import tiny_config
-from tl_core.analysis.sweep import SWEEP_FILE, SweepRow
-from tl_core.analysis.transfer import TRANSFER_FILE
-from tl_core.common.control import Progress
-from tl_core.common.errors import JobBusyError
-from tl_core.jobs.training_job import SWEEP, TRAIN, TRANSFER_CHECK, JobRegistry, TrainingJob
+from tl_core.analysis import SWEEP_FILE, TRANSFER_FILE, SweepRow
+from tl_core.common import JobBusyError, Progress
+from tl_core.jobs import SWEEP, TRAIN, TRANSFER_CHECK, JobRegistry, TrainingJob
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,11 @@ from tests.apptest_helpers import open_page, texts
 from tests.helpers import make_image_folder
 from tests.training import tiny_config
 from tl_core.cli.main import main
-from tl_core.common.errors import TLStudioError
-from tl_core.config.train_config import AUTO_CLASS_WEIGHTING_RATIO, TrainConfig
-from tl_core.data.datasets import IMBALANCE_WARNING_RATIO
-from tl_core.runs.folders import CONFIG_FILE, PREDICTIONS_FILE, SPLIT_FILE
-from tl_core.training.class_weights import balanced_weights, class_weighting
-from tl_core.training.plan import prepare_training
-from tl_core.training.trainer import train
+from tl_core.common import TLStudioError
+from tl_core.config import AUTO_CLASS_WEIGHTING_RATIO, TrainConfig
+from tl_core.data import IMBALANCE_WARNING_RATIO
+from tl_core.runs import CONFIG_FILE, PREDICTIONS_FILE, SPLIT_FILE
+from tl_core.training import balanced_weights, class_weighting, prepare_training, train
 
 IMBALANCED = {"red": 20, "green": 5, "blue": 5}  # 4x apart: above the automatic threshold
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tl_core.common.intervals import format_accuracy, wilson_interval
+from tl_core.common import format_accuracy, wilson_interval
 
 
 def test_matches_a_published_example():

@@ -6,9 +6,9 @@ from __future__ import annotations
 import io
 
 from tests.training import tiny_config
-from tl_core.common.control import TrainingObserver
-from tl_core.jobs.events import EVENT_PREFIX, EventWriter, replay, summary_of
-from tl_core.training.trainer import train
+from tl_core.common import TrainingObserver
+from tl_core.jobs import EVENT_PREFIX, EventWriter, replay, summary_of
+from tl_core.training import train
 
 
 class Recorder(TrainingObserver):

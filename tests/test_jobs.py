@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import TINY_CLASSES
 from tests.training import tiny_config
-from tl_core.common.errors import JobBusyError
-from tl_core.jobs.training_job import JobRegistry, TrainingJob, explain_failure
+from tl_core.common import JobBusyError
+from tl_core.jobs import JobRegistry, TrainingJob, explain_failure
 
 
 def wait_until(predicate, timeout: float = 30.0):

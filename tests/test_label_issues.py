@@ -11,14 +11,10 @@ import pytest
 
 from tests.helpers import make_image_folder
 from tests.test_advisor import KnownFeatures
-from tl_core.analysis.label_issues import (
-    LabelCheckStopped,
-    find_label_issues,
-    out_of_sample_probabilities,
-)
+from tl_core.analysis import LabelCheckStopped, find_label_issues, out_of_sample_probabilities
 from tl_core.cli import main as cli
-from tl_core.common.errors import DatasetError
-from tl_core.data.datasets import scan_dataset
+from tl_core.common import DatasetError
+from tl_core.data import scan_dataset
 
 
 def colour_factory(name: str, num_classes: int):

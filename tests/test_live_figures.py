@@ -6,7 +6,7 @@ import dataclasses
 
 from app_pages import _live
 from tests.training import tiny_config
-from tl_core.jobs.training_job import TrainingJob
+from tl_core.jobs import TrainingJob
 
 
 def test_live_figures_are_reused_until_what_they_show_changes(tiny_dataset, tmp_path):

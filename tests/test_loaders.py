@@ -9,17 +9,17 @@ from torch.utils.data import DataLoader
 
 from tests.conftest import TINY_CLASSES
 from tests.training import tiny_config
-from tl_core.common.control import Progress, TrainingObserver
-from tl_core.features.pooled import BatchFeatures
-from tl_core.runs.folders import RunWriter
-from tl_core.training.loaders import (
+from tl_core.common import Progress, TrainingObserver
+from tl_core.features import BatchFeatures
+from tl_core.runs import RunWriter
+from tl_core.training import (
+    Trainer,
     cached_feature_loaders,
     feature_source_loaders,
     features_on_first_pass,
+    prepare_training,
     training_loaders,
 )
-from tl_core.training.plan import prepare_training
-from tl_core.training.trainer import Trainer
 
 
 def test_training_loaders_serve_every_image_and_keep_validation_in_order(tiny_dataset, tmp_path):

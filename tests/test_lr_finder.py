@@ -10,8 +10,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from tests.training import tiny_config
 from tl_core.cli.main import main
-from tl_core.models.backbones import create_model, set_train_mode
-from tl_core.training.lr_finder import find_learning_rate, suggest, sweep_learning_rates, valley
+from tl_core.models import create_model, set_train_mode
+from tl_core.training import find_learning_rate, suggest, sweep_learning_rates, valley
 
 
 def test_valley_picks_a_third_plus_a_sixth_into_the_longest_descent():

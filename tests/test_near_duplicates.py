@@ -11,14 +11,17 @@ from PIL import Image
 
 from tests.helpers import make_image_folder
 from tl_core.cli.main import main
-from tl_core.data.datasets import (
+from tl_core.data import (
+    Fingerprint,
+    connected_groups,
+    fingerprint,
     near_duplicate_groups,
     scan_dataset,
+    similar_pairs,
     split_leakage,
     split_overlap,
     stratified_split,
 )
-from tl_core.data.image_hash import Fingerprint, connected_groups, fingerprint, similar_pairs
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "horse", "page")
 

@@ -12,12 +12,16 @@ import torch
 
 from tests.helpers import make_image
 from tests.training import train_tiny_run
-from tl_core.common.errors import DatasetError
-from tl_core.common.intervals import format_accuracy, wilson_interval
-from tl_core.export.run_export import export_torchscript, export_zip, how_to_load_text
-from tl_core.inference.evaluation import build_evaluation, evaluate_run
-from tl_core.inference.predict import Predictor, collect_image_paths, predictions_frame
-from tl_core.runs.folders import load_run
+from tl_core.common import DatasetError, format_accuracy, wilson_interval
+from tl_core.export import export_torchscript, export_zip, how_to_load_text
+from tl_core.inference import (
+    Predictor,
+    build_evaluation,
+    collect_image_paths,
+    evaluate_run,
+    predictions_frame,
+)
+from tl_core.runs import load_run
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,11 @@ import torch
 
 from tests.conftest import TINY_CLASSES
 from tests.training import tiny_config
-from tl_core.common.control import TrainingObserver
-from tl_core.features import frozen_prefix
-from tl_core.features.frozen_prefix import ActivationStore, split_frozen_prefix
-from tl_core.models.backbones import apply_freeze
+from tl_core.common import TrainingObserver
+from tl_core.features import ActivationStore, frozen_prefix, split_frozen_prefix
+from tl_core.models import apply_freeze
+from tl_core.training import frozen_prefix_split, prepare_training, train
 from tl_core.training import trainer as engine
-from tl_core.training.loaders import frozen_prefix_split
-from tl_core.training.plan import prepare_training
-from tl_core.training.trainer import train
 
 TOTAL = sum(TINY_CLASSES.values())
 PREFIX_MESSAGE = f"Computing the frozen layers' output: {TOTAL}/{TOTAL} images"

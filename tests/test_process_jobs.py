@@ -17,10 +17,8 @@ from tests.apptest_helpers import open_page
 from tests.test_job_events import Recorder
 from tests.training import tiny_config
 from tl_core.cli.main import build_parser, config_from_args, main, train_arguments
-from tl_core.config.train_config import TrainConfig
-from tl_core.jobs.events import replay
-from tl_core.jobs.processes import ProcessJob, failure_from
-from tl_core.jobs.training_job import TRAIN
+from tl_core.config import TrainConfig
+from tl_core.jobs import TRAIN, ProcessJob, failure_from, replay
 
 SAFETY_TIMEOUT = 600  # seconds: only so that a hang fails the test instead of blocking it
 

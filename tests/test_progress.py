@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import TINY_CLASSES
 from tests.training import tiny_config
-from tl_core.common.control import (
+from tl_core.common import (
     PHASE_FEATURES,
     PHASE_PREPARING,
     PHASE_TRAINING,
@@ -15,7 +15,7 @@ from tl_core.common.control import (
     ProgressMeter,
     TrainingObserver,
 )
-from tl_core.training.trainer import train
+from tl_core.training import train
 
 
 class Recorder(TrainingObserver):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tl_core.config.train_config import DEFAULT_BACKBONE, TrainConfig
-from tl_core.training.trainer import train
+from tl_core.config import DEFAULT_BACKBONE, TrainConfig
+from tl_core.training import train
 
 DIGITS = {0: "zero", 1: "one", 4: "four", 7: "seven"}
 

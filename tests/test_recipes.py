@@ -12,27 +12,30 @@ import torch
 from tests.helpers import make_image
 from tests.training import tiny_config
 from tl_core.cli.main import DEFAULTS, build_parser, config_from_args
-from tl_core.common.errors import TLStudioError, UsageError
-from tl_core.config.train_config import (
-    FEATURE_EXTRACTION,
-    FINE_TUNE,
-    FULL_FINE_TUNE,
-    GRADUAL,
-    TrainConfig,
+from tl_core.common import TLStudioError, UsageError
+from tl_core.config import FEATURE_EXTRACTION, FINE_TUNE, FULL_FINE_TUNE, GRADUAL, TrainConfig
+from tl_core.figures import stage_starts, training_figures
+from tl_core.models import (
+    Preprocessing,
+    apply_freeze,
+    augmentation_preview,
+    create_model,
+    layer_groups,
+    norm_param_names,
 )
-from tl_core.figures.charts import stage_starts, training_figures
-from tl_core.models.backbones import apply_freeze, create_model, layer_groups, norm_param_names
-from tl_core.models.preprocessing import Preprocessing, augmentation_preview
-from tl_core.runs.folders import describe_freeze, summarize_run
-from tl_core.training.optim import (
+from tl_core.runs import describe_freeze, summarize_run
+from tl_core.training import (
+    Stage,
+    Trainer,
     build_optimizer,
+    describe_stages,
     even_mults,
     group_learning_rates,
+    train,
+    training_stages,
     warmup_cosine_schedule,
     warmup_steps,
 )
-from tl_core.training.recipes import Stage, describe_stages, training_stages
-from tl_core.training.trainer import Trainer, train
 
 # ---------------------------------------------------------------------------------- settings
 

@@ -9,9 +9,9 @@ import torch
 
 from tests.conftest import TINY_CLASSES
 from tests.training import tiny_config
-from tl_core.common.errors import RunError
-from tl_core.runs.folders import RunWriter, list_runs, load_run, require_new_run_dir, summarize_run
-from tl_core.training.plan import prepare_training
+from tl_core.common import RunError
+from tl_core.runs import RunWriter, list_runs, load_run, require_new_run_dir, summarize_run
+from tl_core.training import prepare_training
 
 
 def test_a_new_run_folder_must_be_missing_or_empty(tmp_path):

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.training import tiny_config
-from tl_core.common.errors import RunError
-from tl_core.common.intervals import format_accuracy
-from tl_core.runs.folders import (
+from tl_core.common import RunError, format_accuracy
+from tl_core.runs import (
     MAX_NOTE_LENGTH,
     NOTE_FILE,
     RunWriter,
@@ -21,7 +20,7 @@ from tl_core.runs.folders import (
     summarize_run,
     write_note,
 )
-from tl_core.training.plan import prepare_training
+from tl_core.training import prepare_training
 
 
 def fake_run(

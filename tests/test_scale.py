@@ -14,11 +14,10 @@ import torch
 from safetensors.torch import load_file
 
 from tests.helpers import make_image_folder
-from tl_core.common.count_progress import CountProgress, describe
-from tl_core.data.datasets import scan_dataset
-from tl_core.data.image_hash import Fingerprint, connected_groups, similar_pairs
-from tl_core.features.store import FeatureKey, FeatureRows, FeatureStore, StoredFeatures
-from tl_core.models.preprocessing import Preprocessing
+from tl_core.common import CountProgress, describe
+from tl_core.data import Fingerprint, connected_groups, scan_dataset, similar_pairs
+from tl_core.features import FeatureKey, FeatureRows, FeatureStore, StoredFeatures
+from tl_core.models import Preprocessing
 
 
 def retained_bytes(folder: Path) -> tuple[int, object]:

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from app_pages import _ui
 from tests.apptest_helpers import open_page, texts
 from tests.helpers import make_image_folder
-from tl_core.runs.workspace import WORKSPACE_ENV, is_loopback
+from tl_core.runs import WORKSPACE_ENV, is_loopback
 
 REPO = Path(__file__).resolve().parents[1]
 APP_SOURCES = [REPO / "app.py", *sorted((REPO / "app_pages").glob("*.py"))]
@@ -90,7 +90,7 @@ def _failing_fragment():
 
 def _fragment_with_a_known_error():
     from app_pages import _ui
-    from tl_core.common.errors import RunError
+    from tl_core.common import RunError
 
     @_ui.fragment()
     def live():

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import TINY_CLASSES
 from tests.helpers import make_image_folder
 from tests.training import tiny_config
-from tl_core.analysis.sweep import (
+from tl_core.analysis import (
     SWEEP_FILE,
     SweepObserver,
     SweepResult,
@@ -19,13 +19,12 @@ from tl_core.analysis.sweep import (
     default_depths,
     read_sweep,
     resolve_depths,
-    sweep,
 )
+from tl_core.analysis.sweep import sweep
 from tl_core.cli.main import main
-from tl_core.common.control import JobControl
-from tl_core.common.errors import TLStudioError, UsageError
+from tl_core.common import JobControl, TLStudioError, UsageError
 from tl_core.figures import charts as figures
-from tl_core.runs.locks import LOCK_FILE
+from tl_core.runs import LOCK_FILE
 
 # test_efficientnet has 6 layer groups before its head.
 TINY_GROUPS = 6

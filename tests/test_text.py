@@ -2,7 +2,7 @@
 
 import pytest
 
-from tl_core.common.text import plural, shorten
+from tl_core.common import plural, shorten
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tl_core.common.text import escape_markdown, format_size
+from tl_core.common import escape_markdown, format_size
 
 # Markdown that a bare (unescaped) character would start.
 MARKUP = re.compile(r"(?<!\\)[*`\[\]<>~$|&@]")

@@ -11,7 +11,7 @@ import timm
 from tests.conftest import TINY_CLASSES
 from tests.helpers import make_image_folder, make_zip
 from tests.training import tiny_config
-from tl_core.analysis.transfer import (
+from tl_core.analysis import (
     TRANSFER_FILE,
     domain_signals,
     read_transfer,
@@ -20,9 +20,8 @@ from tl_core.analysis.transfer import (
     transfer_verdict,
 )
 from tl_core.cli.main import main
-from tl_core.common.control import JobControl, TrainingObserver
-from tl_core.common.errors import RunError, TLStudioError, UsageError
-from tl_core.runs.folders import save_weights
+from tl_core.common import JobControl, RunError, TLStudioError, TrainingObserver, UsageError
+from tl_core.runs import save_weights
 
 TRANSFER_KEYS = {
     "kind", "pretrained", "scratch", "gain", "verdict", "outcome", "num_val_images", "signals",
@@ -162,7 +161,7 @@ def test_a_zip_is_unpacked_into_each_run_with_the_same_split(setting, tmp_path):
 
 
 def test_runs_on_different_splits_are_not_compared(setting, tmp_path):
-    from tl_core.training.trainer import train
+    from tl_core.training import train
 
     def other_split_from_scratch(config, writer):
         return train(config if config.pretrained else config.replace(seed=7), writer)

@@ -9,9 +9,8 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from tl_core.common.errors import WeightsError
-from tl_core.models import weights
-from tl_core.models.backbones import create_model
+from tl_core.common import WeightsError
+from tl_core.models import create_model, weights
 
 TINY = "test_efficientnet"
 UNPICKLED_CALLS: list[str] = []

@@ -9,21 +9,24 @@ import pytest
 
 from tests.helpers import make_image_folder
 from tests.helpers import make_zip as zip_folder
-from tl_core.common.errors import DatasetError, RunError, TLStudioError
-from tl_core.data.datasets import scan_dataset
-from tl_core.data.sample import SAMPLE_DATASET_DIR
-from tl_core.runs import workspace as workspace_module
-from tl_core.runs.locks import FolderLock
-from tl_core.runs.workspace import (
+from tl_core.common import (
     MAX_NAME_BYTES,
+    DatasetError,
+    RunError,
+    TLStudioError,
+    safe_name,
+    unique_path,
+)
+from tl_core.data import SAMPLE_DATASET_DIR, scan_dataset
+from tl_core.runs import (
     WORKSPACE_ENV,
+    FolderLock,
     Workspace,
     folder_signature,
     is_loopback,
-    safe_name,
     save_stream,
-    unique_path,
 )
+from tl_core.runs import workspace as workspace_module
 
 
 class ChunkCounter(io.BytesIO):

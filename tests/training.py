@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tl_core.config.train_config import TrainConfig
+from tl_core.config import TrainConfig
 
 
 def tiny_config(data: str | Path, **overrides) -> TrainConfig:
@@ -32,7 +32,7 @@ def train_tiny_run(tmp_path_factory, **overrides) -> Path:
     """Trains a tiny 3-class run (red/green/blue images) and returns its folder."""
     from tests.conftest import TINY_CLASSES
     from tests.helpers import make_image_folder
-    from tl_core.training.trainer import train
+    from tl_core.training import train
 
     root = tmp_path_factory.mktemp("trained")
     data = make_image_folder(root / "data", TINY_CLASSES)

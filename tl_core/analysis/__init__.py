@@ -1,1 +1,60 @@
-"""analysis"""
+"""Questions about transfer: which backbone (advisor, LogME), did pretraining help (transfer
+check), how deep to freeze (sweep), which labels look wrong, the health check as a whole.
+
+Modules (each says what it holds in its own docstring):
+    advisor, health_report, label_issues, logme, sweep, transfer
+"""
+
+from tl_core.common.faces import lazy_face
+
+__getattr__, __dir__ = lazy_face(
+    __name__,
+    {
+        "advisor": (
+            "AdvisorResult",
+            "AdvisorStopped",
+            "CandidateScore",
+            "DEFAULT_FOLDS",
+            "DEFAULT_MAX_IMAGES",
+            "advise",
+            "rank_candidates",
+            "recommend",
+            "stratified_subsample",
+        ),
+        "health_report": ("check_health",),
+        "label_issues": (
+            "LabelCheckStopped",
+            "LabelIssue",
+            "find_label_issues",
+            "out_of_sample_probabilities",
+        ),
+        "logme": (
+            "FeatureSpectrum",
+            "logme_score",
+            "maximise_evidence",
+        ),
+        "sweep": (
+            "NOT_RUN",
+            "SWEEP_FILE",
+            "SweepObserver",
+            "SweepResult",
+            "SweepRow",
+            "best_row",
+            "default_depths",
+            "read_sweep",
+            "resolve_depths",
+            "split_depths",
+        ),
+        "transfer": (
+            "PRETRAINED_RUN",
+            "SCRATCH_RUN",
+            "TRANSFER_FILE",
+            "domain_signals",
+            "read_transfer",
+            "recipe_notes",
+            "scratch_config",
+            "transfer_check",
+            "transfer_verdict",
+        ),
+    },
+)

@@ -32,19 +32,30 @@ import numpy as np
 import torch
 
 from tl_core.analysis.logme import logme_score
-from tl_core.common.devices import release_memory, resolve_device
-from tl_core.common.errors import DatasetError, TLStudioError, WeightsError
-from tl_core.common.text import plural
-from tl_core.data.datasets import DatasetReport, ImageItem, scanned_dataset
-from tl_core.features.image_pass import Progress, Tracker, backbone_features
-from tl_core.features.store import FeatureStore, default_cache_dir, file_digest
-from tl_core.models.backbones import (
+from tl_core.common import (
+    DatasetError,
+    TLStudioError,
+    WeightsError,
+    plural,
+    release_memory,
+    resolve_device,
+)
+from tl_core.data import DatasetReport, ImageItem, scanned_dataset
+from tl_core.features import (
+    FeatureStore,
+    Progress,
+    Tracker,
+    backbone_features,
+    default_cache_dir,
+    file_digest,
+)
+from tl_core.models import (
+    Preprocessing,
     catalog_entry,
     create_model,
     list_backbones,
     resolve_backbone_name,
 )
-from tl_core.models.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
     import pandas as pd

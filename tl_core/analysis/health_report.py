@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tl_core.common.errors import TLStudioError
-from tl_core.data.datasets import (
+from tl_core.common import TLStudioError
+from tl_core.data import (
     DatasetReport,
     Issue,
     Leakage,

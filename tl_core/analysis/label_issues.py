@@ -23,13 +23,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from tl_core.common.devices import release_memory, resolve_device
-from tl_core.common.errors import TLStudioError
-from tl_core.config.train_config import DEFAULT_BACKBONE
-from tl_core.data.datasets import DatasetReport
-from tl_core.features.image_pass import Progress, Tracker, backbone_features
-from tl_core.features.store import FeatureStore, default_cache_dir, file_digest
-from tl_core.models.preprocessing import Preprocessing
+from tl_core.common import TLStudioError, release_memory, resolve_device
+from tl_core.config import DEFAULT_BACKBONE
+from tl_core.data import DatasetReport
+from tl_core.features import (
+    FeatureStore,
+    Progress,
+    Tracker,
+    backbone_features,
+    default_cache_dir,
+    file_digest,
+)
+from tl_core.models import Preprocessing
 
 DEFAULT_FOLDS = 5
 

@@ -22,15 +22,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tl_core.common.control import JobControl, TrainingObserver
-from tl_core.common.errors import TLStudioError, UsageError
-from tl_core.common.failures import explain_failure
-from tl_core.common.intervals import format_accuracy, wilson_interval
-from tl_core.common.text import plural
-from tl_core.config.train_config import TrainConfig
-from tl_core.models.backbones import create_model, layer_groups, parse_freeze
-from tl_core.runs.folders import METRICS_FILE, SWEEP_FILE, RunWriter, read_json, write_json
-from tl_core.training.trainer import train
+from tl_core.common import (
+    JobControl,
+    TLStudioError,
+    TrainingObserver,
+    UsageError,
+    explain_failure,
+    format_accuracy,
+    plural,
+    wilson_interval,
+    write_json,
+)
+from tl_core.config import TrainConfig
+from tl_core.models import create_model, layer_groups, parse_freeze
+from tl_core.runs import METRICS_FILE, SWEEP_FILE, RunWriter, read_json
+from tl_core.training import train
 
 SWEEP_KIND = "sweep"
 # Row statuses besides a run's own ("completed", "stopped", "failed").

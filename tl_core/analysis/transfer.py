@@ -25,25 +25,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tl_core.common.control import PHASE_FEATURES, PHASE_PREPARING, JobControl, TrainingObserver
-from tl_core.common.errors import TLStudioError, UsageError
-from tl_core.common.intervals import wilson_interval
-from tl_core.common.text import plural
-from tl_core.config.train_config import TrainConfig
-from tl_core.runs.folders import (
+from tl_core.common import (
+    PHASE_FEATURES,
+    PHASE_PREPARING,
+    JobControl,
+    TLStudioError,
+    TrainingObserver,
+    UsageError,
+    plural,
+    wilson_interval,
+    write_json,
+)
+from tl_core.config import TrainConfig
+from tl_core.runs import (
     CONFIG_FILE,
     TRANSFER_FILE,
     RunWriter,
     read_json,
     require_new_run_dir,
     summarize_run,
-    write_json,
 )
 
 if TYPE_CHECKING:
     import torch
 
-    from tl_core.data.datasets import DatasetReport, ImageItem
+    from tl_core.data import DatasetReport, ImageItem
 
 KIND = "transfer-check"
 PRETRAINED_RUN = "pretrained"
@@ -210,11 +216,9 @@ def imagenet_signal(
     import torch
     from torch.utils.data import DataLoader
 
-    from tl_core.common.devices import release_memory
-    from tl_core.models.backbones import create_model
-    from tl_core.models.preprocessing import Preprocessing
-    from tl_core.training.loaders import ImageFolderDataset, default_num_workers
-    from tl_core.training.trainer import autocast_for
+    from tl_core.common import autocast_for, release_memory
+    from tl_core.data import ImageFolderDataset, default_num_workers
+    from tl_core.models import Preprocessing, create_model
 
     model, source = create_model(config.backbone, None, weights_file=config.weights)
     try:
@@ -287,7 +291,7 @@ def probe_signal(
     deeper, or another backbone, has to do the work.
     """
     from tl_core.analysis.advisor import AdvisorStopped, advise
-    from tl_core.models.backbones import create_model
+    from tl_core.models import create_model
 
     def factory(name: str, num_classes: int):
         return create_model(name, num_classes, weights_file=config.weights)
@@ -344,8 +348,8 @@ def domain_signals(
         cache_dir: Where the probe keeps features (default: the advisor's).
     """
     from tl_core.analysis.advisor import stratified_subsample
-    from tl_core.common.devices import resolve_device
-    from tl_core.data.datasets import scanned_dataset, stratified_split
+    from tl_core.common import resolve_device
+    from tl_core.data import scanned_dataset, stratified_split
 
     control = control or JobControl()
     device = resolve_device(config.device)
@@ -432,7 +436,7 @@ def read_transfer(group: str | Path) -> dict[str, Any]:
 
 
 def _default_training(observer: TrainingObserver, control: JobControl) -> RunTraining:
-    from tl_core.training.trainer import train
+    from tl_core.training import train
 
     return lambda config, writer: train(config, writer, observer, control)
 

@@ -1,1 +1,5 @@
-"""cli"""
+"""The ``tl-studio`` command line.
+
+Modules (each says what it holds in its own docstring):
+    main
+"""

@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tl_core import __version__
-from tl_core.common.control import TrainingObserver
-from tl_core.common.errors import TLStudioError, UsageError
-from tl_core.common.failures import explain_os_error, os_error_in
-from tl_core.config.train_config import (
+from tl_core.common import (
+    TLStudioError,
+    TrainingObserver,
+    UsageError,
+    explain_os_error,
+    os_error_in,
+)
+from tl_core.config import (
     AUGMENT_CHOICES,
     AUTO_CLASS_WEIGHTING_RATIO,
     CLASS_WEIGHTING_CHOICES,
@@ -32,7 +36,7 @@ from tl_core.config.train_config import (
 )
 
 if TYPE_CHECKING:
-    from tl_core.jobs.training_job import JobSnapshot
+    from tl_core.jobs import JobSnapshot
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # One source of truth for defaults: the CLI shows what a bare TrainConfig would use.
@@ -67,7 +71,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _scan_progress():
     """Scan progress on stderr: a line redrawn in place on a terminal, a line every 10 s in
     logs ("Scanning: 12,000/50,000 files, 40 s left"); stdout stays the report alone."""
-    from tl_core.common.count_progress import CountProgress
+    from tl_core.common import CountProgress
 
     if sys.stderr.isatty():
 
@@ -81,8 +85,8 @@ def _scan_progress():
 def _check(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     from dataclasses import replace
 
-    from tl_core.analysis.health_report import check_health
-    from tl_core.data.datasets import scanned_dataset
+    from tl_core.analysis import check_health
+    from tl_core.data import scanned_dataset
 
     report = stack.enter_context(scanned_dataset(args.data, progress=_scan_progress()))
     val_report = None
@@ -142,7 +146,7 @@ def _find_label_issues(args: argparse.Namespace, report):
     """Suspected label errors, with progress on stderr; Ctrl-C stops after the current batch."""
     import threading
 
-    from tl_core.analysis.label_issues import find_label_issues
+    from tl_core.analysis import find_label_issues
 
     stop = threading.Event()
 
@@ -180,7 +184,7 @@ def _print_label_issues(report, issues) -> None:
 
 
 def cmd_backbones(args: argparse.Namespace) -> int:
-    from tl_core.models.backbones import apply_freeze, create_model, list_backbones
+    from tl_core.models import apply_freeze, create_model, list_backbones
 
     if args.groups:
         # Layer groups depend on the architecture only: random weights give the same answer.
@@ -264,7 +268,7 @@ def _advisor_progress(stop) -> tuple:
 def cmd_advise(args: argparse.Namespace) -> int:
     import threading
 
-    from tl_core.analysis.advisor import advise
+    from tl_core.analysis import advise
 
     stop = threading.Event()
 
@@ -412,7 +416,7 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 def _accuracy(accuracy: float | None, snapshot: JobSnapshot) -> str:
     if accuracy is None:
         return "n/a"
-    from tl_core.common.intervals import format_accuracy
+    from tl_core.common import format_accuracy
 
     return format_accuracy(accuracy, snapshot.num_val_images or 0)
 
@@ -504,7 +508,7 @@ def add_feature_cache_options(parser: argparse.ArgumentParser) -> None:
 
 def feature_cache_of(args: argparse.Namespace) -> Path | None:
     """The feature cache folder the options ask for (None: no cache)."""
-    from tl_core.features.store import default_cache_dir
+    from tl_core.features import default_cache_dir
 
     if args.no_feature_cache:
         return None
@@ -515,7 +519,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if sys.stderr.isatty() and not args.quiet:
         # Importing PyTorch and timm takes seconds on a small CPU: say what the wait is.
         print("Loading PyTorch and timm...", file=sys.stderr)
-    from tl_core.runs.folders import require_new_run_dir
+    from tl_core.runs import require_new_run_dir
     from tl_core.training import distributed
 
     config = config_from_args(args)
@@ -544,8 +548,7 @@ def _torchrun_args(args: argparse.Namespace) -> list[str]:
 
 
 def _train(args: argparse.Namespace, config: TrainConfig) -> int:
-    from tl_core.jobs.events import EventWriter
-    from tl_core.jobs.training_job import TrainingJob
+    from tl_core.jobs import EventWriter, TrainingJob
     from tl_core.training import distributed
 
     # A pause or resume signal that comes before the job listens for it is ignored, never
@@ -580,7 +583,7 @@ def _train(args: argparse.Namespace, config: TrainConfig) -> int:
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from tl_core.training.lr_finder import find_learning_rate
+    from tl_core.training import find_learning_rate
 
     config = config_from_args(args)
     if not args.quiet:
@@ -629,7 +632,7 @@ class _Announcer(TrainingObserver):
 
 def _run_as_job(quiet: bool, feature_cache: Path | None = None):
     """Trains one run of a multi-run command as ``train`` does: a job followed with a bar."""
-    from tl_core.jobs.training_job import TrainingJob
+    from tl_core.jobs import TrainingJob
 
     def run(config: TrainConfig, writer) -> str:
         job = TrainingJob(config, writer, feature_cache=feature_cache)
@@ -659,9 +662,8 @@ def _interrupt_stops(stop):
 
 
 def cmd_transfer_check(args: argparse.Namespace) -> int:
-    from tl_core.analysis.transfer import transfer_check
-    from tl_core.common.control import JobControl
-    from tl_core.common.intervals import format_accuracy
+    from tl_core.analysis import transfer_check
+    from tl_core.common import JobControl, format_accuracy
 
     config = config_from_args(args)
     cache = feature_cache_of(args)
@@ -705,7 +707,7 @@ def cmd_transfer_check(args: argparse.Namespace) -> int:
 def _note_unfinished(run: str | Path) -> None:
     """Says on stderr when a run is still training or was interrupted: its weights are used
     as they are on disk (the best epoch saved so far)."""
-    from tl_core.runs.folders import METRICS_FILE, WEIGHTS_FILE, live_status, weights_metadata
+    from tl_core.runs import METRICS_FILE, WEIGHTS_FILE, live_status, weights_metadata
 
     run = Path(run)
     try:
@@ -726,7 +728,7 @@ def _note_unfinished(run: str | Path) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from tl_core.inference.evaluation import evaluate_run
+    from tl_core.inference import evaluate_run
 
     _note_unfinished(args.run)
     evaluation = evaluate_run(args.run, args.data, device=args.device)
@@ -761,7 +763,7 @@ def _sweep_printer(quiet: bool) -> tuple:
     """A sweep observer (a bar per run on a terminal, a line per finished depth) and its closer."""
     from tqdm import tqdm
 
-    from tl_core.analysis.sweep import SweepObserver
+    from tl_core.analysis import SweepObserver
 
     interactive = sys.stderr.isatty() and not quiet
     bar = tqdm(total=1, unit="step", disable=not interactive, dynamic_ncols=True, file=sys.stderr)
@@ -799,8 +801,9 @@ def _sweep_printer(quiet: bool) -> tuple:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from tl_core.analysis.sweep import NOT_RUN, SWEEP_FILE, split_depths, sweep
-    from tl_core.common.control import JobControl
+    from tl_core.analysis import NOT_RUN, SWEEP_FILE, split_depths
+    from tl_core.analysis.sweep import sweep
+    from tl_core.common import JobControl
 
     # The recipe without a depth: the sweep sets one per run.
     config = config_from_args(argparse.Namespace(**{**vars(args), "freeze": "all"}))
@@ -843,7 +846,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_note(args: argparse.Namespace) -> int:
-    from tl_core.runs.folders import read_note, write_note
+    from tl_core.runs import read_note, write_note
 
     if args.text is None:
         print(read_note(args.run) or "(no note)")
@@ -854,7 +857,7 @@ def cmd_note(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tl_core.inference.predict import Predictor, collect_image_paths
+    from tl_core.inference import Predictor, collect_image_paths
 
     paths = collect_image_paths(args.images)
     if not paths:
@@ -885,9 +888,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_explain(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from tl_core.common.outputs import check_output_file
-    from tl_core.data.images import load_image
-    from tl_core.inference.predict import Predictor
+    from tl_core.common import check_output_file
+    from tl_core.data import load_image
+    from tl_core.inference import Predictor
 
     # Bad paths fail before the model loads.
     check_output_file(args.out)
@@ -910,9 +913,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from tl_core.common.outputs import check_output_file
-    from tl_core.common.text import format_size
-    from tl_core.export.run_export import ZIP_FORMAT, export_model, export_zip, format_for
+    from tl_core.common import check_output_file, format_size
+    from tl_core.export import ZIP_FORMAT, export_model, export_zip, format_for
 
     check_output_file(args.out)  # before the model is built
     _note_unfinished(args.run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import platform
 from typing import TypeVar
@@ -84,3 +85,11 @@ def release_memory(device: torch.device) -> None:
         # only through a cycle are freed by the collector, not by reference counting.
         gc.collect()
         torch.cuda.empty_cache()
+
+
+def autocast_for(device: torch.device):
+    """Mixed precision on CUDA (bfloat16 where supported, else float16), none on the CPU."""
+    if device.type != "cuda":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return lambda: torch.autocast("cuda", dtype=dtype)

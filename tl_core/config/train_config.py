@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from tl_core.common.errors import TLStudioError
+from tl_core.common import TLStudioError
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 AUGMENT_CHOICES = ("auto", "none", "light", "strong")

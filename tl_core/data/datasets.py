@@ -25,8 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from tl_core.common.errors import DatasetError
-from tl_core.common.text import plural
+from tl_core.common import DatasetError, plural
 from tl_core.data.folders import find_root, is_clutter, visible_entries, walk_visible_files
 from tl_core.data.image_hash import Fingerprint, connected_groups, fingerprint, similar_pairs
 from tl_core.data.images import (

@@ -16,7 +16,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from tl_core.common.errors import DatasetError
+from tl_core.common import DatasetError
 
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "GIF", "WEBP", "TIFF"})
 """Pillow format names accepted; detected from the file's content, not its extension."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tl_core.common.errors import DatasetError
+from tl_core.common import DatasetError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_DATASET_DIR = REPO_ROOT / "assets" / "sample_dataset"

@@ -30,10 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tl_core.common.errors import DatasetError, TLStudioError
-from tl_core.common.text import plural
-from tl_core.runs.folders import write_json
-from tl_core.runs.workspace import safe_name, unique_path
+from tl_core.common import DatasetError, TLStudioError, plural, safe_name, unique_path, write_json
 
 VERSION_FILE = ".tl-studio-version.json"
 RELABEL, EXCLUDE, KEEP = "relabel", "exclude", "keep"
@@ -184,41 +181,6 @@ def list_versions(dataset: str | Path, datasets_root: str | Path) -> list[Datase
         and _same_folder(version.base, base)
     ]
     return sorted(versions, key=lambda v: (v.number, v.created, v.path.name))
-
-
-def run_dataset(run_dir: str | Path) -> Path:
-    """The dataset folder a run trained on (its config.json's ``data``), to make a new version
-    of it from the run's evaluation.
-
-    Raises:
-        RunError: The run's config.json is missing or unreadable.
-        DatasetError: The folder is no longer there (deleted, moved or renamed) or is a .zip
-            (unpacked to a temporary folder while the run trained).
-    """
-    from tl_core.runs.folders import CONFIG_FILE, read_json
-
-    config = read_json(Path(run_dir) / CONFIG_FILE)
-    data = config.get("train", {}).get("data") if isinstance(config, dict) else None
-    if not isinstance(data, str) or not data:
-        raise DatasetError(
-            "The run's config.json does not say which dataset it trained on.",
-            "Fix the images on the Data page instead: the next training uses the fixes.",
-        )
-    folder = Path(data)
-    if folder.is_file():
-        raise DatasetError(
-            f"The run trained on the archive {folder.name}, not on a folder, so there is no "
-            "dataset folder to make a version of.",
-            "Import the archive on the Data page, train on it, then fix images from here.",
-        )
-    if not folder.is_dir():
-        raise DatasetError(
-            f"The dataset this run trained on is no longer at {folder} (deleted, moved or "
-            "renamed), so its images cannot be fixed from here.",
-            "Put the folder back where it was, or load the dataset on the Data page and fix "
-            "its images there.",
-        )
-    return folder
 
 
 def original_image(dataset: str | Path, image: str | Path) -> str:

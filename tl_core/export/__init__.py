@@ -1,1 +1,31 @@
-"""export"""
+"""Exports of a run: the .zip with its scripts and model card, ONNX, torch.export and TorchScript,
+each checked against PyTorch.
+
+Modules (each says what it holds in its own docstring):
+    formats, model_card, run_export, standalone_predict, standalone_predict_onnx
+"""
+
+from tl_core.common.faces import lazy_face
+
+__getattr__, __dir__ = lazy_face(
+    __name__,
+    {
+        "formats": (
+            "ExportedClassifier",
+            "MODEL_FORMATS",
+            "ModelFormat",
+        ),
+        "model_card": ("model_card_text",),
+        "run_export": (
+            "CHECK_TOLERANCE",
+            "ExportCheck",
+            "ExportError",
+            "ZIP_FORMAT",
+            "export_model",
+            "export_torchscript",
+            "export_zip",
+            "format_for",
+            "how_to_load_text",
+        ),
+    },
+)

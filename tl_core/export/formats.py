@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tl_core.models.preprocessing import Preprocessing
+from tl_core.models import Preprocessing
 
 # The JSON documents every format carries: class names, and how to prepare an image.
 LABELS_METADATA = "labels.json"

@@ -10,16 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from tl_core.common.intervals import format_accuracy
-from tl_core.common.text import escape_markdown, plural
+from tl_core.common import escape_markdown, format_accuracy, plural
 from tl_core.export.formats import resize_size
-from tl_core.inference.evaluation import recorded_validation_scores, split_counts
-from tl_core.runs.folders import (
-    CONFIG_FILE,
-    Run,
-    describe_freeze,
-    read_json,
-)
+from tl_core.inference import recorded_validation_scores, split_counts
+from tl_core.runs import CONFIG_FILE, Run, describe_freeze, read_json
 
 
 def _cell(text: object) -> str:

@@ -21,12 +21,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from tl_core.common.errors import TLStudioError
-from tl_core.common.text import plural
-from tl_core.data.images import load_image
+from tl_core.common import TLStudioError, atomic_write, plural
+from tl_core.data import load_image
 from tl_core.export.formats import MODEL_FORMATS, ModelFormat, resize_size
 from tl_core.export.model_card import model_card_text
-from tl_core.runs.folders import (
+from tl_core.runs import (
     CONFIG_FILE,
     LABELS_FILE,
     METRICS_FILE,
@@ -34,7 +33,6 @@ from tl_core.runs.folders import (
     WEIGHTS_FILE,
     Run,
     as_run,
-    atomic_write,
     read_json,
 )
 

@@ -26,9 +26,8 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from tl_core.common.devices import in_preferred_layout
-from tl_core.models.backbones import FreezeSummary, in_eval_mode, set_train_mode
-from tl_core.models.batchnorm_folding import folded_copy, probe_images
+from tl_core.common import in_preferred_layout
+from tl_core.models import FreezeSummary, folded_copy, in_eval_mode, probe_images, set_train_mode
 
 # Top-level children where timm's forward_head starts: the feature sequence ends before them.
 HEAD_MODULES = ("global_pool", "head", "fc", "classifier", "fc_norm", "head_drop", "flatten")

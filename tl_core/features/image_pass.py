@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader
 
-from tl_core.common.devices import in_preferred_layout
-from tl_core.common.errors import TLStudioError
-from tl_core.data.datasets import ImageItem
+from tl_core.common import TLStudioError, autocast_for, in_preferred_layout
+from tl_core.data import ImageFolderDataset, ImageItem, default_num_workers
 from tl_core.features.pooled import BatchFeatures, extract_features
 from tl_core.features.store import (
     FeatureKey,
@@ -27,9 +26,7 @@ from tl_core.features.store import (
     StoredFeatures,
     feature_key_for,
 )
-from tl_core.models.preprocessing import Preprocessing
-from tl_core.training.loaders import ImageFolderDataset, default_num_workers
-from tl_core.training.trainer import autocast_for
+from tl_core.models import Preprocessing
 
 FEATURE_BATCH_SIZE = 32
 Progress = Callable[[int, int, str], None]

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from tl_core.common.devices import in_preferred_layout
-from tl_core.models.batchnorm_folding import folded_copy
+from tl_core.common import in_preferred_layout
+from tl_core.models import folded_copy
 
 
 def pooled_features(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -27,8 +27,8 @@ import numpy as np
 import timm
 import torch
 
-from tl_core.models.preprocessing import Preprocessing
-from tl_core.runs.folders import atomic_write
+from tl_core.common import atomic_write
+from tl_core.models import Preprocessing
 
 FEATURE_CACHE_ENV = "TL_STUDIO_FEATURE_CACHE"
 FEATURE_TENSOR = "features"

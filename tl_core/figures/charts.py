@@ -12,8 +12,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from tl_core.common.intervals import format_accuracy, wilson_interval
-from tl_core.common.text import plural
+from tl_core.common import format_accuracy, plural, wilson_interval
 
 TRAIN_COLOR = "#4C78A8"
 VAL_COLOR = "#F58518"

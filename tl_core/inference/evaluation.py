@@ -12,11 +12,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tl_core.common.errors import DatasetError, RunError
-from tl_core.common.intervals import format_accuracy, wilson_interval
-from tl_core.data.datasets import DatasetReport, scan_dataset, scanned_dataset
-from tl_core.runs.checks import check_validation_split
-from tl_core.runs.folders import PREDICTIONS_FILE, SPLIT_FILE, Run, as_run, read_json
+from tl_core.common import DatasetError, RunError, format_accuracy, wilson_interval
+from tl_core.data import DatasetReport, scan_dataset, scanned_dataset
+from tl_core.runs import (
+    PREDICTIONS_FILE,
+    SPLIT_FILE,
+    Run,
+    as_run,
+    check_validation_split,
+    read_json,
+)
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,11 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from tl_core.common.devices import in_preferred_layout, resolve_device
-from tl_core.common.errors import DatasetError, TLStudioError
-from tl_core.data.folders import walk_visible_files
-from tl_core.data.images import IMAGE_SUFFIXES, load_image
+from tl_core.common import DatasetError, TLStudioError, in_preferred_layout, resolve_device
+from tl_core.data import IMAGE_SUFFIXES, load_image, walk_visible_files
 from tl_core.inference.saliency import explain_image
-from tl_core.models.batchnorm_folding import folded_copy
-from tl_core.runs.folders import Run, as_run
+from tl_core.models import folded_copy
+from tl_core.runs import Run, as_run
 
 Ranking = tuple[tuple[str, float], ...]
 

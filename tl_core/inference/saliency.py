@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
-from tl_core.common.errors import TLStudioError
-from tl_core.models.backbones import in_eval_mode
+from tl_core.common import TLStudioError
+from tl_core.models import in_eval_mode
 
 # Matplotlib's "inferno" at 11 evenly spaced points: perceptually uniform, readable in greyscale
 # and by colour-blind viewers. Interpolating between them is indistinguishable from the full map.

@@ -17,10 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tl_core.analysis.advisor import AdvisorResult, AdvisorStopped, advise
-from tl_core.common.errors import TLStudioError
-from tl_core.common.failures import explain_failure
-from tl_core.data.datasets import DatasetReport
+from tl_core.analysis import AdvisorResult, AdvisorStopped, advise
+from tl_core.common import TLStudioError, explain_failure
+from tl_core.data import DatasetReport
 
 ACTIVE_STATUSES = ("running", "stopping")
 STOPPING_MESSAGE = "Stopping after this batch"

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from tl_core.common.control import BatchStats, Progress, TrainingObserver
+from tl_core.common import BatchStats, Progress, TrainingObserver
 
 EVENT_PREFIX = "tl-studio-event "
 
@@ -31,7 +31,7 @@ class PlanSummary:
     @classmethod
     def of(cls, plan) -> PlanSummary:
         # These import torch: only where a plan exists.
-        from tl_core.common.devices import describe_device
+        from tl_core.common import describe_device
         from tl_core.training import distributed
 
         device = describe_device(plan.device)

@@ -17,11 +17,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tl_core.common.errors import TLStudioError
-from tl_core.config.train_config import TrainConfig
+from tl_core.common import TLStudioError
+from tl_core.config import TrainConfig
 from tl_core.jobs.events import replay
 from tl_core.jobs.training_job import TRAIN, TrainingJob
-from tl_core.runs.folders import METRICS_FILE, RunWriter, read_json
+from tl_core.runs import METRICS_FILE, RunWriter, read_json
 from tl_core.training import distributed
 
 ERROR_PREFIX, HINT_PREFIX = "error: ", "hint: "  # how the command line reports a failure

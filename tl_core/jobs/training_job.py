@@ -16,24 +16,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tl_core.analysis.sweep import SweepObserver, SweepRow, best_row, sweep
-from tl_core.analysis.transfer import PRETRAINED_RUN, SCRATCH_RUN, transfer_check
-from tl_core.common.control import (
+from tl_core.analysis import (
+    PRETRAINED_RUN,
+    SCRATCH_RUN,
+    SweepObserver,
+    SweepRow,
+    best_row,
+    transfer_check,
+)
+from tl_core.analysis.sweep import sweep
+from tl_core.common import (
     PHASE_FEATURES,
     PHASE_PREPARING,
     BatchStats,
+    JobBusyError,
     JobControl,
     Progress,
     TeeObserver,
     TrainingObserver,
+    explain_failure,
+    format_accuracy,
 )
-from tl_core.common.errors import JobBusyError
-from tl_core.common.failures import explain_failure
-from tl_core.common.intervals import format_accuracy
-from tl_core.config.train_config import TrainConfig
+from tl_core.config import TrainConfig
 from tl_core.jobs.events import summary_of
-from tl_core.runs.folders import RunWriter, new_run_dir
-from tl_core.training.trainer import train
+from tl_core.runs import RunWriter, new_run_dir
+from tl_core.training import train
 
 ACTIVE_STATUSES = ("starting", "running", "pausing", "paused", "stopping")
 PAUSING_MESSAGE = "Pausing after this batch"

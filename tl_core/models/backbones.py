@@ -25,8 +25,8 @@ import torch
 from timm.models import get_pretrained_cfg, split_model_name_tag
 from timm.models._manipulate import flatten_modules, group_with_matcher
 
-from tl_core.common.errors import TLStudioError, WeightsError
-from tl_core.config.train_config import DEFAULT_BACKBONE
+from tl_core.common import TLStudioError, WeightsError
+from tl_core.config import DEFAULT_BACKBONE
 from tl_core.models.weights import (
     classifier_prefixes,
     is_classifier_key,

@@ -32,7 +32,7 @@ import timm
 import torch
 from timm.models import get_pretrained_cfg, split_model_name_tag
 
-from tl_core.common.errors import WeightsError
+from tl_core.common import WeightsError
 
 _logger = logging.getLogger(__name__)
 

@@ -18,11 +18,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from timm.data.transforms import str_to_interp_mode
 
-from tl_core.common.errors import RunError, TLStudioError
-from tl_core.common.text import plural
-from tl_core.config.train_config import TrainConfig
-from tl_core.models.preprocessing import Preprocessing
-from tl_core.models.weights import classifier_prefixes, is_classifier_key
+from tl_core.common import RunError, TLStudioError, plural
+from tl_core.config import TrainConfig
+from tl_core.models import Preprocessing, classifier_prefixes, is_classifier_key
 
 DAMAGED_HINT = "Train the run again, or restore the folder from an export."
 # Wide enough for every timm backbone's own input size, narrow enough to catch an edit.

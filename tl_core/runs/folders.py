@@ -20,15 +20,13 @@ run folders and one JSON file that says what the group is (no config.json of its
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 import torch
@@ -36,10 +34,17 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as serialize_weights
 
 from tl_core import __version__
-from tl_core.common.errors import RunError, WeightsError
-from tl_core.common.intervals import format_accuracy
-from tl_core.common.outputs import check_output_folder
-from tl_core.config.train_config import TrainConfig
+from tl_core.common import (
+    DatasetError,
+    RunError,
+    WeightsError,
+    atomic_write,
+    check_output_folder,
+    format_accuracy,
+    write_frame_csv,
+    write_json,
+)
+from tl_core.config import TrainConfig
 from tl_core.runs.checks import (
     check_labels,
     check_metrics,
@@ -54,7 +59,34 @@ from tl_core.runs.checks import (
 from tl_core.runs.locks import LOCK_FILE, FolderLock, is_locked
 
 if TYPE_CHECKING:
-    from tl_core.training.plan import TrainingPlan
+    import torch as _torch
+
+    from tl_core.data import ImageItem
+    from tl_core.models import FreezeSummary, Preprocessing
+
+
+class _LossWeights(Protocol):
+    weights: Sequence[float] | None  # one per class, or None for the plain loss
+
+
+class DescribedRun(Protocol):
+    """What a run's description is written from: the training plan's fields, and no more.
+
+    Declared here so that this package need not know the training package, which sits above it.
+    """
+
+    config: TrainConfig
+    freeze: FreezeSummary
+    class_names: list[str]
+    weights_source: str
+    preprocessing: Preprocessing
+    augment: str
+    caches_features: bool
+    class_weighting: _LossWeights
+    device: _torch.device
+    train_items: Sequence[ImageItem]
+    val_items: Sequence[ImageItem]
+
 
 CONFIG_FILE = "config.json"
 LABELS_FILE = "labels.json"
@@ -69,34 +101,6 @@ SWEEP_FILE = "sweep.json"
 # What each group file makes of its folder, in the order they are looked for.
 GROUP_KINDS = {TRANSFER_FILE: "transfer-check", SWEEP_FILE: "sweep"}
 UNFINISHED_GROUP = "group"  # run folders without a group file yet (a sweep still training)
-
-
-def atomic_write(path: Path, write) -> None:
-    """Writes through a temporary file in the same folder, then renames it into place.
-
-    A crash mid-write leaves the old file (or none), never a half-written one.
-    """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp_name))
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str)))
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def write_frame_csv(path: Path, frame: pd.DataFrame) -> None:
-    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def save_weights(
@@ -268,9 +272,9 @@ class RunWriter:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
-    def write_description(self, plan: TrainingPlan) -> None:
+    def write_description(self, plan: DescribedRun) -> None:
         """config.json, labels.json and split.json: written before the first epoch."""
-        from tl_core.data.versions import version_info  # it writes with this module
+        from tl_core.data import version_info
 
         config = plan.config
         freeze = plan.freeze
@@ -616,6 +620,39 @@ def preferred_run(
     return max(usable, key=lambda r: (r.created, r.name), default=None)
 
 
+def run_dataset(run_dir: str | Path) -> Path:
+    """The dataset folder a run trained on (its config.json's ``data``), to make a new version
+    of it from the run's evaluation.
+
+    Raises:
+        RunError: The run's config.json is missing or unreadable.
+        DatasetError: The folder is no longer there (deleted, moved or renamed) or is a .zip
+            (unpacked to a temporary folder while the run trained).
+    """
+    config = read_json(Path(run_dir) / CONFIG_FILE)
+    data = config.get("train", {}).get("data") if isinstance(config, dict) else None
+    if not isinstance(data, str) or not data:
+        raise DatasetError(
+            "The run's config.json does not say which dataset it trained on.",
+            "Fix the images on the Data page instead: the next training uses the fixes.",
+        )
+    folder = Path(data)
+    if folder.is_file():
+        raise DatasetError(
+            f"The run trained on the archive {folder.name}, not on a folder, so there is no "
+            "dataset folder to make a version of.",
+            "Import the archive on the Data page, train on it, then fix images from here.",
+        )
+    if not folder.is_dir():
+        raise DatasetError(
+            f"The dataset this run trained on is no longer at {folder} (deleted, moved or "
+            "renamed), so its images cannot be fixed from here.",
+            "Put the folder back where it was, or load the dataset on the Data page and fix "
+            "its images there.",
+        )
+    return folder
+
+
 def read_note(path: str | Path) -> str:
     """The user's note on a run, or "" when it has none."""
     try:
@@ -675,7 +712,7 @@ class Run:
             RunError: The backbone is unknown, or the weights file is unreadable or does not
                 fit the architecture and the number of classes.
         """
-        from tl_core.models.backbones import create_model  # deferred: timm model registry is slow
+        from tl_core.models import create_model
 
         try:
             model, _ = create_model(self.backbone, len(self.labels), pretrained=False)

@@ -16,8 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from tl_core.common.errors import RunError
-from tl_core.common.text import plural
+from tl_core.common import RunError, plural
 from tl_core.runs.folders import (
     CONFIG_FILE,
     METRICS_FILE,

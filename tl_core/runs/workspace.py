@@ -11,10 +11,8 @@ old datasets and runs can be deleted (never the run a live training is writing).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -24,22 +22,28 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from tl_core.common.errors import DatasetError, RunError, TLStudioError
-from tl_core.common.text import format_size, plural
-from tl_core.data.datasets import extract_zip
-from tl_core.data.folders import find_root, visible_entries, walk_visible_files
-from tl_core.data.images import IMAGE_SUFFIXES
-from tl_core.data.sample import SAMPLE_DATASET_DIR
+from tl_core.common import (
+    DatasetError,
+    RunError,
+    TLStudioError,
+    format_size,
+    plural,
+    safe_name,
+    unique_path,
+)
+from tl_core.data import (
+    IMAGE_SUFFIXES,
+    SAMPLE_DATASET_DIR,
+    extract_zip,
+    find_root,
+    visible_entries,
+    walk_visible_files,
+)
 from tl_core.runs.folders import run_is_live
 
 WORKSPACE_ENV = "TL_STUDIO_WORKSPACE"
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "workspace"
 CHUNK_SIZE = 1 << 20
-# File systems allow 255 bytes per name. Names made here stay well below, so that what is
-# added to them later ("-12" for uniqueness, "predictions-....csv") still fits.
-MAX_NAME_BYTES = 200
-# A cut name ends with a hash of the whole name, so two long names never become one.
-_NAME_HASH_CHARS = 8
 # Uploads are working copies (images to predict, extracted archives, prediction tables):
 # after a day they are no longer needed by any session that made them.
 UPLOAD_MAX_AGE = timedelta(days=1)
@@ -49,44 +53,6 @@ SYSTEM_FOLDERS = tuple(
     Path("/", name)
     for name in ("bin", "boot", "dev", "etc", "lib", "lib64", "proc", "sbin", "sys", "usr", "var")
 )
-
-
-def safe_name(text: str, fallback: str = "item") -> str:
-    """Turns user text into a file or folder name that is safe on every platform.
-
-    Letters, digits, spaces, dots, dashes and underscores survive; anything else (path
-    separators included) becomes an underscore, so a name can never climb out of its folder.
-    A name longer than ``MAX_NAME_BYTES`` (in UTF-8) is cut, keeping its extension and
-    ending in a hash of the whole name, so distinct long names stay distinct.
-    """
-    name = re.sub(r"[^\w .-]+", "_", text.strip()).strip(" .")
-    return cap_name(name or fallback)
-
-
-def cap_name(name: str, max_bytes: int = MAX_NAME_BYTES) -> str:
-    """``name`` if it fits in ``max_bytes`` of UTF-8, else cut to fit as ``safe_name`` says."""
-    if len(name.encode()) <= max_bytes:
-        return name
-    stem, suffix = os.path.splitext(name)
-    if len(suffix.encode()) > 16:  # not an extension, just a dot in a long name
-        stem, suffix = name, ""
-    tag = "~" + hashlib.sha1(name.encode()).hexdigest()[:_NAME_HASH_CHARS]
-    budget = max_bytes - len(suffix.encode()) - len(tag)
-    # Cut on bytes, dropping a character split in two, so the name stays valid UTF-8.
-    kept = stem.encode()[:budget].decode("utf-8", errors="ignore").rstrip(" .")
-    return f"{kept}{tag}{suffix}"
-
-
-def unique_path(folder: str | Path, name: str) -> Path:
-    """``folder/name``, or ``folder/stem-1.ext``, ``stem-2.ext``... if that name is taken."""
-    folder = Path(folder)
-    candidate = folder / name
-    stem, suffix = Path(name).stem, Path(name).suffix
-    counter = 1
-    while candidate.exists():
-        candidate = folder / f"{stem}-{counter}{suffix}"
-        counter += 1
-    return candidate
 
 
 def save_stream(source: BinaryIO, destination: str | Path) -> Path:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tl_core.config.train_config import AUTO_CLASS_WEIGHTING_RATIO
+from tl_core.config import AUTO_CLASS_WEIGHTING_RATIO
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from tl_core.common.control import JobControl, TrainingStopped
-from tl_core.common.devices import resolve_device
-from tl_core.common.errors import TLStudioError
-from tl_core.runs.folders import RunWriter
-from tl_core.runs.locks import LOCK_FILE
+from tl_core.common import JobControl, TLStudioError, TrainingStopped, resolve_device
+from tl_core.runs import LOCK_FILE, RunWriter
 
 T = TypeVar("T")
 

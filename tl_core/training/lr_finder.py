@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from tl_core.common.errors import TLStudioError
-from tl_core.config.train_config import TrainConfig
-from tl_core.features.pooled import classify_features
-from tl_core.models.backbones import apply_freeze, set_train_mode
+from tl_core.common import TLStudioError, autocast_for
+from tl_core.config import TrainConfig
+from tl_core.features import classify_features
+from tl_core.models import apply_freeze, set_train_mode
 from tl_core.training.loaders import (
     cached_feature_loaders,
     feature_source_loaders,
@@ -37,7 +37,6 @@ from tl_core.training.loaders import (
 from tl_core.training.optim import build_optimizer
 from tl_core.training.plan import prepare_training
 from tl_core.training.recipes import training_stages
-from tl_core.training.trainer import autocast_for
 
 START_LR = 1e-7
 END_LR = 10.0

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from tl_core.models.backbones import LayerGroup
+from tl_core.models import LayerGroup
 
 # Warm-up never takes more than this share of a run (or of a gradual-unfreezing stage):
 # fastai's one-cycle warms up for 25 % (fit_one_cycle's pct_start). A whole epoch of warm-up

@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tl_core.common.control import PHASE_PREPARING, TrainingObserver
-from tl_core.common.devices import resolve_device
-from tl_core.common.errors import TLStudioError
-from tl_core.config.train_config import TrainConfig
-from tl_core.data.datasets import (
+from tl_core.common import PHASE_PREPARING, TLStudioError, TrainingObserver, resolve_device
+from tl_core.config import TrainConfig
+from tl_core.data import (
     DatasetReport,
     ImageItem,
     Issue,
@@ -23,8 +21,7 @@ from tl_core.data.datasets import (
     split_overlap,
     stratified_split,
 )
-from tl_core.models.backbones import FreezeSummary, apply_freeze, create_model
-from tl_core.models.preprocessing import Preprocessing
+from tl_core.models import FreezeSummary, Preprocessing, apply_freeze, create_model
 from tl_core.training import distributed
 from tl_core.training.class_weights import ClassWeighting, class_weighting
 

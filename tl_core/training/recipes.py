@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tl_core.common.errors import TLStudioError
-from tl_core.common.text import plural
-from tl_core.config.train_config import (
+from tl_core.common import TLStudioError, plural
+from tl_core.config import (
     FEATURE_EXTRACTION,
     FINE_TUNE,
     FULL_FINE_TUNE,
@@ -27,7 +26,7 @@ from tl_core.config.train_config import (
     MODES,
     TrainConfig,
 )
-from tl_core.models.backbones import parse_freeze
+from tl_core.models import parse_freeze
 
 MODE_LABELS = {
     FEATURE_EXTRACTION: "Feature extraction (head only)",

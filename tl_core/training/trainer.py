@@ -8,7 +8,6 @@ loaders (``tl_core.training.loaders`` builds them) and writes the run folder thr
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from tl_core.common.control import (
+from tl_core.common import (
     PHASE_FEATURES,
     PHASE_SAVING,
     PHASE_TRAINING,
@@ -25,16 +24,16 @@ from tl_core.common.control import (
     ProgressMeter,
     TrainingObserver,
     TrainingStopped,
+    autocast_for,
+    explain_failure,
+    in_preferred_layout,
+    release_memory,
 )
-from tl_core.common.devices import in_preferred_layout, release_memory
-from tl_core.common.failures import explain_failure
-from tl_core.config.train_config import TrainConfig
-from tl_core.features.frozen_prefix import compute_prefix_outputs
-from tl_core.features.pooled import BatchFeatures, classify_features
-from tl_core.features.store import KeyedStore
-from tl_core.inference.evaluation import build_evaluation
-from tl_core.models.backbones import apply_freeze, set_train_mode
-from tl_core.runs.folders import RunWriter
+from tl_core.config import TrainConfig
+from tl_core.features import BatchFeatures, KeyedStore, classify_features, compute_prefix_outputs
+from tl_core.inference import build_evaluation
+from tl_core.models import apply_freeze, set_train_mode
+from tl_core.runs import RunWriter
 from tl_core.training import distributed
 from tl_core.training.loaders import (
     FeatureSources,
@@ -56,14 +55,6 @@ from tl_core.training.recipes import Stage, training_stages
 SAVE_INTERVAL_SECONDS = 10.0
 
 logger = logging.getLogger(__name__)
-
-
-def autocast_for(device: torch.device):
-    """Mixed precision on CUDA (bfloat16 where supported, else float16), none on the CPU."""
-    if device.type != "cuda":
-        return contextlib.nullcontext
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return lambda: torch.autocast("cuda", dtype=dtype)
 
 
 def epoch_message(epoch: int, epochs: int) -> str:
