@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _decisions, _duplicates, _review, _ui, _versions
+from app_pages import _decisions, _duplicates, _readiness, _review, _ui, _versions
 from tl_core.common import TLStudioError, escape_markdown
 from tl_core.data import sample_dataset_path
 
@@ -123,12 +123,7 @@ try:
 except TLStudioError as error:
     _ui.show_error(error)
     st.stop()
-if report.can_train:
-    st.success(
-        f"Ready to train: {report.num_images} images in {len(report.class_names)} classes.",
-        icon=":material/check_circle:",
-    )
-    st.page_link(_ui.MODEL_PAGE, label="Next: choose a model", icon=":material/arrow_forward:")
+_readiness.readiness(current, report)
 _versions.versions_panel(current, ws.datasets)
 _review.label_review(current, report, ws.feature_cache)
 _duplicates.duplicates_review(current, report)

@@ -49,6 +49,23 @@ class HealthCheck:
     def can_train(self) -> bool:
         return not self.problems
 
+    def split_sentence(self) -> str | None:
+        """The split training would make, in words; None when it could not be made."""
+        if not self.split:
+            return None
+        return f"Split: {self.split[0]} training / {self.split[1]} validation images."
+
+    def leakage_sentence(self) -> str | None:
+        """How many validation images have a copy in training, with and without the split
+        that keeps copies on one side; None when no split ignoring copies would leak."""
+        if not (self.leakage and self.leakage.before):
+            return None
+        return (
+            f"Validation images with a copy in training: {self.leakage.before} under a split "
+            f"that ignores copies, {self.leakage.after} with this one, which keeps copies on "
+            "one side."
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON health report: the scan's summary (``DatasetReport.to_dict``) with the
         warnings, ``can_train``, ``blocking_problems``, ``split``, ``leakage`` and, when they
