@@ -25,9 +25,9 @@ def lazy_face(
         module = home.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{package}.{module}"), name)
-        setattr(sys.modules[package], name, value)  # later look-ups skip this function
-        return value
+        # Looked up in the defining module every time, never cached on the package, so the
+        # face always gives what that module holds now (a test may have patched it).
+        return getattr(importlib.import_module(f"{package}.{module}"), name)
 
     def __dir__() -> list[str]:
         return sorted(set(home) | set(vars(sys.modules[package])))
