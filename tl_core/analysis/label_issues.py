@@ -108,7 +108,7 @@ def out_of_sample_probabilities(
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedGroupKFold
 
-    from tl_core.analysis.advisor import linear_probe
+    from tl_core.analysis.probe import linear_probe
 
     groups = np.arange(len(labels)) if groups is None else groups
     folds = max(2, min(folds, len(np.unique(groups))))
