@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 from tl_core.data import ImageItem, image_hash, load_image
-from tl_core.data.datasets import _SCAN_DRAFT_SIZE
+from tl_core.data.scanning import _SCAN_DRAFT_SIZE
 
 COPIES = {
     "resize 0.5x": lambda im: im.resize(_scaled(im, 0.5), Image.Resampling.BILINEAR),

@@ -26,8 +26,8 @@ from tl_core.data import (
     DatasetReport,
     ImageFolderDataset,
     ImageItem,
+    archives,
     check_validation_classes,
-    datasets,
     extract_zip,
     images,
     load_image,
@@ -206,7 +206,7 @@ def test_extraction_refuses_to_fill_the_disk(tmp_path, monkeypatch):
     archive = make_zip(folder, tmp_path / "data.zip")
     usage = shutil.disk_usage(tmp_path)
     monkeypatch.setattr(
-        datasets.shutil, "disk_usage", lambda path: usage._replace(free=10 * 1024**2)
+        archives.shutil, "disk_usage", lambda path: usage._replace(free=10 * 1024**2)
     )
     dest = tmp_path / "out"
 

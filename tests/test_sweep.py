@@ -10,6 +10,7 @@ import pytest
 from tests.conftest import TINY_CLASSES
 from tests.helpers import make_image_folder
 from tests.training import tiny_config
+from tl_core import figures
 from tl_core.analysis import (
     SWEEP_FILE,
     SweepObserver,
@@ -23,7 +24,6 @@ from tl_core.analysis import (
 from tl_core.analysis.sweep import sweep
 from tl_core.cli.main import main
 from tl_core.common import JobControl, TLStudioError, UsageError
-from tl_core.figures import charts as figures
 from tl_core.runs import LOCK_FILE
 
 # test_efficientnet has 6 layer groups before its head.

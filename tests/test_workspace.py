@@ -22,6 +22,7 @@ from tl_core.runs import (
     WORKSPACE_ENV,
     FolderLock,
     Workspace,
+    folder_access,
     folder_signature,
     is_loopback,
     save_stream,
@@ -425,7 +426,7 @@ def test_a_server_for_other_computers_reads_only_home_and_workspace_folders(
 def test_a_workspace_or_home_under_a_system_folder_is_still_read(tmp_path, monkeypatch):
     home = tmp_path / "home"
     monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setattr(workspace_module, "SYSTEM_FOLDERS", (tmp_path,))  # as /var/lib/...
+    monkeypatch.setattr(folder_access, "SYSTEM_FOLDERS", (tmp_path,))  # as /var/lib/...
     ws = Workspace(tmp_path / "ws").ensure()
     batch = make_image_folder(ws.uploads / "batch", {"a": 1})
     photos = make_image_folder(home / "photos", {"a": 1})

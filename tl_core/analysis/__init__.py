@@ -2,7 +2,7 @@
 check), how deep to freeze (sweep), which labels look wrong, the health check as a whole.
 
 Modules (each says what it holds in its own docstring):
-    advisor, health_report, label_issues, logme, sweep, transfer
+    advisor, health_report, label_issues, logme, probe, ranking, sweep, transfer
 """
 
 from tl_core.common.faces import lazy_face
@@ -11,15 +11,9 @@ __getattr__, __dir__ = lazy_face(
     __name__,
     {
         "advisor": (
-            "AdvisorResult",
-            "AdvisorStopped",
-            "CandidateScore",
             "DEFAULT_FOLDS",
             "DEFAULT_MAX_IMAGES",
             "advise",
-            "rank_candidates",
-            "recommend",
-            "stratified_subsample",
         ),
         "health_report": ("check_health",),
         "label_issues": (
@@ -32,6 +26,16 @@ __getattr__, __dir__ = lazy_face(
             "FeatureSpectrum",
             "logme_score",
             "maximise_evidence",
+        ),
+        "probe": (
+            "AdvisorStopped",
+            "stratified_subsample",
+        ),
+        "ranking": (
+            "AdvisorResult",
+            "CandidateScore",
+            "rank_candidates",
+            "recommend",
         ),
         "sweep": (
             "NOT_RUN",

@@ -12,26 +12,33 @@ Two scores are computed from them:
 Beside them the table shows the data-free prior (ImageNet top-1 accuracy and size), which is
 what a pick without any of the user's data would go by. Candidates whose fold ranges overlap the
 leader's are "about the same"; of those, the fastest is recommended.
+
+The subsample and the probe are in ``tl_core.analysis.probe``, the ranking and the advice in
+words in ``tl_core.analysis.ranking``; this module runs the comparison.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import random
 import threading
 import time
-import warnings
-from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from tl_core.analysis.logme import logme_score
+from tl_core.analysis.probe import AdvisorStopped, probe_fold_accuracies, stratified_subsample
+from tl_core.analysis.ranking import (
+    AdvisorResult,
+    CandidateScore,
+    SkippedCandidate,
+    chance_warnings,
+    rank_candidates,
+    recommend,
+)
 from tl_core.common import (
     DatasetError,
     TLStudioError,
@@ -57,363 +64,16 @@ from tl_core.models import (
     resolve_backbone_name,
 )
 
-if TYPE_CHECKING:
-    import pandas as pd
-
 DEFAULT_MAX_IMAGES = 500
 DEFAULT_FOLDS = 5
-PROBE_MAX_ITERATIONS = 1000
 
 ModelFactory = Callable[[str, int], tuple[torch.nn.Module, str]]
 """Builds a backbone for ``(name, num_classes)``; returns the model and its weights source."""
 
 
-class AdvisorStopped(TLStudioError):
-    """The comparison was stopped before it finished."""
-
-    def __init__(self):
-        super().__init__(
-            "The comparison of backbones was stopped before it finished.",
-            "Start it again to rank the backbones; the features of those already measured "
-            "are kept.",
-        )
-
-
 def pretrained_factory(name: str, num_classes: int) -> tuple[torch.nn.Module, str]:
     """The default model factory: pretrained weights from the first source that has them."""
     return create_model(name, num_classes, pretrained=True)
-
-
-# ---- results -------------------------------------------------------------------------------
-
-
-def percent(value: float) -> str:
-    return f"{round(100 * value)} %"
-
-
-@dataclass(frozen=True)
-class CandidateScore:
-    """How one backbone did.
-
-    Attributes:
-        backbone: timm model name.
-        fold_accuracies: Linear-probe accuracy on each held-out fold.
-        logme: LogME of the features (unit-free; higher is better).
-        images_per_second: Speed of the feature pass on this computer (when the features came
-            from the cache, the speed measured when they were computed).
-        params_millions: Parameters in millions (the catalog's figure, with the ImageNet head;
-            counted from the model for other backbones).
-        input_size: Side of the images the backbone saw, in pixels.
-        imagenet_top1: ImageNet-1k top-1 accuracy as a fraction, or None when unknown.
-        weights_source: Where the weights came from.
-        about_the_same: The fold range overlaps the leader's (True for the leader itself).
-        cached_images: How many of the feature vectors came from the cache.
-        feature_seconds: Time spent running the backbone (0 when every vector was cached).
-        scoring_seconds: Time spent on the probe and LogME.
-    """
-
-    backbone: str
-    fold_accuracies: tuple[float, ...]
-    logme: float
-    images_per_second: float | None
-    params_millions: float
-    input_size: int
-    imagenet_top1: float | None
-    weights_source: str
-    about_the_same: bool = False
-    cached_images: int = 0
-    feature_seconds: float = 0.0
-    scoring_seconds: float = 0.0
-
-    @property
-    def probe_accuracy(self) -> float:
-        return float(np.mean(self.fold_accuracies))
-
-    @property
-    def probe_low(self) -> float:
-        return min(self.fold_accuracies)
-
-    @property
-    def probe_high(self) -> float:
-        return max(self.fold_accuracies)
-
-    @property
-    def band_text(self) -> str:
-        """``"91 % (86–95 %)"``: the mean and the range over folds (rounded to whole points)."""
-        low, high = round(100 * self.probe_low), round(100 * self.probe_high)
-        if low == high:
-            return f"{percent(self.probe_accuracy)} (in every fold)"
-        return f"{percent(self.probe_accuracy)} ({low}–{high} %)"
-
-    def overlaps(self, low: float, high: float) -> bool:
-        return self.probe_high >= low and self.probe_low <= high
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "backbone": self.backbone,
-            "probe_accuracy": round(self.probe_accuracy, 4),
-            "probe_low": round(self.probe_low, 4),
-            "probe_high": round(self.probe_high, 4),
-            "logme": round(self.logme, 4),
-            "images_per_second": _rounded(self.images_per_second, 1),
-            "params_millions": round(self.params_millions, 2),
-            "input_size": self.input_size,
-            "imagenet_top1": _rounded(self.imagenet_top1, 4),
-            "about_the_same": self.about_the_same,
-        }
-
-
-def _rounded(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-@dataclass(frozen=True)
-class SkippedCandidate:
-    """A candidate that could not be scored, and why (in words)."""
-
-    backbone: str
-    reason: str
-
-    def to_dict(self) -> dict[str, str]:
-        return {"backbone": self.backbone, "reason": self.reason}
-
-
-@dataclass(frozen=True)
-class AdvisorResult:
-    """The ranked candidates and the advice drawn from them.
-
-    Attributes:
-        candidates: Scored candidates, best first (probe mean, then LogME).
-        skipped: Candidates without usable weights.
-        recommended: Name of the recommended backbone.
-        reason: Why, in one sentence.
-        num_images: Images in the subsample the scores come from.
-        num_classes: Classes in the data.
-        majority_rate: Share of the largest class in the subsample: what always guessing it
-            scores.
-        folds: Folds of the cross-validation.
-        warnings: Plain sentences about what may make the estimate misleading.
-        seconds: Wall time of the whole comparison.
-    """
-
-    candidates: tuple[CandidateScore, ...]
-    skipped: tuple[SkippedCandidate, ...]
-    recommended: str
-    reason: str
-    num_images: int
-    num_classes: int
-    majority_rate: float
-    folds: int
-    warnings: tuple[str, ...] = ()
-    seconds: float = 0.0
-
-    @property
-    def caveat(self) -> str:
-        return (
-            f"An estimate from {self.num_images} of your images, not a guarantee: "
-            "fine-tuning can change the order of close candidates."
-        )
-
-    def candidate(self, name: str) -> CandidateScore:
-        return next(c for c in self.candidates if c.backbone == name)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON answer: recommendation, candidates best first, skipped ones, caveat."""
-        return {
-            "recommended": self.recommended,
-            "reason": self.reason,
-            "candidates": [c.to_dict() for c in self.candidates],
-            "skipped": [s.to_dict() for s in self.skipped],
-            "caveat": self.caveat,
-            "warnings": list(self.warnings),
-        }
-
-    def frame(self) -> pd.DataFrame:
-        """One row per candidate, best first, for a table on a page."""
-        import pandas as pd
-
-        rows = [
-            {
-                "rank": rank,
-                "backbone": c.backbone,
-                "expected accuracy, head only": c.band_text,
-                "accuracy": c.probe_accuracy,
-                "low": c.probe_low,
-                "high": c.probe_high,
-                "LogME": c.logme,
-                "images/s": c.images_per_second,
-                "params (M)": c.params_millions,
-                "input size": c.input_size,
-                "ImageNet top-1": c.imagenet_top1,
-                "about the same": c.about_the_same,
-                "recommended": c.backbone == self.recommended,
-            }
-            for rank, c in enumerate(self.candidates, start=1)
-        ]
-        return pd.DataFrame(rows)
-
-
-# ---- subsample and scores ------------------------------------------------------------------
-
-
-def stratified_subsample(
-    items: Sequence[ImageItem], max_images: int, seed: int = 0, min_per_class: int = 0
-) -> list[ImageItem]:
-    """Up to ``max_images`` items with every class in about its share of the whole.
-
-    Each class gets a share proportional to its size (largest remainders round), and at least
-    ``min_per_class`` images where it has them, so that a small class can still be split into
-    folds (so the total exceeds ``max_images`` only when that is below classes x
-    ``min_per_class``). The pick depends on ``seed`` and the set of items only, not their order.
-
-    Returns:
-        The picked items, ordered by class, then path.
-    """
-    by_class: dict[str, list[ImageItem]] = defaultdict(list)
-    for item in items:
-        by_class[item.label].append(item)
-    total = sum(len(members) for members in by_class.values())
-    if total <= max_images:
-        quotas = {label: len(members) for label, members in by_class.items()}
-    else:
-        floors = {label: min(len(m), min_per_class) for label, m in by_class.items()}
-        budget = max(max_images - sum(floors.values()), 0)
-        share = {
-            label: (len(m) - floors[label]) * budget / (total - sum(floors.values()))
-            for label, m in by_class.items()
-        }
-        quotas = {label: floors[label] + math.floor(share[label]) for label in by_class}
-        left = max_images - sum(quotas.values())
-        by_remainder = sorted(by_class, key=lambda lab: (-(share[lab] % 1), lab))
-        for label in by_remainder:
-            if left <= 0:
-                break
-            if quotas[label] < len(by_class[label]):
-                quotas[label] += 1
-                left -= 1
-    picked: list[ImageItem] = []
-    for label in sorted(by_class):
-        members = sorted(by_class[label], key=lambda i: i.path.as_posix())
-        chosen = random.Random(f"{seed}/{label}").sample(range(len(members)), quotas[label])
-        picked.extend(members[i] for i in sorted(chosen))
-    return picked
-
-
-def linear_probe():
-    """The probe: logistic regression on features standardised with its training rows only."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=PROBE_MAX_ITERATIONS))
-
-
-def probe_fold_accuracies(
-    features: np.ndarray,
-    labels: np.ndarray,
-    folds: int,
-    seed: int = 0,
-    stop: threading.Event | None = None,
-) -> tuple[float, ...]:
-    """Accuracy of a logistic-regression probe on each held-out fold of a stratified k-fold.
-
-    The features are standardised with statistics of the training folds only, so nothing of
-    the test fold leaks into the probe.
-    """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import StratifiedKFold
-
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    accuracies = []
-    for train, test in splitter.split(features, labels):
-        _check_stop(stop)
-        probe = linear_probe()
-        with warnings.catch_warnings():
-            # Separable features keep the loss falling; the accuracy has long settled by then.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            probe.fit(features[train], labels[train])
-        accuracies.append(float(probe.score(features[test], labels[test])))
-    return tuple(accuracies)
-
-
-def _check_stop(stop: threading.Event | None) -> None:
-    if stop is not None and stop.is_set():
-        raise AdvisorStopped
-
-
-# ---- ranking and words ---------------------------------------------------------------------
-
-
-def rank_candidates(candidates: Sequence[CandidateScore]) -> list[CandidateScore]:
-    """Best first by probe mean, LogME breaking ties; marks those about the same as the leader.
-
-    A candidate is about the same as the leader when its fold range overlaps the leader's:
-    with that many images the data cannot tell them apart.
-    """
-    ordered = sorted(candidates, key=lambda c: (-c.probe_accuracy, -c.logme, c.backbone))
-    if not ordered:
-        return []
-    leader = ordered[0]
-    return [
-        replace(c, about_the_same=c.overlaps(leader.probe_low, leader.probe_high)) for c in ordered
-    ]
-
-
-def _speed(candidate: CandidateScore) -> float:
-    return candidate.images_per_second or 0.0
-
-
-def recommend(ranked: Sequence[CandidateScore]) -> tuple[str, str]:
-    """The recommended backbone and why: the fastest of those about the same as the leader."""
-    leader = ranked[0]
-    if len(ranked) == 1:
-        return leader.backbone, (
-            f"{leader.backbone}: the only candidate that could be measured; expected head-only "
-            f"accuracy {leader.band_text}."
-        )
-    tied = [c for c in ranked if c.about_the_same]
-    # max() keeps the first of equals: the better-ranked one when speeds tie.
-    pick = max(tied, key=_speed)
-    if len(tied) == 1:
-        return pick.backbone, (
-            f"{pick.backbone}: highest expected head-only accuracy, {leader.band_text}; no "
-            "other candidate's range reaches it."
-        )
-    if pick is leader:
-        return pick.backbone, (
-            f"{pick.backbone}: highest expected head-only accuracy, {leader.band_text}, and "
-            "the fastest of those about the same."
-        )
-    ratio = _speed(pick) / max(_speed(leader), 1e-9)
-    return pick.backbone, (
-        f"{pick.backbone}: expected head-only accuracy {pick.band_text}, about the same as the "
-        f"highest ({leader.backbone}, {leader.band_text}), and {ratio:.1f} times as fast on "
-        "this computer."
-    )
-
-
-def chance_warnings(ranked: Sequence[CandidateScore], majority_rate: float) -> list[str]:
-    """Sentences for candidates whose fold range reaches down to always guessing one class."""
-    messages = []
-    guess = (
-        f"always guessing the largest class scores {percent(majority_rate)}. Its features "
-        "barely tell your classes apart"
-    )
-    for index, c in enumerate(ranked):
-        if c.probe_low > majority_rate:
-            continue
-        if index == 0:
-            messages.append(
-                f"Even the best candidate, {c.backbone}, scores {c.band_text} with a simple "
-                f"classifier on its features, while {guess}: fine-tune more layers, check the "
-                "labels, or add images."
-            )
-        else:
-            messages.append(
-                f"{c.backbone} scores {c.band_text} with a simple classifier on its features, "
-                f"while {guess}."
-            )
-    return messages
 
 
 # ---- the comparison ------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def out_of_sample_probabilities(
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import StratifiedGroupKFold
 
-    from tl_core.analysis.advisor import linear_probe
+    from tl_core.analysis.probe import linear_probe
 
     groups = np.arange(len(labels)) if groups is None else groups
     folds = max(2, min(folds, len(np.unique(groups))))
@@ -158,7 +158,7 @@ def find_label_issues(
     """Images whose label the other images argue against, most suspicious first.
 
     Args:
-        report: The scanned dataset (see ``tl_core.data.datasets.scan_dataset``).
+        report: The scanned dataset (see ``tl_core.data.scanning.scan_dataset``).
         cache_dir: Where features are kept (default: ``default_cache_dir()``); the advisor's
             features of the same backbone are reused.
         progress: Called as ``progress(done, total, message)`` after every feature batch.

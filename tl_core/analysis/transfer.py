@@ -290,7 +290,8 @@ def probe_signal(
     largest class. Features that barely beat it do not tell the classes apart: fine-tuning
     deeper, or another backbone, has to do the work.
     """
-    from tl_core.analysis.advisor import AdvisorStopped, advise
+    from tl_core.analysis.advisor import advise
+    from tl_core.analysis.probe import AdvisorStopped
     from tl_core.models import create_model
 
     def factory(name: str, num_classes: int):
@@ -347,7 +348,7 @@ def domain_signals(
         control: A stop skips the signals not yet measured.
         cache_dir: Where the probe keeps features (default: the advisor's).
     """
-    from tl_core.analysis.advisor import stratified_subsample
+    from tl_core.analysis.probe import stratified_subsample
     from tl_core.common import resolve_device
     from tl_core.data import scanned_dataset, stratified_split
 

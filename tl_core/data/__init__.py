@@ -2,7 +2,8 @@
 near-identical images, reviewed versions of a dataset, the built-in sample.
 
 Modules (each says what it holds in its own docstring):
-    datasets, folders, image_dataset, image_hash, images, sample, versions
+    archives, folders, image_dataset, image_hash, images, near_duplicates, records, sample,
+    scanning, splitting, versions
 """
 
 from tl_core.common.faces import lazy_face
@@ -10,24 +11,7 @@ from tl_core.common.faces import lazy_face
 __getattr__, __dir__ = lazy_face(
     __name__,
     {
-        "datasets": (
-            "DatasetReport",
-            "DuplicateGroup",
-            "IMBALANCE_WARNING_RATIO",
-            "ImageItem",
-            "Issue",
-            "Leakage",
-            "SKIP_LOOSE",
-            "check_validation_classes",
-            "extract_zip",
-            "near_duplicate_groups",
-            "overlap_issue",
-            "scan_dataset",
-            "scanned_dataset",
-            "split_leakage",
-            "split_overlap",
-            "stratified_split",
-        ),
+        "archives": ("extract_zip",),
         "folders": (
             "find_root",
             "visible_entries",
@@ -51,9 +35,30 @@ __getattr__, __dir__ = lazy_face(
             "SKIP_NOT_REGULAR",
             "load_image",
         ),
+        "near_duplicates": ("near_duplicate_groups",),
+        "records": (
+            "DatasetReport",
+            "DuplicateGroup",
+            "ImageItem",
+            "Issue",
+        ),
         "sample": (
             "SAMPLE_DATASET_DIR",
             "sample_dataset_path",
+        ),
+        "scanning": (
+            "IMBALANCE_WARNING_RATIO",
+            "SKIP_LOOSE",
+            "scan_dataset",
+            "scanned_dataset",
+        ),
+        "splitting": (
+            "Leakage",
+            "check_validation_classes",
+            "overlap_issue",
+            "split_leakage",
+            "split_overlap",
+            "stratified_split",
         ),
         "versions": (
             "DatasetVersion",

@@ -12,8 +12,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from tl_core.common import DatasetError
-from tl_core.data.datasets import ImageItem
 from tl_core.data.images import load_image
+from tl_core.data.records import ImageItem
 
 
 class ImageFolderDataset(Dataset):

@@ -1,8 +1,9 @@
 """Run folders: their layout, their one writer and reader (group files included), checks of
-damaged runs, the run table, locks, and the workspace that holds runs, datasets and uploads.
+damaged runs, the run table, locks, the workspace that holds runs, datasets and uploads, and
+which folders of the server's disk may be read for a user.
 
 Modules (each says what it holds in its own docstring):
-    checks, folders, locks, table, workspace
+    checks, folder_access, folders, locks, table, workspace
 """
 
 from tl_core.common.faces import lazy_face
@@ -11,6 +12,7 @@ __getattr__, __dir__ = lazy_face(
     __name__,
     {
         "checks": ("check_validation_split",),
+        "folder_access": ("is_loopback",),
         "folders": (
             "CONFIG_FILE",
             "LABELS_FILE",
@@ -67,7 +69,6 @@ __getattr__, __dir__ = lazy_face(
             "WORKSPACE_ENV",
             "Workspace",
             "folder_signature",
-            "is_loopback",
             "save_stream",
         ),
     },

@@ -11,7 +11,6 @@ old datasets and runs can be deleted (never the run a live training is writing).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import shutil
 import tempfile
@@ -25,7 +24,6 @@ from typing import BinaryIO
 from tl_core.common import (
     DatasetError,
     RunError,
-    TLStudioError,
     format_size,
     plural,
     safe_name,
@@ -39,6 +37,7 @@ from tl_core.data import (
     visible_entries,
     walk_visible_files,
 )
+from tl_core.runs.folder_access import is_inside, readable_folder
 from tl_core.runs.folders import run_is_live
 
 WORKSPACE_ENV = "TL_STUDIO_WORKSPACE"
@@ -48,11 +47,6 @@ CHUNK_SIZE = 1 << 20
 # after a day they are no longer needed by any session that made them.
 UPLOAD_MAX_AGE = timedelta(days=1)
 PREDICT_UPLOADS = "predict"
-# Operating-system folders, never walked for images whatever the server's address.
-SYSTEM_FOLDERS = tuple(
-    Path("/", name)
-    for name in ("bin", "boot", "dev", "etc", "lib", "lib64", "proc", "sbin", "sys", "usr", "var")
-)
 
 
 def save_stream(source: BinaryIO, destination: str | Path) -> Path:
@@ -92,25 +86,6 @@ def folder_size(path: str | Path) -> int:
             except FileNotFoundError:  # removed while counting
                 continue
     return total
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    return path == folder or path.is_relative_to(folder)
-
-
-def is_loopback(address: str | None) -> bool:
-    """Whether a server bound to ``address`` is reachable from this computer only.
-
-    An empty address means every interface (Streamlit's default), so it is not loopback.
-    """
-    if not address:
-        return False
-    if address.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(address.strip().strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to any interface
-        return False
 
 
 def count_images(folder: str | Path) -> int:
@@ -319,7 +294,7 @@ class Workspace:
     def discard_upload(self, path: str | Path) -> None:
         """Deletes ``path`` if it lies inside ``uploads/``; anything else is left alone."""
         path = Path(path).resolve()
-        if path != self.uploads.resolve() and _inside(path, self.uploads.resolve()):
+        if path != self.uploads.resolve() and is_inside(path, self.uploads.resolve()):
             _remove(path)
 
     def clean_uploads(self, max_age: timedelta = UPLOAD_MAX_AGE) -> list[Path]:
@@ -375,10 +350,10 @@ class Workspace:
                 being trained on.
         """
         folder = self._own_folder(path, self.datasets, "dataset")
-        if _inside(SAMPLE_DATASET_DIR.resolve(), folder):
+        if is_inside(SAMPLE_DATASET_DIR.resolve(), folder):
             raise DatasetError("The built-in sample dataset cannot be deleted.")
         for used in in_use:
-            if _inside(Path(used).resolve(), folder):
+            if is_inside(Path(used).resolve(), folder):
                 raise DatasetError(
                     f"{folder.name} is being trained on right now, so it was not deleted.",
                     "Stop the training, or wait for it to finish, then delete the dataset.",
@@ -412,13 +387,9 @@ class Workspace:
         return area / path.relative_to(area).parts[0]
 
     def readable_folder(self, text: str, server_address: str | None) -> Path:
-        """The folder a user typed, if the server may read it for them.
-
-        The folder is on the server's disk, not on the computer the browser runs on. The
-        rule: folders inside the home folder of the user running it, or inside this
-        workspace, are read; operating-system folders (``/etc``, ``/proc``, ``/usr``...) and
-        the root never are; any other folder is read only while the server answers this
-        computer alone (``server_address`` is loopback).
+        """The folder a user typed, if the server may read it for them: inside the home folder
+        or this workspace always, system folders never, any other only while the server answers
+        this computer alone (the rule is ``tl_core.runs.folder_access``'s).
 
         Args:
             text: The path as typed; ``~`` stands for the home folder.
@@ -427,34 +398,7 @@ class Workspace:
         Raises:
             TLStudioError: The path is not a folder, or the rule refuses it.
         """
-        folder = Path(text.strip()).expanduser()
-        if not folder.is_absolute():
-            raise TLStudioError(
-                f"{text.strip()} is not a full path.",
-                "Type the whole path of the folder, starting with / (or ~ for your home).",
-            )
-        resolved = folder.resolve()  # where links lead, so a link cannot slip past the rule
-        if not resolved.is_dir():
-            raise TLStudioError(f"{folder} is not a folder.", "Check the path.")
-        home = Path.home().resolve()
-        hint = f"Put the images in a folder under {home}, or upload them as a .zip."
-        # A home or workspace that is the root itself (a service account's) grants nothing.
-        own = [root for root in (home, self.root.resolve()) if root != Path(root.anchor)]
-        if any(_inside(resolved, root) for root in own):
-            return resolved
-        if resolved == Path(resolved.anchor) or any(_inside(resolved, s) for s in SYSTEM_FOLDERS):
-            raise TLStudioError(
-                f"{folder} is a system folder of the computer running TL Studio: images are "
-                "never read from there.",
-                hint,
-            )
-        if not is_loopback(server_address):
-            raise TLStudioError(
-                f"{folder} is outside your home folder and the workspace. TL Studio answers "
-                "other computers too, so it reads folders of its own disk only there.",
-                hint,
-            )
-        return resolved
+        return readable_folder(text, server_address, self.root)
 
     def list_datasets(self) -> list[DatasetEntry]:
         """Dataset folders under ``datasets/`` that hold at least one class, newest first."""
