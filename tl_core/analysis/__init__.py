@@ -14,8 +14,6 @@ __getattr__, __dir__ = lazy_face(
             "AdvisorResult",
             "AdvisorStopped",
             "CandidateScore",
-            "DEFAULT_FOLDS",
-            "DEFAULT_MAX_IMAGES",
             "advise",
             "rank_candidates",
             "recommend",

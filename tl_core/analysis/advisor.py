@@ -40,6 +40,7 @@ from tl_core.common import (
     release_memory,
     resolve_device,
 )
+from tl_core.config import ADVISOR_FOLDS, ADVISOR_MAX_IMAGES
 from tl_core.data import DatasetReport, ImageItem, scanned_dataset
 from tl_core.features import (
     FeatureStore,
@@ -60,8 +61,6 @@ from tl_core.models import (
 if TYPE_CHECKING:
     import pandas as pd
 
-DEFAULT_MAX_IMAGES = 500
-DEFAULT_FOLDS = 5
 PROBE_MAX_ITERATIONS = 1000
 
 ModelFactory = Callable[[str, int], tuple[torch.nn.Module, str]]
@@ -446,8 +445,8 @@ def candidate_names(backbones: Sequence[str] | None) -> tuple[list[str], list[Sk
 def advise(
     data: str | Path | DatasetReport,
     backbones: Sequence[str] | None = None,
-    max_images: int = DEFAULT_MAX_IMAGES,
-    folds: int = DEFAULT_FOLDS,
+    max_images: int = ADVISOR_MAX_IMAGES,
+    folds: int = ADVISOR_FOLDS,
     device: str = "auto",
     progress: Progress | None = None,
     stop: threading.Event | None = None,
