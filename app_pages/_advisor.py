@@ -12,8 +12,9 @@ from pathlib import Path
 import streamlit as st
 
 from app_pages import _ui
-from tl_core.analysis import DEFAULT_FOLDS, DEFAULT_MAX_IMAGES, AdvisorResult
+from tl_core.analysis import AdvisorResult
 from tl_core.common import TLStudioError, escape_markdown
+from tl_core.config import ADVISOR_FOLDS, ADVISOR_MAX_IMAGES
 from tl_core.data import DatasetReport
 from tl_core.jobs import Comparison, ComparisonRegistry, ComparisonSnapshot
 
@@ -28,9 +29,9 @@ ELSEWHERE_REASON = (
     "A comparison of another dataset is running (one at a time): wait for it to finish."
 )
 INTRO = (
-    f"Before anything trains: up to {DEFAULT_MAX_IMAGES} of your images go once through each "
+    f"Before anything trains: up to {ADVISOR_MAX_IMAGES} of your images go once through each "
     "backbone whose weights are on this computer, and a simple classifier learns your classes "
-    f"from what comes out, {DEFAULT_FOLDS} times on different parts of them. That is the "
+    f"from what comes out, {ADVISOR_FOLDS} times on different parts of them. That is the "
     "accuracy to expect when only the new head trains. The features are kept, so comparing "
     "again does not compute them twice."
 )

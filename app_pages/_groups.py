@@ -23,12 +23,10 @@ from tl_core.analysis import (
     resolve_depths,
 )
 from tl_core.common import TLStudioError, escape_markdown, format_accuracy, plural
-from tl_core.config import TrainConfig
+from tl_core.config import SWEEP_EPOCHS, TrainConfig
 from tl_core.figures import STATIC_CHART_CONFIG, overlay_figure, sweep_figure
 from tl_core.jobs import KIND_NAMES, SWEEP, TRANSFER_CHECK, JobSnapshot
 
-# Each run of a sweep is short by default: the depths are compared, not perfected.
-SWEEP_EPOCHS = 3
 SWEEP_DEPTHS_KEY = "sweep_depths"
 SWEEP_EPOCHS_KEY = "sweep_epochs"
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from app_pages import _ui
 from tl_core.common import TLStudioError, escape_markdown, plural, safe_name
+from tl_core.config import PREDICT_TOP_K
 from tl_core.data import load_image
 from tl_core.figures import STATIC_CHART_CONFIG, top_k_figure
 from tl_core.inference import Predictor, collect_image_paths, predictions_frame
@@ -59,7 +60,9 @@ try:
 except TLStudioError as error:
     _ui.show_error(error)
     st.stop()
-top_k = st.slider("Classes shown per image", 1, len(model.labels), min(3, len(model.labels)))
+top_k = st.slider(
+    "Classes shown per image", 1, len(model.labels), min(PREDICT_TOP_K, len(model.labels))
+)
 
 images_tab, batch_tab = st.tabs(["Images", "A .zip or folder"])
 with images_tab:

@@ -220,12 +220,20 @@ def test_a_replica_writer_writes_nothing(tmp_path):
 
 
 def test_torchrun_gets_the_same_train_command_less_nproc(tmp_path):
-    from tl_core.cli.main import _torchrun_args, build_parser
+    # Each process reads the settings from the file the launcher wrote (--config), so none is
+    # spelled as an option; every other option comes as given.
+    from tl_core.cli.commands.train import worker_arguments
+    from tl_core.cli.main import build_parser
+    from tl_core.cli.options import RECIPE_FIELDS, config_from_args
+    from tl_core.config import write_train_config
 
     argv = ["--debug", "train", "DATA", "--out", str(tmp_path / "run"), "--epochs", "3",
             "--no-feature-cache", "--nproc", "2", "--lr", "0.05"]  # fmt: skip
     args = build_parser().parse_args(argv)
-    again = build_parser().parse_args(_torchrun_args(args))
-    assert "--nproc" not in _torchrun_args(args)
+    config_file = write_train_config(config_from_args(args), tmp_path / "train.json")
+    worker = worker_arguments(args, config_file)
+    again = build_parser().parse_args(worker)
+    assert "--nproc" not in worker and "--lr" not in worker and "DATA" not in worker
+    assert config_from_args(again) == config_from_args(args)
     changed = {k for k in vars(args) if getattr(args, k) != getattr(again, k)}
-    assert changed == {"nproc", "train_parser"}
+    assert changed - set(RECIPE_FIELDS) == {"nproc", "train_parser", "config"}

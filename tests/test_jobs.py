@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import TINY_CLASSES
 from tests.training import tiny_config
-from tl_core.common import JobBusyError
-from tl_core.jobs import JobRegistry, TrainingJob, explain_failure
+from tl_core.common import JobBusyError, explain_failure
+from tl_core.jobs import JobRegistry, TrainingJob
 
 
 def wait_until(predicate, timeout: float = 30.0):

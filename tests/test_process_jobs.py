@@ -16,8 +16,9 @@ from app_pages import _ui
 from tests.apptest_helpers import open_page
 from tests.test_job_events import Recorder
 from tests.training import tiny_config
-from tl_core.cli.main import build_parser, config_from_args, main, train_arguments
-from tl_core.config import TrainConfig
+from tl_core.cli.main import build_parser, main
+from tl_core.cli.options import RECIPE_FIELDS, config_from_args
+from tl_core.config import TrainConfig, read_train_config, write_train_config
 from tl_core.jobs import TRAIN, ProcessJob, failure_from, replay
 
 SAFETY_TIMEOUT = 600  # seconds: only so that a hang fails the test instead of blocking it
@@ -40,16 +41,38 @@ def wait_until(condition, what: str) -> None:
         {"freeze": "all", "lr": 0.0123456789, "label_smoothing": 0.1, "image_size": None},
     ],
 )
-def test_the_command_line_spells_out_every_setting_of_a_config(changes):
+def test_train_reads_every_setting_of_a_config_from_its_file(changes, tmp_path):
     config = TrainConfig.from_dict({**tiny_config("/data/train").to_dict(), **changes})
-    args = build_parser().parse_args(["train", *train_arguments(config), "--out", "/runs/r"])
+    config_file = write_train_config(config, tmp_path / "train.json")
+    args = build_parser().parse_args(["train", "--config", str(config_file), "--out", "/runs/r"])
     assert config_from_args(args) == config
+
+
+def test_the_job_command_carries_the_config_as_a_file_and_no_option_of_it(tmp_path):
+    config = tiny_config("/data/train", mode="gradual", freeze="2", epochs=4, lr=0.0123)
+    job = ProcessJob(config, tmp_path / "run", nproc=2)
+    config_file = write_train_config(config, tmp_path / "train.json")
+    command = job.command(tmp_path / "run", config_file)
+    assert command[command.index("--config") + 1] == str(config_file)
+    assert read_train_config(config_file) == config
+    recipe_options = {
+        flag
+        for action in build_parser().parse_args(["train", "--out", "x"]).train_parser._actions
+        if action.dest in RECIPE_FIELDS
+        for flag in action.option_strings
+    }
+    assert "--lr" in recipe_options and "--val-fraction" in recipe_options
+    assert not recipe_options & set(command), "a setting was spelled as an option"
+    assert config.data not in command
+    args = build_parser().parse_args(command[command.index("train") :])
+    assert config_from_args(args) == config and args.nproc == 2 and args.events
 
 
 def test_train_events_replay_into_what_the_run_recorded(tiny_dataset, tmp_path, capsys):
     run = tmp_path / "run"
     config = tiny_config(tiny_dataset)
-    assert main(["train", *train_arguments(config), "--no-feature-cache", "--events",
+    config_file = write_train_config(config, tmp_path / "train.json")
+    assert main(["train", "--config", str(config_file), "--no-feature-cache", "--events",
                  "--quiet", "--out", str(run)]) == 0  # fmt: skip
     recorder = Recorder()
     replayed = [line for line in capsys.readouterr().out.splitlines() if replay(line, recorder)]

@@ -11,7 +11,8 @@ import torch
 
 from tests.helpers import make_image
 from tests.training import tiny_config
-from tl_core.cli.main import DEFAULTS, build_parser, config_from_args
+from tl_core.cli.main import build_parser
+from tl_core.cli.options import DEFAULTS, config_from_args
 from tl_core.common import TLStudioError, UsageError
 from tl_core.config import FEATURE_EXTRACTION, FINE_TUNE, FULL_FINE_TUNE, GRADUAL, TrainConfig
 from tl_core.figures import stage_starts, training_figures

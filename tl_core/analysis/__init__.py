@@ -10,11 +10,7 @@ from tl_core.common.faces import lazy_face
 __getattr__, __dir__ = lazy_face(
     __name__,
     {
-        "advisor": (
-            "DEFAULT_FOLDS",
-            "DEFAULT_MAX_IMAGES",
-            "advise",
-        ),
+        "advisor": ("advise",),
         "health_report": ("check_health",),
         "label_issues": (
             "LabelCheckStopped",
@@ -39,7 +35,6 @@ __getattr__, __dir__ = lazy_face(
         ),
         "sweep": (
             "NOT_RUN",
-            "SWEEP_FILE",
             "SweepObserver",
             "SweepResult",
             "SweepRow",
@@ -52,7 +47,6 @@ __getattr__, __dir__ = lazy_face(
         "transfer": (
             "PRETRAINED_RUN",
             "SCRATCH_RUN",
-            "TRANSFER_FILE",
             "domain_signals",
             "read_transfer",
             "recipe_notes",

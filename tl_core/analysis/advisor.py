@@ -47,6 +47,7 @@ from tl_core.common import (
     release_memory,
     resolve_device,
 )
+from tl_core.config import ADVISOR_FOLDS, ADVISOR_MAX_IMAGES
 from tl_core.data import DatasetReport, ImageItem, scanned_dataset
 from tl_core.features import (
     FeatureStore,
@@ -63,9 +64,6 @@ from tl_core.models import (
     list_backbones,
     resolve_backbone_name,
 )
-
-DEFAULT_MAX_IMAGES = 500
-DEFAULT_FOLDS = 5
 
 ModelFactory = Callable[[str, int], tuple[torch.nn.Module, str]]
 """Builds a backbone for ``(name, num_classes)``; returns the model and its weights source."""
@@ -106,8 +104,8 @@ def candidate_names(backbones: Sequence[str] | None) -> tuple[list[str], list[Sk
 def advise(
     data: str | Path | DatasetReport,
     backbones: Sequence[str] | None = None,
-    max_images: int = DEFAULT_MAX_IMAGES,
-    folds: int = DEFAULT_FOLDS,
+    max_images: int = ADVISOR_MAX_IMAGES,
+    folds: int = ADVISOR_FOLDS,
     device: str = "auto",
     progress: Progress | None = None,
     stop: threading.Event | None = None,

@@ -1,5 +1,5 @@
 """The ``tl-studio`` command line.
 
 Modules (each says what it holds in its own docstring):
-    main
+    main, options, output, progress
 """

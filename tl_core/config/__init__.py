@@ -2,7 +2,7 @@
 the defaults that the app and the command line share.
 
 Modules (each says what it holds in its own docstring):
-    train_config
+    config_file, defaults, train_config
 """
 
 from tl_core.common.faces import lazy_face
@@ -10,6 +10,17 @@ from tl_core.common.faces import lazy_face
 __getattr__, __dir__ = lazy_face(
     __name__,
     {
+        "config_file": (
+            "read_train_config",
+            "write_train_config",
+        ),
+        "defaults": (
+            "ADVISOR_FOLDS",
+            "ADVISOR_MAX_IMAGES",
+            "LR_FINDER_STEPS",
+            "PREDICT_TOP_K",
+            "SWEEP_EPOCHS",
+        ),
         "train_config": (
             "AUGMENT_CHOICES",
             "AUTO_CLASS_WEIGHTING_RATIO",

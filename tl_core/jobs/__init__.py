@@ -34,7 +34,6 @@ __getattr__, __dir__ = lazy_face(
             "TRAIN",
             "TRANSFER_CHECK",
             "TrainingJob",
-            "explain_failure",
         ),
     },
 )

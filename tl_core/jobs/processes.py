@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from tl_core.common import TLStudioError
-from tl_core.config import TrainConfig
+from tl_core.config import TrainConfig, write_train_config
 from tl_core.jobs.events import replay
 from tl_core.jobs.training_job import TRAIN, TrainingJob
 from tl_core.runs import METRICS_FILE, RunWriter, read_json
@@ -69,17 +69,16 @@ class ProcessJob(TrainingJob):
         self.nproc = nproc
         self._process: subprocess.Popen | None = None
 
-    def command(self, run_dir: Path) -> list[str]:
-        """``tl-studio train`` with this job's settings, in ``nproc`` processes, with events."""
-        from tl_core.cli.main import train_arguments  # the command line's own spelling of a config
-
+    def command(self, run_dir: Path, config_file: Path) -> list[str]:
+        """``tl-studio train`` with the settings in ``config_file`` (this job's, as
+        ``write_train_config`` writes them), in ``nproc`` processes, with events."""
         cache = ["--cache-dir", str(self.feature_cache)] if self.feature_cache else []
         return [
             sys.executable,
             "-m",
             "tl_core.cli",
             "train",
-            *train_arguments(self.config),
+            *("--config", str(config_file)),
             *(cache or ["--no-feature-cache"]),
             *("--nproc", str(self.nproc), "--events", "--quiet", "--out", str(run_dir)),
         ]
@@ -87,9 +86,10 @@ class ProcessJob(TrainingJob):
     def _train(self, config: TrainConfig, run_dir: str | Path | RunWriter) -> str:
         del config  # the command carries it
         run_dir = Path(run_dir)
-        with tempfile.TemporaryFile("w+") as stderr:
+        with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryFile("w+") as stderr:
+            config_file = write_train_config(self.config, Path(folder) / "train.json")
             process = subprocess.Popen(
-                self.command(run_dir),
+                self.command(run_dir, config_file),
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 text=True,

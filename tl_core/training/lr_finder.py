@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tl_core.common import TLStudioError, autocast_for
-from tl_core.config import TrainConfig
+from tl_core.config import LR_FINDER_STEPS, TrainConfig
 from tl_core.features import classify_features
 from tl_core.models import apply_freeze, set_train_mode
 from tl_core.training.loaders import (
@@ -40,7 +40,6 @@ from tl_core.training.recipes import training_stages
 
 START_LR = 1e-7
 END_LR = 10.0
-NUM_IT = 100
 SMOOTHING = 0.98  # fastai's AvgSmoothLoss beta
 DIVERGENCE_FACTOR = 4.0
 
@@ -133,7 +132,7 @@ def sweep_learning_rates(
     *,
     start_lr: float = START_LR,
     end_lr: float = END_LR,
-    num_it: int = NUM_IT,
+    num_it: int = LR_FINDER_STEPS,
     stop_div: bool = True,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
@@ -205,7 +204,7 @@ def sweep_learning_rates(
 def find_learning_rate(
     config: TrainConfig,
     *,
-    num_it: int = NUM_IT,
+    num_it: int = LR_FINDER_STEPS,
     progress: Progress | None = None,
     stop: threading.Event | None = None,
 ) -> LRFinderResult:
