@@ -31,7 +31,7 @@ from tl_core.common import (
 )
 from tl_core.jobs import TrainingJob
 from tl_core.runs import RunWriter, load_run, run_is_live, summarize_run, weights_metadata
-from tl_core.runs import folders as runs
+from tl_core.runs import writer as runs
 from tl_core.training import train
 from tl_core.training import trainer as engine
 

@@ -13,9 +13,10 @@ from tests.helpers import make_image_folder
 from tests.test_jobs import wait_until
 from tests.test_transfer import pretrained_config, weights_file
 from tests.training import tiny_config
-from tl_core.analysis import SWEEP_FILE, TRANSFER_FILE, SweepRow
+from tl_core.analysis import SweepRow
 from tl_core.common import JobBusyError, Progress
 from tl_core.jobs import SWEEP, TRAIN, TRANSFER_CHECK, JobRegistry, TrainingJob
+from tl_core.runs import SWEEP_FILE, TRANSFER_FILE
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,7 @@ from tl_core.config import (
     MODES,
     TrainConfig,
     check_mode_freeze,
+    freeze_option,
 )
 
 if TYPE_CHECKING:
@@ -801,9 +802,10 @@ def _sweep_printer(quiet: bool) -> tuple:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from tl_core.analysis import NOT_RUN, SWEEP_FILE, split_depths
+    from tl_core.analysis import NOT_RUN, split_depths
     from tl_core.analysis.sweep import sweep
     from tl_core.common import JobControl
+    from tl_core.runs import SWEEP_FILE
 
     # The recipe without a depth: the sweep sets one per run.
     config = config_from_args(argparse.Namespace(**{**vars(args), "freeze": "all"}))
@@ -1011,6 +1013,7 @@ def add_train_options(
         )
         parser.add_argument(
             "--freeze",
+            type=freeze_option,
             help="'all' (head only), 'none', or K leading layer groups; with --mode gradual, "
             "the depth unfreezing stops at (default: what the mode implies)",
         )
@@ -1099,7 +1102,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BACKBONE",
         help="show this backbone's layer groups and what --freeze leaves",
     )
-    backbones.add_argument("--freeze", default="all", help="with --groups: all, none or K")
+    backbones.add_argument(
+        "--freeze", type=freeze_option, default="all", help="with --groups: all, none or K"
+    )
     backbones.add_argument(
         "--classes", type=_positive_int, default=2, help="with --groups: classes of the new head"
     )

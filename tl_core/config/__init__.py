@@ -1,8 +1,8 @@
-"""The training settings (one frozen dataclass, read and written as config.json's "train") and
-the defaults that the app and the command line share.
+"""The training settings (one frozen dataclass, read and written as config.json's "train"), the
+freeze depth they carry, and the defaults that the app and the command line share.
 
 Modules (each says what it holds in its own docstring):
-    train_config
+    freeze, train_config
 """
 
 from tl_core.common.faces import lazy_face
@@ -10,6 +10,13 @@ from tl_core.common.faces import lazy_face
 __getattr__, __dir__ = lazy_face(
     __name__,
     {
+        "freeze": (
+            "FreezeDepth",
+            "freeze_option",
+            "frozen_words",
+            "gradual_words",
+            "parse_freeze",
+        ),
         "train_config": (
             "AUGMENT_CHOICES",
             "AUTO_CLASS_WEIGHTING_RATIO",

@@ -1,8 +1,9 @@
-"""Run folders: their layout, their one writer and reader (group files included), checks of
-damaged runs, the run table, locks, and the workspace that holds runs, datasets and uploads.
+"""Run folders: their layout, their one writer and reader, group files, listing runs and
+groups, checks of damaged runs, the run table, locks, and the workspace that holds runs,
+datasets and uploads.
 
 Modules (each says what it holds in its own docstring):
-    checks, folders, locks, table, workspace
+    checks, groups, layout, listing, locks, reader, table, workspace, writer
 """
 
 from tl_core.common.faces import lazy_face
@@ -11,36 +12,44 @@ __getattr__, __dir__ = lazy_face(
     __name__,
     {
         "checks": ("check_validation_split",),
-        "folders": (
+        "groups": (
+            "SWEEP_FILE",
+            "SWEEP_KIND",
+            "TRANSFER_FILE",
+            "TRANSFER_KIND",
+            "read_group_file",
+            "write_group_file",
+        ),
+        "layout": (
             "CONFIG_FILE",
             "LABELS_FILE",
             "MAX_NOTE_LENGTH",
             "METRICS_FILE",
             "NOTE_FILE",
             "PREDICTIONS_FILE",
-            "Run",
-            "RunGroup",
-            "RunSummary",
-            "RunWriter",
             "SPLIT_FILE",
-            "SWEEP_FILE",
-            "TRANSFER_FILE",
             "WEIGHTS_FILE",
-            "as_run",
-            "describe_freeze",
+            "live_status",
+            "new_run_dir",
+            "read_json",
+            "require_new_run_dir",
+            "run_is_live",
+        ),
+        "listing": (
+            "RunGroup",
             "list_groups",
             "list_runs",
-            "live_status",
-            "load_run",
-            "new_run_dir",
-            "preferred_run",
             "read_group",
-            "read_json",
+        ),
+        "reader": (
+            "Run",
+            "RunSummary",
+            "as_run",
+            "describe_freeze",
+            "load_run",
+            "preferred_run",
             "read_note",
-            "require_new_run_dir",
             "run_dataset",
-            "run_is_live",
-            "save_weights",
             "summarize_run",
             "weights_metadata",
             "write_note",
@@ -61,6 +70,10 @@ __getattr__, __dir__ = lazy_face(
             "load_runs",
             "runs_frame",
             "settings_frame",
+        ),
+        "writer": (
+            "RunWriter",
+            "save_weights",
         ),
         "workspace": (
             "StoredFolder",

@@ -39,7 +39,7 @@ from tl_core.data import (
     visible_entries,
     walk_visible_files,
 )
-from tl_core.runs.folders import run_is_live
+from tl_core.runs.layout import run_is_live
 
 WORKSPACE_ENV = "TL_STUDIO_WORKSPACE"
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "workspace"
