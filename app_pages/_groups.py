@@ -23,7 +23,7 @@ from tl_core.analysis import (
     resolve_depths,
 )
 from tl_core.common import TLStudioError, escape_markdown, format_accuracy, plural
-from tl_core.config import SWEEP_EPOCHS, TrainConfig
+from tl_core.config import SWEEP_EPOCHS, FreezeDepth, TrainConfig
 from tl_core.figures import STATIC_CHART_CONFIG, overlay_figure, sweep_figure
 from tl_core.jobs import KIND_NAMES, SWEEP, TRANSFER_CHECK, JobSnapshot
 
@@ -158,6 +158,14 @@ def adopt_freeze(freeze: str) -> None:
     _ui.adopt_settings(mode="fine-tune", freeze=freeze)
 
 
+def _saved_depth(settings: dict) -> FreezeDepth | None:
+    """The freeze depth of the saved settings (None: none saved, or not a depth)."""
+    try:
+        return FreezeDepth.parse(settings.get("freeze"))
+    except TLStudioError:
+        return None
+
+
 def render_sweep_outcome(snap: JobSnapshot) -> None:
     result = _read_sweep(snap)
     if result is None:
@@ -172,11 +180,13 @@ def render_sweep_outcome(snap: JobSnapshot) -> None:
     best = result.best
     if best is not None:
         settings = st.session_state.get(_ui.CONFIG_KEY) or {}
-        # "none" and "0" freeze the same groups; a gradual recipe's freeze means something else.
-        current = {"none": "0"}.get(str(settings.get("freeze")), str(settings.get("freeze")))
-        in_use = current == best and settings.get("mode") != "gradual"
+        # Depths are equal when they freeze the same groups ("none" and "0"); a gradual
+        # recipe's freeze means something else (where unfreezing stops).
+        in_use = (
+            _saved_depth(settings) == FreezeDepth.parse(best) and settings.get("mode") != "gradual"
+        )
         st.button(
-            f"Use freeze {best} for training",
+            f"Use {FreezeDepth.parse(best).label} for training",
             type="primary",
             icon=":material/check:",
             on_click=adopt_freeze,

@@ -11,9 +11,15 @@ import streamlit as st
 
 from app_pages import _advisor, _ui
 from tl_core.common import TLStudioError
-from tl_core.config import FEATURE_EXTRACTION, FINE_TUNE, FULL_FINE_TUNE, GRADUAL, TrainConfig
+from tl_core.config import (
+    FEATURE_EXTRACTION,
+    FINE_TUNE,
+    FULL_FINE_TUNE,
+    GRADUAL,
+    FreezeDepth,
+    TrainConfig,
+)
 from tl_core.figures import lr_finder_figure
-from tl_core.models import parse_freeze
 from tl_core.training import MODE_ADVICE, MODE_LABELS, LRFinderResult, find_learning_rate
 
 FINDER_LABEL = "Find a learning rate"
@@ -43,11 +49,11 @@ def available_modes(num_backbone_groups: int) -> list[str]:
     return [FEATURE_EXTRACTION, *top, FULL_FINE_TUNE, GRADUAL]
 
 
-def choose_mode(saved: TrainConfig, num_backbone_groups: int) -> tuple[str, str]:
+def choose_mode(saved: TrainConfig, num_backbone_groups: int) -> tuple[str, FreezeDepth]:
     """The mode picker, with the freeze depth slider of the modes that take one.
 
     Returns:
-        The mode and its freeze setting, for ``TrainConfig.replace``.
+        The mode and its freeze depth, for ``TrainConfig.replace``.
     """
     n = num_backbone_groups
     modes = available_modes(n)
@@ -61,13 +67,13 @@ def choose_mode(saved: TrainConfig, num_backbone_groups: int) -> tuple[str, str]
     )
     st.caption(MODE_ADVICE[mode])
     try:
-        saved_depth = parse_freeze(saved.freeze, n)
+        saved_depth = saved.depth.resolve(n)
     except TLStudioError:  # saved for a backbone with more groups
         saved_depth = n
     if mode == FEATURE_EXTRACTION:
-        return mode, "all"
+        return mode, FreezeDepth.parse("all")
     if mode == FULL_FINE_TUNE:
-        return mode, "none"
+        return mode, FreezeDepth.count(0)
     if mode == FINE_TUNE:
         frozen = (
             st.slider(
@@ -82,7 +88,7 @@ def choose_mode(saved: TrainConfig, num_backbone_groups: int) -> tuple[str, str]
             if n > 2  # a slider needs two ends
             else 1
         )
-        return mode, str(frozen)
+        return mode, FreezeDepth.count(frozen)
     frozen = (
         st.slider(
             "Layer groups still frozen at the end (from the input)",
@@ -95,7 +101,7 @@ def choose_mode(saved: TrainConfig, num_backbone_groups: int) -> tuple[str, str]
         if n > 1
         else 0
     )
-    return mode, "none" if frozen == 0 else str(frozen)
+    return mode, FreezeDepth.count(frozen)
 
 
 def _sweep_key(config: TrainConfig) -> dict:

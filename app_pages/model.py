@@ -15,7 +15,7 @@ from app_pages._settings import training_settings
 from tl_core.common import TLStudioError, escape_markdown
 from tl_core.config import GRADUAL
 from tl_core.figures import STATIC_CHART_CONFIG, freeze_figure
-from tl_core.models import LayerGroup, create_model, layer_groups, list_backbones, parse_freeze
+from tl_core.models import LayerGroup, create_model, layer_groups, list_backbones
 from tl_core.training import describe_stages, training_stages
 
 st.title("Model")
@@ -133,7 +133,7 @@ except TLStudioError as error:
     stop_unsaved()
 n = len(groups) - 1  # the head (last group) always trains
 mode, freeze = _recipes.choose_mode(saved, n)
-frozen = parse_freeze(freeze, n)
+frozen = freeze.resolve(n)
 trainable = sum(g.num_params for g in groups[frozen:])
 total = sum(g.num_params for g in groups)
 at_end = " at the end" if mode == GRADUAL else ""

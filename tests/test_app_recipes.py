@@ -64,7 +64,10 @@ def test_each_mode_saves_its_freeze_and_says_when_to_use_it(ws, dataset):
     assert "Gradual unfreezing in 4 stages: head only (1 epoch)" in texts(at.caption)
     at.slider(key="model_gradual_frozen").set_value(3).run()
     assert (saved(at)["mode"], saved(at)["freeze"]) == (GRADUAL, "3")
-    assert "5/6 frozen (1 epoch), 4/6 frozen (1 epoch), 3/6 frozen (1 epoch)" in texts(at.caption)
+    assert (
+        "5/6 groups frozen (1 epoch), 4/6 groups frozen (1 epoch), 3/6 groups frozen (1 epoch)"
+        in texts(at.caption)
+    )
 
     next(n for n in at.number_input if n.label == "Epochs").set_value(1).run()
     assert "at least 2 epochs" in texts(at.error)  # explained, and not saved

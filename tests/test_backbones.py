@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from tl_core.common import TLStudioError, WeightsError
-from tl_core.config import DEFAULT_BACKBONE
+from tl_core.config import DEFAULT_BACKBONE, parse_freeze
 from tl_core.models import (
     CATALOG,
     SPEED_HINTS,
@@ -18,7 +18,6 @@ from tl_core.models import (
     layer_groups,
     list_backbones,
     load_pretrained_imagenet,
-    parse_freeze,
     resolve_backbone_name,
     set_train_mode,
 )

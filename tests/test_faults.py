@@ -30,8 +30,8 @@ from tl_core.common import (
     outputs,
 )
 from tl_core.jobs import TrainingJob
-from tl_core.runs import RunWriter, load_run, run_is_live, summarize_run, weights_metadata
-from tl_core.runs import folders as runs
+from tl_core.runs import Run, RunWriter, load_run, run_is_live, summarize_run, weights_metadata
+from tl_core.runs import writer as runs
 from tl_core.training import train
 from tl_core.training import trainer as engine
 
@@ -380,7 +380,7 @@ def test_export_to_an_existing_folder_fails_before_building_the_model(
     def never(*_args, **_kwargs):
         raise AssertionError("the model was built before the output was checked")
 
-    monkeypatch.setattr(runs.Run, "build_model", never)
+    monkeypatch.setattr(Run, "build_model", never)
     (tmp_path / "out").mkdir()
     for fmt in ("torchscript", "zip"):
         code, _, err = run_cli(capsys, "export", finished_run, "--format", fmt,

@@ -93,7 +93,7 @@ def test_gradual_unfreezing_goes_one_group_per_stage_with_the_rest_of_the_epochs
     assert all(s.train_bn for s in stages)
     assert (
         describe_stages(stages[-2:], 6)
-        == "2 stages: 1/6 frozen (1 epoch), full fine-tune (4 epochs)"
+        == "2 stages: 1/6 groups frozen (1 epoch), full fine-tune (4 epochs)"
     )
 
 

@@ -12,7 +12,6 @@ from tests.helpers import make_image_folder
 from tests.training import tiny_config
 from tl_core import figures
 from tl_core.analysis import (
-    SWEEP_FILE,
     SweepObserver,
     SweepResult,
     SweepRow,
@@ -24,7 +23,8 @@ from tl_core.analysis import (
 from tl_core.analysis.sweep import sweep
 from tl_core.cli.main import main
 from tl_core.common import JobControl, TLStudioError, UsageError
-from tl_core.runs import LOCK_FILE
+from tl_core.config import parse_freeze
+from tl_core.runs import LOCK_FILE, SWEEP_FILE
 
 # test_efficientnet has 6 layer groups before its head.
 TINY_GROUPS = 6
@@ -62,7 +62,10 @@ def test_one_run_per_depth_in_its_folder_with_the_same_split(swept):
         assert row.run == f"freeze-{row.freeze}" and row.status == "completed"
         config = _json(folder / "config.json")
         assert config["train"]["freeze"] == row.freeze
-        assert config["model"]["freeze"]["frozen_groups"] == row.frozen_groups
+        # The depth is written once (the train setting); the groups resolve it.
+        assert "frozen_groups" not in config["model"]["freeze"]
+        groups = len(config["model"]["freeze"]["groups"]) - 1
+        assert parse_freeze(config["train"]["freeze"], groups) == row.frozen_groups
         assert config["model"]["freeze"]["trainable_params"] == row.trainable_params
         assert _json(folder / "metrics.json")["status"] == "completed"
         splits.append(_json(folder / "split.json"))

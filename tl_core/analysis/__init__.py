@@ -2,7 +2,8 @@
 check), how deep to freeze (sweep), which labels look wrong, the health check as a whole.
 
 Modules (each says what it holds in its own docstring):
-    advisor, health_report, label_issues, logme, probe, ranking, sweep, transfer
+    advisor, health_report, label_issues, logme, probe, ranking, signals, sweep, sweep_result,
+    transfer
 """
 
 from tl_core.common.faces import lazy_face
@@ -33,21 +34,23 @@ __getattr__, __dir__ = lazy_face(
             "rank_candidates",
             "recommend",
         ),
+        "signals": ("domain_signals",),
         "sweep": (
-            "NOT_RUN",
             "SweepObserver",
+            "default_depths",
+            "resolve_depths",
+            "split_depths",
+        ),
+        "sweep_result": (
+            "NOT_RUN",
             "SweepResult",
             "SweepRow",
             "best_row",
-            "default_depths",
             "read_sweep",
-            "resolve_depths",
-            "split_depths",
         ),
         "transfer": (
             "PRETRAINED_RUN",
             "SCRATCH_RUN",
-            "domain_signals",
             "read_transfer",
             "recipe_notes",
             "scratch_config",

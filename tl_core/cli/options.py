@@ -23,6 +23,7 @@ from tl_core.config import (
     MODES,
     TrainConfig,
     check_mode_freeze,
+    freeze_option,
 )
 
 # One source of truth for defaults: the CLI shows what a bare TrainConfig would use.
@@ -140,6 +141,7 @@ def add_train_options(
         )
         parser.add_argument(
             "--freeze",
+            type=freeze_option,
             help="'all' (head only), 'none', or K leading layer groups; with --mode gradual, "
             "the depth unfreezing stops at (default: what the mode implies)",
         )

@@ -2,7 +2,7 @@
 the defaults that the app and the command line share.
 
 Modules (each says what it holds in its own docstring):
-    config_file, defaults, train_config
+    config_file, defaults, freeze, train_config
 """
 
 from tl_core.common.faces import lazy_face
@@ -20,6 +20,13 @@ __getattr__, __dir__ = lazy_face(
             "LR_FINDER_STEPS",
             "PREDICT_TOP_K",
             "SWEEP_EPOCHS",
+        ),
+        "freeze": (
+            "FreezeDepth",
+            "freeze_option",
+            "frozen_words",
+            "gradual_words",
+            "parse_freeze",
         ),
         "train_config": (
             "AUGMENT_CHOICES",

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tl_core.common import TLStudioError
+from tl_core.config.freeze import FreezeDepth
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 AUGMENT_CHOICES = ("auto", "none", "light", "strong")
@@ -30,30 +31,31 @@ MODES = (FEATURE_EXTRACTION, FINE_TUNE, FULL_FINE_TUNE, GRADUAL)
 _MODE_FREEZE = {FEATURE_EXTRACTION: "all", FULL_FINE_TUNE: "none", GRADUAL: "none"}
 
 
-def fixed_mode(freeze: str) -> str:
-    """The name of a fixed-freeze mode: what a freeze setting trains."""
-    return {"all": FEATURE_EXTRACTION, "none": FULL_FINE_TUNE, "0": FULL_FINE_TUNE}.get(
-        freeze, FINE_TUNE
-    )
+def fixed_mode(depth: FreezeDepth) -> str:
+    """The name of a fixed-freeze mode: what a freeze depth trains."""
+    if depth.is_all:
+        return FEATURE_EXTRACTION
+    return FULL_FINE_TUNE if depth.groups == 0 else FINE_TUNE
 
 
-def check_mode_freeze(mode: str | None, freeze: str | None) -> str:
+def check_mode_freeze(mode: str | None, freeze: FreezeDepth | str | None) -> str:
     """The mode of a mode and freeze a person gave (either may be None), refusing a contradiction.
 
     ``TrainConfig`` names a fixed mode by its freeze setting (so that a freeze-depth sweep can
     vary it); a person who asks for full fine-tuning with three groups frozen is told instead.
 
     Raises:
-        TLStudioError: ``mode`` implies another freeze setting than ``freeze``.
+        TLStudioError: ``mode`` implies another freeze setting than ``freeze``, or ``freeze``
+            is not a freeze depth.
     """
     if mode is None:  # no mode asked for: the freeze setting names it, as before modes
-        return FEATURE_EXTRACTION if freeze is None else fixed_mode(str(freeze))
+        return FEATURE_EXTRACTION if freeze is None else fixed_mode(FreezeDepth.parse(freeze))
     if freeze is None or mode in (FINE_TUNE, GRADUAL):
         return mode
     implied = _MODE_FREEZE[mode]
-    if fixed_mode(str(freeze)) != mode:
+    if fixed_mode(FreezeDepth.parse(freeze)) != mode:
         raise TLStudioError(
-            f"Mode {mode} trains with freeze {implied!r}, not {freeze!r}.",
+            f"Mode {mode} trains with freeze {implied!r}, not {str(freeze)!r}.",
             f"Leave out the freeze setting, or use mode {FINE_TUNE} to freeze some groups.",
         )
     return mode
@@ -76,9 +78,11 @@ class TrainConfig:
             then one more group from the top each stage, down to ``freeze``). For the three
             fixed modes ``freeze`` decides what trains and ``mode`` is its name, set from it,
             so ``replace(freeze=...)`` keeps the two in step.
-        freeze: "all" (train the head only: feature extraction), "none" (train everything) or
-            the number of leading layer groups to freeze, as a string. None takes the mode's
-            own ("all", "none", and "none" for gradual unfreezing: down to the input).
+        freeze: The freeze depth (``tl_core.config.freeze``), given as a ``FreezeDepth`` or
+            as text and kept as its canonical text: "all" (train the head only: feature
+            extraction), "none" (train everything) or the number of leading layer groups to
+            freeze. None takes the mode's own ("all", "none", and "none" for gradual
+            unfreezing: down to the input). ``depth`` gives it as a ``FreezeDepth``.
         epochs: Passes over the training set.
         batch_size: Images per step.
         lr: Learning rate of the new head. Trainable backbone groups get rates spread
@@ -111,7 +115,7 @@ class TrainConfig:
     weights: str | None = None
     pretrained: bool = True
     mode: str = FEATURE_EXTRACTION
-    freeze: str | None = None
+    freeze: FreezeDepth | str | None = None
     epochs: int = 10
     batch_size: int = 32
     lr: float = 3e-3
@@ -170,19 +174,25 @@ class TrainConfig:
         freeze = self.freeze if self.freeze is not None else _MODE_FREEZE.get(self.mode)
         if freeze is None:
             return ["fine-tuning the top groups needs a freeze depth (a number of groups)"]
-        freeze = str(freeze)
-        if freeze not in ("all", "none") and not freeze.isdigit():
+        try:
+            depth = FreezeDepth.parse(freeze)
+        except TLStudioError:
             return ['freeze must be "all", "none" or a number of layer groups']
-        object.__setattr__(self, "freeze", freeze)  # frozen dataclass: settle once, here
+        object.__setattr__(self, "freeze", str(depth))  # frozen dataclass: settle once, here
         if self.mode != GRADUAL:
-            object.__setattr__(self, "mode", fixed_mode(freeze))
+            object.__setattr__(self, "mode", fixed_mode(depth))
             return []
         problems = []
-        if freeze == "all":
+        if depth.is_all:
             problems.append("gradual unfreezing needs at least one backbone group to unfreeze")
         if self.epochs < 2:
             problems.append("gradual unfreezing needs at least 2 epochs (head first, then more)")
         return problems
+
+    @property
+    def depth(self) -> FreezeDepth:
+        """The freeze depth (``freeze``, always settled to its text)."""
+        return FreezeDepth.parse(self.freeze)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -2,7 +2,7 @@
 preprocessing, batch norms folded for forward-only passes.
 
 Modules (each says what it holds in its own docstring):
-    backbones, batchnorm_folding, preprocessing, weights
+    batchnorm_folding, catalog, creation, freezing, grouping, preprocessing, weights
 """
 
 from tl_core.common.faces import lazy_face
@@ -10,28 +10,33 @@ from tl_core.common.faces import lazy_face
 __getattr__, __dir__ = lazy_face(
     __name__,
     {
-        "backbones": (
-            "CATALOG",
-            "FreezeSummary",
-            "LayerGroup",
-            "SPEED_HINTS",
-            "apply_freeze",
-            "catalog_entry",
-            "create_model",
-            "in_eval_mode",
-            "layer_groups",
-            "list_backbones",
-            "load_pretrained_imagenet",
-            "norm_param_names",
-            "parse_freeze",
-            "resolve_backbone_name",
-            "set_train_mode",
-        ),
         "batchnorm_folding": (
             "FOLDABLE_NORMS",
             "conv_norm_pairs",
             "folded_copy",
             "probe_images",
+        ),
+        "catalog": (
+            "CATALOG",
+            "SPEED_HINTS",
+            "catalog_entry",
+            "list_backbones",
+        ),
+        "creation": (
+            "create_model",
+            "load_pretrained_imagenet",
+            "resolve_backbone_name",
+        ),
+        "freezing": (
+            "FreezeSummary",
+            "apply_freeze",
+            "in_eval_mode",
+            "norm_param_names",
+            "set_train_mode",
+        ),
+        "grouping": (
+            "LayerGroup",
+            "layer_groups",
         ),
         "preprocessing": (
             "AUGMENT_LEVELS",

@@ -27,7 +27,7 @@ from timm.layers import BatchNormAct2d, Conv2dSame
 from torch import nn
 
 from tl_core.common import in_preferred_layout
-from tl_core.models.backbones import in_eval_mode
+from tl_core.models.freezing import in_eval_mode
 
 # Exact types only: these use their weight as it is. A subclass may not (timm's ScaledStdConv2d
 # standardises its weight on every call, which would undo the folded scale).

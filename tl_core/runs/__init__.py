@@ -3,7 +3,7 @@ damaged runs, the run table, locks, the workspace that holds runs, datasets and 
 which folders of the server's disk may be read for a user.
 
 Modules (each says what it holds in its own docstring):
-    checks, folder_access, folders, locks, table, workspace
+    checks, folder_access, groups, layout, listing, locks, reader, table, workspace, writer
 """
 
 from tl_core.common.faces import lazy_face
@@ -13,43 +13,51 @@ __getattr__, __dir__ = lazy_face(
     {
         "checks": ("check_validation_split",),
         "folder_access": ("is_loopback",),
-        "folders": (
+        "groups": (
+            "SWEEP_FILE",
+            "SWEEP_KIND",
+            "TRANSFER_FILE",
+            "TRANSFER_KIND",
+            "read_group_file",
+            "write_group_file",
+        ),
+        "layout": (
             "CONFIG_FILE",
             "LABELS_FILE",
             "MAX_NOTE_LENGTH",
             "METRICS_FILE",
             "NOTE_FILE",
             "PREDICTIONS_FILE",
-            "Run",
-            "RunGroup",
-            "RunSummary",
-            "RunWriter",
             "SPLIT_FILE",
-            "SWEEP_FILE",
-            "TRANSFER_FILE",
             "WEIGHTS_FILE",
-            "as_run",
-            "describe_freeze",
+            "live_status",
+            "new_run_dir",
+            "read_json",
+            "require_new_run_dir",
+            "run_is_live",
+        ),
+        "listing": (
+            "RunGroup",
             "list_groups",
             "list_runs",
-            "live_status",
-            "load_run",
-            "new_run_dir",
-            "preferred_run",
             "read_group",
-            "read_json",
-            "read_note",
-            "require_new_run_dir",
-            "run_dataset",
-            "run_is_live",
-            "save_weights",
-            "summarize_run",
-            "weights_metadata",
-            "write_note",
         ),
         "locks": (
             "FolderLock",
             "LOCK_FILE",
+        ),
+        "reader": (
+            "Run",
+            "RunSummary",
+            "as_run",
+            "describe_freeze",
+            "load_run",
+            "preferred_run",
+            "read_note",
+            "run_dataset",
+            "summarize_run",
+            "weights_metadata",
+            "write_note",
         ),
         "table": (
             "DIFFERS",
@@ -70,6 +78,10 @@ __getattr__, __dir__ = lazy_face(
             "Workspace",
             "folder_signature",
             "save_stream",
+        ),
+        "writer": (
+            "RunWriter",
+            "save_weights",
         ),
     },
 )

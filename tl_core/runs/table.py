@@ -3,8 +3,7 @@
 The Compare page lists runs with the settings and results that tell them apart, shows what
 each group of runs (a transfer check, a freeze-depth sweep) found, and puts the settings of a
 few picked runs side by side. Everything is read from the run folders (see
-``tl_core.runs.folders``),
-never from a model.
+``tl_core.runs.reader`` and ``tl_core.runs.listing``), never from a model.
 """
 
 from __future__ import annotations
@@ -16,21 +15,15 @@ from typing import Any
 
 import pandas as pd
 
-from tl_core.common import RunError, plural
-from tl_core.runs.folders import (
-    CONFIG_FILE,
-    METRICS_FILE,
-    RunGroup,
-    RunSummary,
-    describe_freeze,
-    list_groups,
-    list_runs,
-    read_group,
-    read_json,
-)
+from tl_core.common import RunError, TLStudioError, plural
+from tl_core.config import FreezeDepth
+from tl_core.runs.groups import SWEEP_KIND, TRANSFER_KIND
+from tl_core.runs.layout import CONFIG_FILE, METRICS_FILE, read_json
+from tl_core.runs.listing import RunGroup, list_groups, list_runs, read_group
+from tl_core.runs.reader import RunSummary
 from tl_core.runs.workspace import Workspace
 
-GROUP_KIND_NAMES = {"transfer-check": "transfer check", "sweep": "freeze-depth sweep"}
+GROUP_KIND_NAMES = {TRANSFER_KIND: "transfer check", SWEEP_KIND: "freeze-depth sweep"}
 DIFFERS = "differs"
 MISSING = "–"  # a setting a run does not record (an older run, or an edited file)
 SWEEP_WAITING = ("pending", "running")  # statuses of sweep rows that have not finished
@@ -156,14 +149,10 @@ def _percent(value: Any) -> str:
     return f"{value:.1%}" if isinstance(value, int | float) and not isinstance(value, bool) else "?"
 
 
-def _depth_words(freeze: Any) -> str:
-    return describe_freeze({"train": {"freeze": freeze}})
-
-
 def group_outcome(group: RunGroup) -> str:
     """What a group found, in words: a transfer check's verdict, a sweep's best depth."""
     result = group.result
-    if group.kind == "transfer-check":
+    if group.kind == TRANSFER_KIND:
         gain = result.get("gain")
         gain_text = f"{gain:+.1f} points" if isinstance(gain, int | float) else "gain ?"
         numbers = (
@@ -172,7 +161,7 @@ def group_outcome(group: RunGroup) -> str:
         )
         verdict = result.get("verdict")
         return f"{verdict} ({numbers})" if isinstance(verdict, str) and verdict else numbers
-    if group.kind == "sweep":
+    if group.kind == SWEEP_KIND:
         rows = [row for row in result.get("rows") or [] if isinstance(row, dict)]
         # A sweep rewrites its file as it goes: rows still to train say so.
         waiting = sum(row.get("status") in SWEEP_WAITING for row in rows)
@@ -181,10 +170,18 @@ def group_outcome(group: RunGroup) -> str:
             return "Still training: no depth has finished yet." if waiting else "No result."
         row = next((r for r in rows if str(r.get("freeze")) == str(best)), {})
         run = next((r for r in group.runs if r.name == row.get("run")), None)
-        depth = run.freeze if run is not None else _depth_words(best)
+        depth = run.freeze if run is not None else _best_depth_words(best)
         found = f"Best depth: {depth} ({_percent(row.get('best_val_accuracy'))})"
         return f"{found} so far; {plural(waiting, 'depth')} to go." if waiting else f"{found}."
     return f"No result yet: {plural(len(group.runs), 'run')} so far, still training or stopped."
+
+
+def _best_depth_words(best: Any) -> str:
+    """A sweep's best depth in words, when its run cannot be read (its text if not a depth)."""
+    try:
+        return FreezeDepth.parse(best).words()
+    except TLStudioError:
+        return str(best)
 
 
 def groups_frame(groups: Sequence[RunGroup]) -> pd.DataFrame:

@@ -38,7 +38,7 @@ from tl_core.data import (
     walk_visible_files,
 )
 from tl_core.runs.folder_access import is_inside, readable_folder
-from tl_core.runs.folders import run_is_live
+from tl_core.runs.layout import run_is_live
 
 WORKSPACE_ENV = "TL_STUDIO_WORKSPACE"
 DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "workspace"

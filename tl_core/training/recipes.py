@@ -25,8 +25,8 @@ from tl_core.config import (
     GRADUAL,
     MODES,
     TrainConfig,
+    frozen_words,
 )
-from tl_core.models import parse_freeze
 
 MODE_LABELS = {
     FEATURE_EXTRACTION: "Feature extraction (head only)",
@@ -77,7 +77,7 @@ def training_stages(config: TrainConfig, num_backbone_groups: int) -> list[Stage
         TLStudioError: The freeze depth does not fit the backbone, or gradual unfreezing
             would have nothing to unfreeze.
     """
-    target = parse_freeze(config.freeze, num_backbone_groups)
+    target = config.depth.resolve(num_backbone_groups)
     if config.mode != GRADUAL:
         return [Stage(1, target, config.epochs)]
     if target >= num_backbone_groups:
@@ -101,11 +101,8 @@ def training_stages(config: TrainConfig, num_backbone_groups: int) -> list[Stage
 def describe_stages(stages: list[Stage], num_backbone_groups: int) -> str:
     """The stages in words, e.g. "3 stages: head only (1 epoch), 2/4 groups frozen (1 epoch),
     full fine-tune (3 epochs)"."""
-
-    def depth(frozen: int) -> str:
-        if frozen >= num_backbone_groups:
-            return "head only"
-        return "full fine-tune" if frozen == 0 else f"{frozen}/{num_backbone_groups} frozen"
-
-    parts = [f"{depth(s.frozen_groups)} ({plural(s.epochs, 'epoch', 'epochs')})" for s in stages]
+    words = [frozen_words(s.frozen_groups, num_backbone_groups) for s in stages]
+    parts = [
+        f"{w} ({plural(s.epochs, 'epoch', 'epochs')})" for w, s in zip(words, stages, strict=True)
+    ]
     return f"{plural(len(stages), 'stage')}: " + ", ".join(parts)

@@ -7,7 +7,7 @@ import argparse
 
 from tl_core.cli.options import add_json_option, positive_int
 from tl_core.cli.output import EXIT_OK, dump_json, print_table
-from tl_core.config import DEFAULT_BACKBONE
+from tl_core.config import DEFAULT_BACKBONE, freeze_option
 
 
 def register(subparsers) -> None:
@@ -17,7 +17,9 @@ def register(subparsers) -> None:
         metavar="BACKBONE",
         help="show this backbone's layer groups and what --freeze leaves",
     )
-    backbones.add_argument("--freeze", default="all", help="with --groups: all, none or K")
+    backbones.add_argument(
+        "--freeze", type=freeze_option, default="all", help="with --groups: all, none or K"
+    )
     backbones.add_argument(
         "--classes", type=positive_int, default=2, help="with --groups: classes of the new head"
     )
