@@ -31,12 +31,32 @@ def visible_entries(folder: Path) -> tuple[list[Path], list[Path]]:
     return sorted(dirs), sorted(files)
 
 
+SKIP_LINK_INTO_ITSELF = (
+    "a link back to a folder that holds the dataset: not followed, since reading it would "
+    "read the dataset (or the whole disk) again and again"
+)
+
+
+def class_folders(root: Path) -> tuple[list[Path], list[Path]]:
+    """The class folders of a dataset root, and apart the links among them that lead back to
+    the root or to a folder holding it (``..``, ``/``), which are never walked."""
+    dirs, _ = visible_entries(root)
+    real_root = root.resolve()
+    kept: list[Path] = []
+    looping: list[Path] = []
+    for folder in dirs:
+        target = folder.resolve()
+        (looping if real_root.is_relative_to(target) else kept).append(folder)
+    return kept, looping
+
+
 def find_root(folder: Path) -> Path:
     """Steps into single wrapping folders (``animals.zip`` holding ``animals/cat/...``)."""
     for _ in range(8):
         dirs, files = visible_entries(folder)
         wrapped = (
             len(dirs) == 1
+            and not folder.resolve().is_relative_to(dirs[0].resolve())  # not a link back up
             and not any(f.suffix.lower() in IMAGE_SUFFIXES for f in files)
             and bool(visible_entries(dirs[0])[0])
         )

@@ -24,7 +24,13 @@ from typing import Any
 
 from tl_core.common import DatasetError, plural
 from tl_core.data.archives import extract_zip
-from tl_core.data.folders import find_root, visible_entries, walk_visible_files
+from tl_core.data.folders import (
+    SKIP_LINK_INTO_ITSELF,
+    class_folders,
+    find_root,
+    visible_entries,
+    walk_visible_files,
+)
 from tl_core.data.image_hash import Fingerprint, fingerprint
 from tl_core.data.images import UnusableFile, decode, decode_failure, open_image_file
 from tl_core.data.near_duplicates import near_duplicate_groups
@@ -162,7 +168,7 @@ def scan_dataset(
     source = Path(source).expanduser().resolve()
     extracted = _resolve_source(source, Path(extract_to) if extract_to is not None else None)
     root = find_root(extracted)
-    class_dirs, _ = visible_entries(root)
+    class_dirs, looping = class_folders(root)
     class_names = tuple(d.name for d in class_dirs)
     hidden_folders = tuple(
         sorted(
@@ -178,7 +184,7 @@ def scan_dataset(
 
     workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
     items: list[ImageItem] = []
-    skipped: list[SkippedFile] = []
+    skipped = [SkippedFile(link, SKIP_LINK_INTO_ITSELF) for link in looping]
     first_of_digest: dict[str, ImageItem] = {}
     copies: dict[str, list[ImageItem]] = {}  # only digests seen twice or more
     with ThreadPoolExecutor(max_workers=workers) as pool:
