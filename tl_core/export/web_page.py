@@ -119,8 +119,9 @@ def render_page(model: bytes, config: dict[str, object]) -> str:
         config: From :func:`page_config`.
     """
     template = _asset("page.html").decode("utf-8")
-    # Class names are the user's: "</" would close the script element that holds the JSON.
-    config_json = json.dumps(config, ensure_ascii=False).replace("</", "<\\/")
+    # Class names are the user's: "</script" or "<!--" in them would change how the script
+    # element holding the JSON is parsed; JSON's own escape of "<" keeps them inert.
+    config_json = json.dumps(config, ensure_ascii=False).replace("<", "\\u003c")
     script = (_asset("preprocess.js") + b"\n" + _asset("page.js")).decode("utf-8")
     filled = {
         "TITLE": html.escape(str(config["title"])),
