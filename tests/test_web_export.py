@@ -169,7 +169,8 @@ for (const [index, width, height, prep, name] of {json.dumps(cases)}) {{
   const rgb = new Uint8Array(fs.readFileSync(dir + index + ".rgb"));
   const mine = preprocess(rgb, width, height, prep);
   const expected = new Float32Array(fs.readFileSync(dir + name + ".expected").buffer.slice(0));
-  if (mine.length !== expected.length || mine.some((v, i) => v !== expected[i])) differing.push(name);
+  const same = mine.length === expected.length && mine.every((v, i) => v === expected[i]);
+  if (!same) differing.push(name);
 }}
 console.log(JSON.stringify(differing));
 """
