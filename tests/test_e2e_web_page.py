@@ -31,8 +31,10 @@ sync_api = pytest.importorskip("playwright.sync_api")
 SCREENSHOT = REPO / "tests" / "artifacts" / "screenshots" / "web_page_phone.png"
 PHONE = {"width": 390, "height": 844}
 TIMEOUT_MS = 90_000
-# Int8 weights move probabilities: up to 0.02 on the tiny model's sample images measured here
-# (0.001 on its validation images), up to ~0.05 on EfficientNet-Lite0's; top-1 must still agree.
+# The int8 page's own tolerance against tl-studio predict, for the tiny run: int8 weights move
+# its probabilities by about 0.001 on its validation images and less than 0.05 on the sample's
+# (an EfficientNet-Lite0 run's move by up to 0.14: the export gates the int8 page by its changed
+# top-1 answers, not by probabilities). Top-1 must still agree.
 QUANTIZED_TOLERANCE = 0.05
 
 
