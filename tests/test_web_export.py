@@ -20,6 +20,7 @@ from PIL import Image
 from tests.training import train_tiny_run
 from tl_core.export import (
     PAGE_TOLERANCE,
+    QUANTIZED_PAGE_TOLERANCE,
     ExportError,
     QuantizedAgreement,
     export_web_page,
@@ -119,6 +120,8 @@ def test_the_quantised_page_is_smaller_and_shows_its_agreement_first(run_dir, ex
 
     result = export_web_page(run_dir, tmp_path / "small.html", quantized=True, browser=False)
     assert result.quantized and result.check.passed and result.agreement == agreement
+    assert result.check.reference == "its int8 model"
+    assert result.check.tolerance == QUANTIZED_PAGE_TOLERANCE
     assert result.size_bytes < exported.size_bytes
     assert "int8" in page_config_of(result.path.read_text(encoding="utf-8"))["model_card"]
 

@@ -42,6 +42,7 @@ __getattr__, __dir__ = lazy_face(
         "web_check": ("find_browser",),
         "web_export": (
             "PAGE_TOLERANCE",
+            "QUANTIZED_PAGE_TOLERANCE",
             "WEB_FORMAT",
             "PageCheck",
             "WebExport",

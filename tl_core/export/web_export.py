@@ -7,7 +7,7 @@ onnxruntime (:mod:`tl_core.export.web_check`), and compares it with ``tl-studio 
 (:class:`tl_core.inference.Predictor`): every top-1 answer must agree, and every probability
 within :data:`PAGE_TOLERANCE`. The smaller, quantised page (:mod:`tl_core.export.quantized`)
 is first measured against the full model on the validation images, then checked against its
-own model in onnxruntime with the same tolerance.
+own model in onnxruntime (top-1 equal, probabilities within :data:`QUANTIZED_PAGE_TOLERANCE`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tl_core.common import check_output_file, format_size, plural
@@ -54,6 +54,10 @@ from tl_core.runs import Run, as_run
 # against Pillow's (both libjpeg-turbo; a pixel off by one moves a probability by about 1e-4).
 # A wrong normalisation, resize or crop moves them by 0.01 to 0.5.
 PAGE_TOLERANCE = 1e-3
+# The int8 page against its own model in onnxruntime: integer kernels differ between ONNX
+# Runtime's builds (x86 vectorised against WebAssembly), which moved an EfficientNet-Lite0 run's
+# probabilities by 2.2e-3; 0.01 holds that with room, and a wrong preprocessing still fails it.
+QUANTIZED_PAGE_TOLERANCE = 1e-2
 WEB_FORMAT = "web"
 
 
@@ -238,7 +242,8 @@ def check_page(run: Run, page: Path, quantized: bool, browser: str | None) -> Pa
     if quantized:
         html = page.read_text(encoding="utf-8")
         expected = classify_in_onnxruntime(html, images)
-        return compare_answers(answers, expected, images_from, checked_in, "its int8 model")
+        check = compare_answers(answers, expected, images_from, checked_in, "its int8 model")
+        return replace(check, tolerance=QUANTIZED_PAGE_TOLERANCE)
     expected = predict_answers(run, images)
     return compare_answers(answers, expected, images_from, checked_in, "tl-studio predict")
 
