@@ -102,6 +102,13 @@ def test_the_check_compares_with_predict_on_the_runs_own_images(run_dir, exporte
     assert check.max_probability_difference <= PAGE_TOLERANCE == check.tolerance
 
 
+def test_a_browser_that_cannot_start_leaves_the_check_to_onnxruntime(run_dir, tmp_path):
+    pytest.importorskip("playwright.sync_api")
+    result = export_web_page(run_dir, tmp_path / "model.html", browser="/bin/false")
+    assert result.check.passed
+    assert result.check.checked_in.startswith("onnxruntime (Chromium could not start")
+
+
 def test_a_run_without_its_images_is_checked_on_generated_ones(run_dir, tmp_path):
     copied = shutil.copytree(run_dir, tmp_path / "run")
     split = json.loads((copied / "split.json").read_text())

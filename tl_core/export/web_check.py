@@ -46,6 +46,10 @@ class PageRunError(TLStudioError):
     """The page did not load its model or did not answer."""
 
 
+class BrowserUnavailable(TLStudioError):
+    """Chromium was found but could not be started here (no display libraries, a sandbox...)."""
+
+
 def find_browser() -> str | None:
     """A Chromium to check pages with: ``$TL_STUDIO_CHROMIUM``, else one on the PATH, else
     None (also when Playwright, which drives it, is not installed)."""
@@ -83,42 +87,57 @@ def classify_in_browser(
         screenshot: Where to save a PNG of the whole page after classifying, if anywhere.
 
     Raises:
+        BrowserUnavailable: Chromium or Playwright cannot run here.
         PageRunError: The page did not load its model, or did not answer in time.
     """
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=browser, args=list(BROWSER_FLAGS))
-        try:
-            width, height = viewport
-            page = chromium.new_page(viewport={"width": width, "height": height})
-            page.route("**/*", _offline)
-            page.goto(Path(page_file).resolve().as_uri())
+    try:
+        with sync_playwright() as playwright:
             try:
-                # Selectors, not scripts: the page's Content-Security-Policy forbids eval.
-                page.wait_for_selector(
-                    "body[data-state]", state="attached", timeout=PAGE_TIMEOUT_MS
-                )
-                if page.get_attribute("body", "data-state") != "ready":
-                    raise PageRunError(
-                        f"The page did not load its model: {page.text_content('#tl-status')}"
-                    )
-                page.set_input_files("#tl-files", [str(p) for p in images])
-                page.wait_for_selector(
-                    f'#tl-results[data-state=done][data-count="{len(images)}"]',
-                    state="attached",
-                    timeout=PAGE_TIMEOUT_MS,
+                chromium = playwright.chromium.launch(
+                    executable_path=browser, args=list(BROWSER_FLAGS)
                 )
             except PlaywrightError as exc:
-                raise PageRunError(
-                    f"The page did not answer in Chromium: {str(exc).splitlines()[0]}"
-                ) from exc
-            if screenshot is not None:
-                page.screenshot(path=str(screenshot), full_page=True)
-            return json.loads(page.text_content("#tl-results") or "[]")
-        finally:
-            chromium.close()
+                raise BrowserUnavailable(f"Chromium could not start: {_first_line(exc)}") from exc
+            try:
+                return _classify_on_page(chromium, page_file, images, viewport, screenshot)
+            finally:
+                chromium.close()
+    except PlaywrightError as exc:  # Playwright itself cannot run here (an asyncio loop...)
+        raise BrowserUnavailable(f"Playwright could not run: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _classify_on_page(chromium, page_file, images, viewport, screenshot) -> Answers:
+    from playwright.sync_api import Error as PlaywrightError
+
+    width, height = viewport
+    page = chromium.new_page(viewport={"width": width, "height": height})
+    page.route("**/*", _offline)
+    page.goto(Path(page_file).resolve().as_uri())
+    try:
+        # Selectors, not scripts: the page's Content-Security-Policy forbids eval.
+        page.wait_for_selector("body[data-state]", state="attached", timeout=PAGE_TIMEOUT_MS)
+        if page.get_attribute("body", "data-state") != "ready":
+            raise PageRunError(
+                f"The page did not load its model: {page.text_content('#tl-status')}"
+            )
+        page.set_input_files("#tl-files", [str(p) for p in images])
+        page.wait_for_selector(
+            f'#tl-results[data-state=done][data-count="{len(images)}"]',
+            state="attached",
+            timeout=PAGE_TIMEOUT_MS,
+        )
+    except PlaywrightError as exc:
+        raise PageRunError(f"The page did not answer in Chromium: {_first_line(exc)}") from exc
+    if screenshot is not None:
+        page.screenshot(path=str(screenshot), full_page=True)
+    return json.loads(page.text_content("#tl-results") or "[]")
 
 
 def page_pixels(config: dict, image) -> np.ndarray:
@@ -164,8 +183,16 @@ def classify_in_onnxruntime(page_html: str, images: Sequence[Path]) -> Answers:
     return answers
 
 
-def classify_with_page(page_file: Path, images: Sequence[Path], browser: str | None) -> Answers:
-    """The page's answers on ``images``: in ``browser`` if given, else in onnxruntime."""
+def classify_with_page(
+    page_file: Path, images: Sequence[Path], browser: str | None
+) -> tuple[Answers, str]:
+    """The page's answers on ``images`` and what ran it: ``browser`` if given and it starts,
+    else onnxruntime."""
     if browser:
-        return classify_in_browser(page_file, images, browser)
-    return classify_in_onnxruntime(Path(page_file).read_text(encoding="utf-8"), images)
+        try:
+            return classify_in_browser(page_file, images, browser), IN_BROWSER
+        except BrowserUnavailable as exc:
+            answers = classify_in_onnxruntime(Path(page_file).read_text(encoding="utf-8"), images)
+            return answers, f"{IN_ONNXRUNTIME} ({exc.message})"
+    answers = classify_in_onnxruntime(Path(page_file).read_text(encoding="utf-8"), images)
+    return answers, IN_ONNXRUNTIME

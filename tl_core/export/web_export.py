@@ -35,7 +35,6 @@ from tl_core.export.run_export import (
 )
 from tl_core.export.web_check import (
     IN_BROWSER,
-    IN_ONNXRUNTIME,
     Answers,
     PageRunError,
     classify_in_onnxruntime,
@@ -233,12 +232,11 @@ def check_page(run: Run, page: Path, quantized: bool, browser: str | None) -> Pa
     """
     images, images_from = _check_files(run, page.parent)
     try:
-        answers = classify_with_page(page, images, browser)
+        answers, checked_in = classify_with_page(page, images, browser)
     except PageRunError as exc:
         raise ExportError(
             f"The web page does not work: {exc.message}", "Report the backbone's name."
         ) from exc
-    checked_in = IN_BROWSER if browser else IN_ONNXRUNTIME
     if quantized:
         html = page.read_text(encoding="utf-8")
         expected = classify_in_onnxruntime(html, images)
