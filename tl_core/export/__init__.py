@@ -1,8 +1,10 @@
 """Exports of a run: the .zip with its scripts and model card, ONNX, torch.export and TorchScript,
-each checked against PyTorch.
+each checked against PyTorch; the one-file web page, checked against the app, and the server
+that shares it on the local network.
 
 Modules (each says what it holds in its own docstring):
-    formats, model_card, run_export, standalone_predict, standalone_predict_onnx
+    formats, model_card, run_export, standalone_predict, standalone_predict_onnx,
+    web_page, web_check, quantized, web_export, share_server
 """
 
 from tl_core.common.faces import lazy_face
@@ -26,6 +28,26 @@ __getattr__, __dir__ = lazy_face(
             "export_zip",
             "format_for",
             "how_to_load_text",
+        ),
+        "quantized": (
+            "MAX_CHANGED_SHARE",
+            "QuantizedAgreement",
+        ),
+        "share_server": (
+            "ShareServer",
+            "lan_address",
+            "qr_svg",
+            "who_can_reach",
+        ),
+        "web_check": ("find_browser",),
+        "web_export": (
+            "PAGE_TOLERANCE",
+            "QUANTIZED_PAGE_TOLERANCE",
+            "WEB_FORMAT",
+            "PageCheck",
+            "WebExport",
+            "export_web_page",
+            "quantized_agreement",
         ),
     },
 )

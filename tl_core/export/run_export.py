@@ -45,6 +45,7 @@ ZIP_FORMAT = "zip"
 # more. 1e-3 lies well between the two.
 CHECK_TOLERANCE = 1e-3
 CHECK_IMAGES = 8
+GENERATED_IMAGE = "generated image"
 # The standalone scripts shipped in the zip: their source in tl_core, their name in the zip.
 STANDALONE_SCRIPTS = {
     "standalone_predict.py": "predict.py",
@@ -114,29 +115,43 @@ def format_for(out_file: str | Path, requested: str | None = None) -> str:
 # ---- the check ----------------------------------------------------------------------------------
 
 
-def _check_images(run: Run, count: int) -> tuple[list[Image.Image], str]:
-    """Up to ``count`` of the run's own images (validation first) and what they are in words;
-    generated noise images only when none is on disk any more (a run copied without its data)."""
+def run_image_files(run: Run, count: int) -> tuple[list[Path], list[Image.Image], str]:
+    """Up to ``count`` of the run's own image files that still load (validation first), the
+    images, and what they are in words ("validation image"); empty lists when none is left."""
     try:
         split = read_json(run.path / SPLIT_FILE)
         val, train = list(split.get("val", [])), list(split.get("train", []))
     except (TLStudioError, AttributeError, TypeError):
         val, train = [], []
-    images, parts = [], set()
+    paths, images, parts = [], [], set()
     for index, (path, _label) in enumerate([*val, *train]):
         try:
             images.append(load_image(path))
         except (TLStudioError, OSError, TypeError, ValueError):
             continue  # moved or deleted since training: the next one will do
+        paths.append(Path(path))
         parts.add("validation" if index < len(val) else "training")
         if len(images) == count:
             break
+    return paths, images, " and ".join(sorted(parts)) + " image"
+
+
+def _check_images(run: Run, count: int) -> tuple[list[Image.Image], str]:
+    """Up to ``count`` of the run's own images (validation first) and what they are in words;
+    generated noise images only when none is on disk any more (a run copied without its data)."""
+    _paths, images, images_from = run_image_files(run, count)
     if images:
-        return images, " and ".join(sorted(parts)) + " image"
+        return images, images_from
+    return generated_images(run), GENERATED_IMAGE
+
+
+def generated_images(run: Run) -> list[Image.Image]:
+    """Four noise images a little larger than the model's input, not square, always the same:
+    for checks on a run whose own images are gone."""
     rng = np.random.default_rng(0)
     size = run.preprocessing.image_size
     noise = [rng.integers(0, 256, (size + 9, size + 3, 3), dtype=np.uint8) for _ in range(4)]
-    return [Image.fromarray(pixels) for pixels in noise], "generated image"
+    return [Image.fromarray(pixels) for pixels in noise]
 
 
 def _pixels(run: Run, images: list[Image.Image]) -> np.ndarray:
