@@ -3,8 +3,8 @@ each checked against PyTorch; the one-file web page, checked against the app, an
 that shares it on the local network.
 
 Modules (each says what it holds in its own docstring):
-    formats, model_card, run_export, standalone_predict, standalone_predict_onnx,
-    web_page, web_check, quantized, web_export, share_server
+    formats, model_card, quantized, run_export, share_server, standalone_predict,
+    standalone_predict_onnx, web_check, web_export, web_page
 """
 
 from tl_core.common.faces import lazy_face
@@ -18,6 +18,10 @@ __getattr__, __dir__ = lazy_face(
             "ModelFormat",
         ),
         "model_card": ("model_card_text",),
+        "quantized": (
+            "MAX_CHANGED_SHARE",
+            "QuantizedAgreement",
+        ),
         "run_export": (
             "CHECK_TOLERANCE",
             "ExportCheck",
@@ -29,10 +33,6 @@ __getattr__, __dir__ = lazy_face(
             "format_for",
             "how_to_load_text",
         ),
-        "quantized": (
-            "MAX_CHANGED_SHARE",
-            "QuantizedAgreement",
-        ),
         "share_server": (
             "ShareServer",
             "lan_address",
@@ -42,9 +42,9 @@ __getattr__, __dir__ = lazy_face(
         "web_check": ("find_browser",),
         "web_export": (
             "PAGE_TOLERANCE",
+            "PageCheck",
             "QUANTIZED_PAGE_TOLERANCE",
             "WEB_FORMAT",
-            "PageCheck",
             "WebExport",
             "export_web_page",
             "quantized_agreement",
