@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _ui
+from app_pages import _ui, _web_page
 from tl_core.common import TLStudioError, format_size
 from tl_core.export import (
     MODEL_FORMATS,
@@ -110,6 +110,8 @@ try:
     )
     for fmt in OFFERED:
         show_model_format(fmt, path, mtime, summary.name)
+
+    _web_page.web_page_section(path, mtime, summary.name)
 
     with st.expander("How to load it"):
         st.code(how_to_load_text(run), language="text")

@@ -40,6 +40,8 @@ from tl_core.runs import (
 # and most inference servers take it; .pt2 needs PyTorch, TorchScript is deprecated.
 DEFAULT_FORMAT = "onnx"
 ZIP_FORMAT = "zip"
+WEB_FORMAT = "web"  # one HTML page that classifies in any browser (web_export.py)
+WEB_SUFFIXES = (".html", ".htm")
 # The check's threshold on logits. Float32 reordering by an exporter or a runtime moves logits
 # by about 1e-6..1e-5; a wrong normalisation, a lost layer or a bad export moves them by 0.1 or
 # more. 1e-3 lies well between the two.
@@ -102,12 +104,14 @@ class ExportResult:
 
 def format_for(out_file: str | Path, requested: str | None = None) -> str:
     """The format to write: the one asked for, else the one the file name's ending names
-    (.onnx, .pt2, .pt, .zip), else :data:`DEFAULT_FORMAT`."""
+    (.onnx, .pt2, .pt, .zip, .html), else :data:`DEFAULT_FORMAT`."""
     if requested:
         return requested
     suffix = Path(out_file).suffix.lower()
     if suffix == ".zip":
         return ZIP_FORMAT
+    if suffix in WEB_SUFFIXES:
+        return WEB_FORMAT
     by_suffix = {f.suffix: f.name for f in MODEL_FORMATS.values()}
     return by_suffix.get(suffix, DEFAULT_FORMAT)
 

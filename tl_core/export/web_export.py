@@ -57,7 +57,6 @@ PAGE_TOLERANCE = 1e-3
 # Runtime's builds (x86 vectorised against WebAssembly), which moved an EfficientNet-Lite0 run's
 # probabilities by 2.2e-3; 0.01 holds that with room, and a wrong preprocessing still fails it.
 QUANTIZED_PAGE_TOLERANCE = 1e-2
-WEB_FORMAT = "web"
 
 
 @dataclass(frozen=True)
