@@ -114,3 +114,42 @@ def test_lr_find_on_the_command_line_prints_the_curve_and_the_rate(capsys, tiny_
     assert "learning rate" in out and "<- suggested" in out
     rate = out.split("Train with it: --lr ")[1].split()[0]
     assert 1e-6 < float(rate) < 10
+
+
+# The finder's suggestions on the tiny dataset, recorded with the finder's own loop before it
+# took the trainer's step (40 batches, seed 0, on the CPU): suggested rate, its index, batches
+# swept, whether it diverged, and the last smoothed loss. On the CPU there is no autocast and
+# no loss scaling, so the trainer's step computes exactly what the old loop did.
+RECORDED_SWEEPS = {
+    "head only, cached features": (
+        dict(freeze="all", augment="auto"),
+        (0.003981071705534969, 23, 40, False, 0.8810487196562333),
+    ),
+    "whole model on images": (
+        dict(freeze="none"),
+        (0.001584893192461114, 21, 39, True, 7.962444538551999),
+    ),
+    "partly frozen, class weights": (
+        dict(freeze="2", class_weighting="on"),
+        (0.001584893192461114, 21, 40, False, 4.7336530041759595),
+    ),
+    "gradual unfreezing, first stage": (
+        dict(mode="gradual", freeze=None),
+        (0.01, 25, 40, False, 1.636216262146933),
+    ),
+}
+
+
+@pytest.mark.parametrize("overrides, recorded", RECORDED_SWEEPS.values(), ids=RECORDED_SWEEPS)
+def test_the_finder_suggests_what_it_suggested_before_it_took_the_trainers_step(
+    tiny_dataset, overrides, recorded
+):
+    suggestion, index, batches, diverged, last_loss = recorded
+    result = find_learning_rate(tiny_config(tiny_dataset, **overrides), num_it=40)
+    assert result.suggestion == pytest.approx(suggestion, rel=1e-6)
+    assert (result.suggestion_index, len(result.lrs), result.diverged) == (
+        index,
+        batches,
+        diverged,
+    )
+    assert result.losses[-1] == pytest.approx(last_loss, rel=1e-5)
