@@ -142,7 +142,7 @@ FIRST_LOSS_SCRIPT = r"""
 import json, sys, time
 started = time.perf_counter()
 import torch, timm  # noqa
-from tl_core.training.trainer import train  # noqa: E402
+from tl_core.training.training_run import train  # noqa: E402
 from tl_core.config.train_config import TrainConfig  # noqa: E402
 from tl_core.common.control import JobControl, TrainingObserver  # noqa: E402
 imported = time.perf_counter()
