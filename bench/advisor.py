@@ -8,7 +8,7 @@ On real labelled images that ship with installed packages (no generated data):
 - ``faces``: scikit-image's LFW subset, faces against non-faces (2 classes),
 
 every candidate backbone with weights on this computer is trained with the project's own
-recipe (``tl_core.training.trainer.train``: head only, default settings) for several seeds, and the
+recipe (``tl_core.training.train``: head only, default settings) for several seeds, and the
 advisor's ranking is compared with the mean real accuracy: Kendall tau and weighted tau
 (``scipy.stats.weightedtau``, as in the SFDA benchmark), top-1 regret (best real accuracy minus
 that of the recommended backbone), and band coverage (how often a run's best validation

@@ -36,7 +36,7 @@ from PIL import Image
 from tl_core.config import DEFAULT_BACKBONE, TrainConfig
 from tl_core.jobs import TrainingJob
 from tl_core.training import plan as plan
-from tl_core.training import trainer as engine
+from tl_core.training import steps as engine
 
 CLASS_COLORS = ((220, 40, 40), (40, 200, 60), (40, 80, 230), (230, 200, 30))
 

@@ -3,7 +3,7 @@
 The plain loop is what a user writes from timm's and PyTorch's documentation: ``ImageFolder``
 with ``timm.data.create_transform``, the first K layer groups frozen (the same groups as the
 Model page's slider), AdamW, every batch through the whole model, no caching. The trainer runs
-``tl_core.training.trainer.train`` with the same backbone, image size, batch size, K, epochs and
+``tl_core.training.train`` with the same backbone, image size, batch size, K, epochs and
 augmentation off. Runs alternate (plain, trainer, trainer, plain, ...) so that other load on
 the machine hits both alike, and each K prints the ratio of training images per second:
 
@@ -142,7 +142,7 @@ FIRST_LOSS_SCRIPT = r"""
 import json, sys, time
 started = time.perf_counter()
 import torch, timm  # noqa
-from tl_core.training.trainer import train  # noqa: E402
+from tl_core.training.training_run import train  # noqa: E402
 from tl_core.config.train_config import TrainConfig  # noqa: E402
 from tl_core.common.control import JobControl, TrainingObserver  # noqa: E402
 imported = time.perf_counter()

@@ -3,7 +3,7 @@
 Real labelled images (a dataset of ``bench/advisor.py``, scikit-learn's digits by default) are
 split into a balanced validation folder and a pool of training images. For each imbalance
 ratio r, half of the classes keep every training image and the other half keep 1/r of them;
-the project's own recipe (``tl_core.training.trainer.train``: default backbone, head only, backbone
+the project's own recipe (``tl_core.training.train``: default backbone, head only, backbone
 features computed once and kept in a feature store) then trains with the loss weighted by class
 and without, for several seeds. On the balanced validation images it prints:
 

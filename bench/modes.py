@@ -8,7 +8,7 @@ On real images that ship with installed packages (no generated data):
   surface, coins and a printed page, 6 classes: closer to ImageNet.
 
 Each mode trains the default backbone (pretrained, offline weights) with the project's own
-recipe (``tl_core.training.trainer.train``) and the same data, split, seed and epochs; fine-tune
+recipe (``tl_core.training.train``) and the same data, split, seed and epochs; fine-tune
 freezes
 half of the backbone's groups. Early stopping is off, so every mode trains every epoch. The
 table gives the best validation accuracy with its 95 % Wilson interval, and the wall time.

@@ -32,7 +32,7 @@ from tl_core.common import (
 from tl_core.jobs import TrainingJob
 from tl_core.runs import Run, RunWriter, load_run, run_is_live, summarize_run, weights_metadata
 from tl_core.runs import writer as runs
-from tl_core.training import train
+from tl_core.training import train, training_run
 from tl_core.training import trainer as engine
 
 TINY_FLAGS = [
@@ -290,7 +290,7 @@ def nothing_loads(monkeypatch):
     def never(*_args, **_kwargs):
         raise AssertionError("the data and model were loaded before --out was checked")
 
-    monkeypatch.setattr(engine, "prepare_training", never)
+    monkeypatch.setattr(training_run, "prepare_training", never)
 
 
 def test_an_out_folder_below_a_file_fails_before_anything_loads(

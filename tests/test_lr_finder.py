@@ -10,8 +10,19 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from tests.training import tiny_config
 from tl_core.cli.main import main
+from tl_core.common import BatchStats, TrainingObserver
 from tl_core.models import create_model, set_train_mode
-from tl_core.training import find_learning_rate, suggest, sweep_learning_rates, valley
+from tl_core.training import (
+    TrainingSteps,
+    backward_and_step,
+    find_learning_rate,
+    grad_scaler,
+    suggest,
+    sweep_learning_rates,
+    train,
+    valley,
+)
+from tl_core.training import steps as steps_module
 
 
 def test_valley_picks_a_third_plus_a_sixth_into_the_longest_descent():
@@ -114,3 +125,142 @@ def test_lr_find_on_the_command_line_prints_the_curve_and_the_rate(capsys, tiny_
     assert "learning rate" in out and "<- suggested" in out
     rate = out.split("Train with it: --lr ")[1].split()[0]
     assert 1e-6 < float(rate) < 10
+
+
+# The finder's suggestions on the tiny dataset, recorded with the finder's own loop before it
+# took the trainer's step (40 batches, seed 0, on the CPU): suggested rate, its index, batches
+# swept, whether it diverged, and the smoothed loss at the suggestion. On the CPU there is no
+# autocast and no loss scaling; the one difference is the memory layout: the trainer's step
+# runs images and model channels-last on x86 CPUs, as the run does, which reorders float
+# arithmetic by about 1e-7. The suggestion stays the same and the curve agrees to 1e-5 up to
+# it (after a divergence the differences grow, so the last points are not compared).
+RECORDED_SWEEPS = {
+    "head only, cached features": (
+        dict(freeze="all", augment="auto"),
+        (0.003981071705534969, 23, 40, False, 1.093327940635263),
+    ),
+    "whole model on images": (
+        dict(freeze="none"),
+        (0.001584893192461114, 21, 39, True, 2.029144841110126),
+    ),
+    "partly frozen, class weights": (
+        dict(freeze="2", class_weighting="on"),
+        (0.001584893192461114, 21, 40, False, 2.0774286288169823),
+    ),
+    "gradual unfreezing, first stage": (
+        dict(mode="gradual", freeze=None),
+        (0.01, 25, 40, False, 2.1582680657178677),
+    ),
+}
+
+
+@pytest.mark.parametrize("overrides, recorded", RECORDED_SWEEPS.values(), ids=RECORDED_SWEEPS)
+def test_the_finder_suggests_what_it_suggested_before_it_took_the_trainers_step(
+    tiny_dataset, overrides, recorded
+):
+    suggestion, index, batches, diverged, loss_at_suggestion = recorded
+    result = find_learning_rate(tiny_config(tiny_dataset, **overrides), num_it=40)
+    assert result.suggestion == pytest.approx(suggestion, rel=1e-6)
+    assert (result.suggestion_index, len(result.lrs), result.diverged) == (
+        index,
+        batches,
+        diverged,
+    )
+    assert result.losses[index] == pytest.approx(loss_at_suggestion, rel=1e-5)
+
+
+class RecordingScaler:
+    """Stands in for an enabled ``torch.amp.GradScaler`` (float16 autocast) on the CPU: scales
+    the loss by ``factor`` and records each call and the gradients its step receives."""
+
+    def __init__(self, factor: float = 1.0):
+        self.factor = factor
+        self.calls: list[str] = []
+        self.gradients: list[torch.Tensor] = []
+
+    def scale(self, loss):
+        self.calls.append("scale")
+        return loss * self.factor
+
+    def step(self, optimizer):
+        self.calls.append("step")
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.gradients = [p.grad.clone() for p in params if p.grad is not None]
+        for p in params:  # unscale, as GradScaler.step does before stepping
+            if p.grad is not None:
+                p.grad /= self.factor
+        optimizer.step()
+
+    def update(self):
+        self.calls.append("update")
+
+
+def test_a_scaled_step_backpropagates_the_scaled_loss_then_steps_and_updates_the_scale():
+    model = torch.nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    inputs, targets = (
+        torch.randn(8, 4, generator=torch.Generator().manual_seed(0)),
+        torch.arange(8) % 3,
+    )
+    loss = torch.nn.functional.cross_entropy(model(inputs), targets)
+    unscaled = torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)
+    before = [p.detach().clone() for p in model.parameters()]
+    scaler = RecordingScaler(factor=1024.0)
+
+    backward_and_step(optimizer, loss, scaler)
+
+    assert scaler.calls == ["scale", "step", "update"]
+    for seen, expected in zip(scaler.gradients, unscaled, strict=True):
+        assert torch.allclose(seen, 1024.0 * expected)  # backward ran on the scaled loss
+    for param, old, grad in zip(model.parameters(), before, unscaled, strict=True):
+        assert torch.allclose(param.detach(), old - 0.1 * grad)  # the step used true gradients
+
+
+def test_the_cpu_steps_without_loss_scaling():
+    assert not grad_scaler(torch.device("cpu")).is_enabled()
+
+
+def counting_steps(monkeypatch) -> list[int]:
+    """Counts the batches that go through ``TrainingSteps.step``, the trainer's step."""
+    calls: list[int] = []
+    original = TrainingSteps.step
+
+    def spy(self, optimizer, inputs, targets):
+        calls.append(len(targets))
+        return original(self, optimizer, inputs, targets)
+
+    monkeypatch.setattr(TrainingSteps, "step", spy)
+    return calls
+
+
+@pytest.mark.parametrize("freeze", ["all", "none"])
+def test_the_finder_takes_every_batch_with_the_trainers_step(tiny_dataset, monkeypatch, freeze):
+    calls = counting_steps(monkeypatch)
+    result = find_learning_rate(tiny_config(tiny_dataset, freeze=freeze), num_it=12)
+    assert len(calls) == len(result.lrs) > 0
+
+
+def test_the_trainer_takes_every_batch_with_the_same_step(tiny_dataset, tmp_path, monkeypatch):
+    calls = counting_steps(monkeypatch)
+    batches: list[BatchStats] = []
+
+    class Batches(TrainingObserver):
+        def on_batch(self, stats: BatchStats) -> None:
+            batches.append(stats)
+
+    train(tiny_config(tiny_dataset, epochs=1), tmp_path / "run", Batches())
+    assert len(calls) == len(batches) > 0
+
+
+def test_a_float16_run_sweeps_through_its_loss_scaler(tiny_dataset, monkeypatch):
+    # On a GPU without bfloat16 the run scales its loss; the finder's steps must too.
+    scalers: list[RecordingScaler] = []
+
+    def float16_scaler(device):
+        scalers.append(RecordingScaler())
+        return scalers[-1]
+
+    monkeypatch.setattr(steps_module, "grad_scaler", float16_scaler)
+    result = find_learning_rate(tiny_config(tiny_dataset, freeze="none"), num_it=12)
+    assert len(scalers) == 1
+    assert scalers[0].calls == ["scale", "step", "update"] * len(result.lrs)

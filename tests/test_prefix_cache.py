@@ -16,7 +16,7 @@ from tl_core.common import TrainingObserver
 from tl_core.features import ActivationStore, frozen_prefix, split_frozen_prefix
 from tl_core.models import apply_freeze
 from tl_core.training import frozen_prefix_split, prepare_training, train
-from tl_core.training import trainer as engine
+from tl_core.training import training_run as engine
 
 TOTAL = sum(TINY_CLASSES.values())
 PREFIX_MESSAGE = f"Computing the frozen layers' output: {TOTAL}/{TOTAL} images"

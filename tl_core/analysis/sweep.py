@@ -190,7 +190,7 @@ def sweep(
         control: Pause/resume/stop. Stopping ends the current run as "stopped" and cancels
             the depths still waiting ("not run").
         feature_cache: Where a head-only depth finds and keeps backbone features (see
-            ``tl_core.training.trainer.train``); None computes them afresh.
+            ``tl_core.training.train``); None computes them afresh.
 
     Returns:
         The rows in depth order; sweep.json in ``out_dir`` holds the same.

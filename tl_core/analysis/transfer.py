@@ -289,7 +289,7 @@ def transfer_check(
             reports every run's progress to it.
         control: Pause/resume/stop. A stop ends the check after the run under way; no
             transfer.json is written unless both runs completed.
-        train_run: Trains one run into a claimed folder (default: ``tl_core.training.trainer.train``
+        train_run: Trains one run into a claimed folder (default: ``tl_core.training.train``
             with ``observer`` and ``control``); the command line follows each run as a job.
         cache_dir: Where the probe signal keeps features (default: the advisor's).
 

@@ -1,8 +1,10 @@
 """Training: the plan, recipes and stages, optimiser and schedules, class weights, data loaders,
-the trainer (the one loop), the learning-rate finder, several processes.
+the training step, the trainer (the one loop), a whole run, the learning-rate finder, several
+processes.
 
 Modules (each says what it holds in its own docstring):
-    class_weights, distributed, loaders, lr_finder, optim, plan, recipes, trainer
+    class_weights, distributed, feature_loaders, features_first_pass, loaders, lr_finder, optim,
+    plan, recipes, steps, trainer, training_run
 """
 
 from tl_core.common.faces import lazy_face
@@ -14,12 +16,14 @@ __getattr__, __dir__ = lazy_face(
             "balanced_weights",
             "class_weighting",
         ),
-        "loaders": (
+        "feature_loaders": (
             "cached_feature_loaders",
             "feature_source_loaders",
-            "features_on_first_pass",
-            "frozen_prefix_split",
             "plan_feature_key",
+        ),
+        "features_first_pass": ("features_on_first_pass",),
+        "loaders": (
+            "frozen_prefix_split",
             "training_loaders",
         ),
         "lr_finder": (
@@ -44,8 +48,14 @@ __getattr__, __dir__ = lazy_face(
             "describe_stages",
             "training_stages",
         ),
-        "trainer": (
-            "Trainer",
+        "steps": (
+            "TrainingSteps",
+            "backward_and_step",
+            "grad_scaler",
+        ),
+        "trainer": ("Trainer",),
+        "training_run": (
+            "build_loaders",
             "train",
         ),
     },

@@ -7,6 +7,11 @@ fastai's ``valley`` rule: about the middle of the longest stretch over which the
 falling. The model's weights, buffers and train/eval modes, and the optimiser's state, are
 restored afterwards: the sweep only looks.
 
+A recipe's sweep (:func:`find_learning_rate`) takes each batch with the trainer's own step
+(``TrainingSteps.step``), as fastai's ``LRFinder`` runs as a callback inside the real fit
+loop: the curve is measured in the precision the run will train in (autocast, loss scaling
+under float16), with its loss (class weights, label smoothing) and its train/eval modes.
+
 Differences from fastai, on purpose: every parameter group keeps its ratio to the head's rate
 (the layer-wise spread of the recipe), so the swept rate and the suggestion are the head's,
 which is exactly the ``lr`` setting the suggestion fills in.
@@ -25,18 +30,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from tl_core.common import TLStudioError, autocast_for
+from tl_core.common import TLStudioError
 from tl_core.config import LR_FINDER_STEPS, TrainConfig
-from tl_core.features import classify_features
-from tl_core.models import apply_freeze, set_train_mode
-from tl_core.training.loaders import (
-    cached_feature_loaders,
-    feature_source_loaders,
-    training_loaders,
-)
-from tl_core.training.optim import build_optimizer
+from tl_core.training.feature_loaders import cached_feature_loaders, feature_source_loaders
+from tl_core.training.loaders import training_loaders
 from tl_core.training.plan import prepare_training
 from tl_core.training.recipes import training_stages
+from tl_core.training.steps import TrainingSteps, backward_and_step, grad_scaler
 
 START_LR = 1e-7
 END_LR = 10.0
@@ -123,21 +123,23 @@ def _cycle(loader: DataLoader) -> Iterator:
             raise TLStudioError("There are no training images to run the finder on.")
 
 
+Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""One optimisation step on a batch ``(inputs, targets)`` as its loader gives it; returns the
+batch's loss."""
+
+
 def sweep_learning_rates(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     loader: DataLoader,
     loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     device: torch.device,
-    *,
-    start_lr: float = START_LR,
-    end_lr: float = END_LR,
-    num_it: int = LR_FINDER_STEPS,
-    stop_div: bool = True,
-    progress: Progress | None = None,
-    stop: threading.Event | None = None,
+    **sweep,
 ) -> LRFinderResult:
     """Runs the exponential sweep on a model that is ready to train, then restores it.
+
+    Each batch is a plain float32 step on ``loss_of``; :func:`find_learning_rate` sweeps a
+    recipe with the trainer's own step instead.
 
     Args:
         model: The model, with the train/eval modes and ``requires_grad`` it trains with.
@@ -146,6 +148,43 @@ def sweep_learning_rates(
         loader: Training batches ``(inputs, targets)``; restarted when it runs out.
         loss_of: The training loss of a batch (inputs and targets on ``device``).
         device: Where the model is.
+        **sweep: ``start_lr``, ``end_lr``, ``num_it``, ``stop_div``, ``progress`` and ``stop``,
+            as :func:`sweep_steps` takes them.
+    """
+    plain = grad_scaler(torch.device("cpu"))  # disabled: steps pass through it unscaled
+
+    def step(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        loss = loss_of(inputs.to(device), targets.to(device))
+        backward_and_step(optimizer, loss, plain)
+        return loss
+
+    return sweep_steps(model, optimizer, loader, step, **sweep)
+
+
+def sweep_steps(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    take_step: Step,
+    *,
+    start_lr: float = START_LR,
+    end_lr: float = END_LR,
+    num_it: int = LR_FINDER_STEPS,
+    stop_div: bool = True,
+    progress: Progress | None = None,
+    stop: threading.Event | None = None,
+) -> LRFinderResult:
+    """Runs the exponential sweep, each batch taken by ``take_step``, then restores the model
+    and the optimiser.
+
+    Args:
+        model: The model ``take_step`` trains, with the train/eval modes and ``requires_grad``
+            it trains with; its weights, buffers and modes are restored after.
+        optimizer: The optimiser ``take_step`` steps. Each parameter group keeps its learning
+            rate's ratio to the last group's (the head's), which sweeps from ``start_lr`` to
+            ``end_lr``; its state is restored after.
+        loader: Training batches ``(inputs, targets)``; restarted when it runs out.
+        take_step: One optimisation step on a batch, returning its loss.
         start_lr: The head's rate at the first batch.
         end_lr: The rate the sweep would reach after ``num_it`` batches.
         num_it: Batches in the sweep, unless it diverges first.
@@ -169,12 +208,7 @@ def sweep_learning_rates(
             lr = start_lr * (end_lr / start_lr) ** (step / num_it)
             for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
                 group["lr"] = lr * ratio
-            inputs, targets = next(batches)
-            inputs, targets = inputs.to(device), targets.to(device)
-            loss = loss_of(inputs, targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss = take_step(*next(batches))
             # fastai's AvgSmoothLoss: an exponential moving average, debiased by 1 - beta^t.
             average = SMOOTHING * average + (1 - SMOOTHING) * loss.item()
             smooth = average / (1 - SMOOTHING ** (step + 1))
@@ -220,37 +254,25 @@ def find_learning_rate(
     with tempfile.TemporaryDirectory(prefix="tl-studio-lr-find-") as workdir:
         plan = prepare_training(config, Path(workdir))
         stage = training_stages(config, plan.freeze.num_backbone_groups)[0]
-        device = plan.device
-        model = plan.model.to(device)
-        apply_freeze(model, stage.frozen_groups, train_bn=stage.train_bn)
+        # The run's own model, precision, loss, loss scaling and modes (see module docstring).
+        steps = TrainingSteps(plan)
+        optimizer = steps.stage_optimizer(stage)
         if plan.caches_features:
-            loaders = cached_feature_loaders(
-                plan, model, feature_source_loaders(plan), autocast_for(device)
-            )
-            model.eval()
-            model.get_classifier().train()
-
-            def forward(inputs):
-                return classify_features(model, inputs)
+            sources = feature_source_loaders(plan)
+            loaders = cached_feature_loaders(plan, steps.model, sources, steps.autocast)
         else:
             loaders = training_loaders(plan)
-            set_train_mode(model)
-            forward = model
-        optimizer = build_optimizer(
-            model,
-            plan.freeze.groups,
-            stage.frozen_groups,
-            config.lr,
-            config.backbone_lr_scale,
-            config.weight_decay,
-        )
-        criterion = plan.loss_function()
-        return sweep_learning_rates(
-            model,
+        steps.set_train_modes()
+
+        def step(inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            loss, _ = steps.step(optimizer, inputs, targets)
+            return loss
+
+        return sweep_steps(
+            steps.model,
             optimizer,
             loaders.train,
-            lambda inputs, targets: criterion(forward(inputs).float(), targets),
-            device,
+            step,
             num_it=num_it,
             progress=progress,
             stop=stop,

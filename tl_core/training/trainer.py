@@ -1,16 +1,16 @@
 """The training loop: fit, train one epoch, evaluate, keep the best weights.
 
 Small methods that each do one thing, checking the stop/pause flags every batch. The loop never
-touches a user interface: it reports through a ``TrainingObserver``. It receives its data
-loaders (``tl_core.training.loaders`` builds them) and writes the run folder through a
-``RunWriter``.
+touches a user interface: it reports through a ``TrainingObserver``. Each batch is one
+``TrainingSteps.step`` (``tl_core.training.steps``), the step the learning-rate finder takes
+too. It receives its data loaders (``tl_core.training.training_run`` builds them) and writes
+the run folder through a ``RunWriter``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
@@ -23,34 +23,15 @@ from tl_core.common import (
     JobControl,
     ProgressMeter,
     TrainingObserver,
-    TrainingStopped,
-    autocast_for,
-    explain_failure,
-    in_preferred_layout,
-    release_memory,
 )
-from tl_core.config import TrainConfig
-from tl_core.features import BatchFeatures, KeyedStore, classify_features, compute_prefix_outputs
 from tl_core.inference import build_evaluation
-from tl_core.models import apply_freeze, set_train_mode
 from tl_core.runs import RunWriter
 from tl_core.training import distributed
-from tl_core.training.loaders import (
-    FeatureSources,
-    Loaders,
-    compute_features,
-    feature_loaders,
-    feature_source_loaders,
-    features_on_first_pass,
-    frozen_prefix_split,
-    gather_computed,
-    plan_feature_key,
-    prefix_output_loaders,
-    training_loaders,
-)
-from tl_core.training.optim import build_optimizer, warmup_cosine_schedule, warmup_steps
-from tl_core.training.plan import TrainingPlan, prepare_training
+from tl_core.training.feature_loaders import FeatureSources
+from tl_core.training.optim import warmup_cosine_schedule, warmup_steps
+from tl_core.training.plan import TrainingPlan
 from tl_core.training.recipes import Stage, training_stages
+from tl_core.training.steps import TrainingSteps
 
 SAVE_INTERVAL_SECONDS = 10.0
 
@@ -62,8 +43,11 @@ def epoch_message(epoch: int, epochs: int) -> str:
     return f"Epoch {epoch} of {epochs} in progress"
 
 
-class Trainer:
+class Trainer(TrainingSteps):
     """Trains a prepared plan on the loaders it is given, writing the run folder as it goes.
+
+    Its model, precision, loss and loss scaling, and its step, are those of ``TrainingSteps``,
+    which the learning-rate finder builds for its sweep.
 
     Args:
         plan: Data, model and settings from ``prepare_training``.
@@ -79,18 +63,11 @@ class Trainer:
         observer: TrainingObserver | None = None,
         control: JobControl | None = None,
     ):
-        self.plan = plan
+        super().__init__(plan)
         self.config = plan.config
         self.writer = writer
         self.observer = observer or TrainingObserver()
         self.control = control or JobControl()
-        self.device = plan.device
-        self.model = in_preferred_layout(plan.model.to(self.device), self.device)
-        self.autocast = autocast_for(self.device)
-        self.criterion = plan.loss_function()
-        # fp16 needs loss scaling to avoid underflowing gradients; bfloat16 does not.
-        use_scaler = self.device.type == "cuda" and not torch.cuda.is_bf16_supported()
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
         self.history: list[dict] = []
         self.best_key: tuple[float, float] | None = None
         self.best_epoch: int | None = None
@@ -104,13 +81,8 @@ class Trainer:
         self.val_loader: DataLoader | None = None
         self.features_found = 0  # images whose backbone features came from the store
         self.epoch_message: str | None = None  # the epoch under way, in words
-        # What the computed inputs are, in progress messages; and how batches become logits:
-        # the whole model on images, the head on cached features, or the layers after a
-        # frozen prefix (see build_loaders).
+        # What the computed inputs are, in progress messages (see build_loaders).
         self.features_label = "backbone features"
-        self.forward_inputs = (
-            self._classify_features if plan.caches_features else self.model.__call__
-        )
 
     # ---- progress ---------------------------------------------------------------------------
 
@@ -160,16 +132,6 @@ class Trainer:
         self._checkpoint()
 
     # ---- loop -------------------------------------------------------------------------------
-
-    def _classify_features(self, features: torch.Tensor) -> torch.Tensor:
-        return classify_features(self.model, features)
-
-    def _forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.forward_inputs(inputs)
-
-    def _to_device(self, inputs: torch.Tensor, targets: torch.Tensor):
-        inputs = in_preferred_layout(inputs.to(self.device, non_blocking=True), self.device)
-        return inputs, targets.to(self.device, non_blocking=True)
 
     def fit(self, train_loader: DataLoader, val_loader: DataLoader) -> None:
         """Trains for the configured epochs, stage by stage, keeping the best weights.
@@ -238,47 +200,21 @@ class Trainer:
                     return
 
     def _start_stage(self, stage: Stage, steps_per_epoch: int):
-        """Freezes the stage's groups; returns a fresh optimiser and a schedule for the stage.
-
-        A new optimiser also starts without the previous stage's Adam moments, as fastai's
-        ``freeze_to`` clears the optimiser's state.
-        """
-        config = self.config
-        apply_freeze(self.model, stage.frozen_groups, train_bn=stage.train_bn)
-        optimizer = build_optimizer(
-            self.model,
-            self.plan.freeze.groups,
-            stage.frozen_groups,
-            config.lr,
-            config.backbone_lr_scale,
-            config.weight_decay,
-        )
+        """Freezes the stage's groups; returns a fresh optimiser and a schedule for the stage."""
+        optimizer = self.stage_optimizer(stage)
         total = stage.epochs * steps_per_epoch
-        scheduler = warmup_cosine_schedule(
-            optimizer, warmup_steps(config.warmup_epochs, steps_per_epoch, total), total
-        )
-        # Under torchrun, DistributedDataParallel averages the gradients of what trains in
-        # this stage (so it is built again when a stage unfreezes more).
-        self.train_forward = distributed.data_parallel(self.model, self.forward_inputs)
-        return optimizer, scheduler
+        warmup = warmup_steps(self.config.warmup_epochs, steps_per_epoch, total)
+        return optimizer, warmup_cosine_schedule(optimizer, warmup, total)
 
     def train_one_epoch(self, epoch: int, loader: DataLoader, optimizer, scheduler):
-        if self.plan.caches_features:
-            self.model.get_classifier().train()
-        else:
-            set_train_mode(self.model)
+        self.set_train_modes()
         total_loss = correct = seen = 0
         steps = len(loader)
         for index, (inputs, targets) in enumerate(loader):
             self._checkpoint()
+            # Moved here (the step then finds them in place): accuracy needs the targets there.
             inputs, targets = self._to_device(inputs, targets)
-            with self.autocast():
-                logits = self.train_forward(inputs)
-                loss = self.criterion(logits.float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(optimizer)
-            self.scaler.update()
+            loss, logits = self.step(optimizer, inputs, targets)
             scheduler.step()
 
             batch = len(targets)
@@ -307,7 +243,7 @@ class Trainer:
             self._checkpoint()
             inputs, targets = self._to_device(inputs, targets)
             with self.autocast():
-                logits = self._forward(inputs).float()
+                logits = self.forward_inputs(inputs).float()
             total_loss += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
             correct += (logits.argmax(1) == targets).sum().item()
             seen += len(targets)
@@ -395,138 +331,3 @@ class Trainer:
 
 def _rounded(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
-
-
-def build_loaders(
-    plan: TrainingPlan, trainer: Trainer, feature_cache: str | Path | None = None
-) -> Loaders:
-    """The loaders ``trainer.fit`` trains on: images, features the backbone computes once, or
-    the outputs of a frozen prefix computed once (partial fine-tuning without augmentation).
-
-    Computing features reports every batch through the trainer, which also honours pause and
-    stop between batches. With a ``feature_cache`` folder, features already kept there (by an
-    earlier run or the backbone advisor) are reused, and the new ones are added to it.
-    """
-    if not plan.caches_features:
-        return _image_loaders(plan, trainer)
-    store = None
-    if feature_cache is not None:
-        store = KeyedStore.open(feature_cache, plan_feature_key(plan, trainer.autocast))
-    known = store.stored.rows if store else None
-    if distributed.world_size() > 1:
-        return _gathered_feature_loaders(plan, trainer, store, known)
-    sources = feature_source_loaders(plan, known)
-    trainer.begin_features(sources)
-    # The backbone computes features in eval mode throughout; epochs train only the head.
-    trainer.model.eval()
-
-    def keep_features() -> None:
-        if store is not None:
-            computed = {**train.computed_rows(), **val.computed_rows()}
-            store.add(computed, trainer.meter.steady_feature_rate())
-
-    # The first epoch trains the head while the backbone computes the features it needs.
-    compute = BatchFeatures(trainer.model, plan.device, trainer.autocast)
-    train, val = features_on_first_pass(
-        plan, sources, compute, trainer.feature_batch_done, keep_features
-    )
-    return Loaders(train=train, val=val)
-
-
-def _gathered_feature_loaders(
-    plan: TrainingPlan, trainer: Trainer, store: KeyedStore | None, known
-) -> Loaders:
-    """Under torchrun: each process computes a share of the features before the first epoch,
-    and the shares are gathered, so that every process trains on every row."""
-    sources = feature_source_loaders(plan, known, shared=True)
-    distributed.require_same(sources.unknown, "which images' features must be computed")
-    trainer.begin_features(sources)
-    computed = compute_features(
-        trainer.model, sources, plan.device, trainer.autocast, trainer.feature_batch_done
-    )
-    computed = gather_computed(sources, computed)
-    if store is not None and distributed.is_main():  # the others hold the same rows
-        store.add(computed, trainer.meter.steady_feature_rate())
-    return feature_loaders(plan, sources, computed)
-
-
-def _image_loaders(plan: TrainingPlan, trainer: Trainer) -> Loaders:
-    """Loaders over images; with a frozen prefix, it runs without autograd, and once only when
-    the inputs never vary (the epochs then train the rest on its stored outputs)."""
-    split = frozen_prefix_split(plan)
-    if split is None:
-        return training_loaders(plan)
-    trainer.forward_inputs = split.forward
-    if plan.augment != "none":
-        return training_loaders(plan)
-    sources = feature_source_loaders(plan)
-    trainer.features_label = "the frozen layers' output"
-    trainer.begin_features(sources, head_only=False)
-    outputs = [
-        compute_prefix_outputs(
-            split, loader, plan.device, trainer.autocast, trainer.feature_batch_done
-        )
-        for loader in (sources.loaders.train, sources.loaders.val)
-    ]
-    trainer.forward_inputs = split.suffix
-    return prefix_output_loaders(plan, *outputs)
-
-
-def train(
-    config: TrainConfig,
-    run_dir: str | Path | RunWriter,
-    observer: TrainingObserver | None = None,
-    control: JobControl | None = None,
-    *,
-    feature_cache: str | Path | None = None,
-) -> str:
-    """Prepares and runs a whole training run, leaving a complete run folder.
-
-    Args:
-        config: The run's settings.
-        run_dir: A new (missing or empty) run folder, or a writer that already claimed one.
-        observer: Receives progress events.
-        control: Pause/resume/stop flags.
-        feature_cache: A feature-store folder (``tl_core.features.store``) that head-only runs
-            read backbone features from and add new ones to; None neither reads nor writes
-            one. Runs with random weights never use it.
-
-    Returns:
-        "completed" or "stopped". Errors propagate after metrics.json records them.
-
-    Raises:
-        RunError: ``run_dir`` already holds files, or another training owns it.
-    """
-    writer = run_dir if isinstance(run_dir, RunWriter) else distributed.run_writer(run_dir)
-    observer = observer or TrainingObserver()
-    control = control or JobControl()
-    plan = trainer = loaders = None
-    try:
-        try:
-            plan = prepare_training(config, writer.path, observer)
-            observer.on_plan(plan)
-            trainer = Trainer(plan, writer, observer, control)
-            writer.write_description(plan)
-            loaders = build_loaders(plan, trainer, feature_cache)
-            trainer.fit(loaders.train, loaders.val)
-            trainer.save_val_predictions()
-            status = "completed"
-        except TrainingStopped:
-            status = "stopped"
-        if trainer:
-            trainer.record(status)  # may fail too (a full disk): then recorded as a failure
-        return status
-    except BaseException as exc:
-        if trainer:
-            trainer.record_failure(explain_failure(exc)[0])
-        else:
-            # Nothing worth keeping was written (the data or model could not be prepared).
-            writer.discard()
-        raise
-    finally:
-        writer.close()
-        device = plan.device if plan else None
-        # Drop every reference to the model before handing its GPU memory back.
-        plan = trainer = loaders = None
-        if device is not None:
-            release_memory(device)
