@@ -12,11 +12,13 @@ __getattr__, __dir__ = lazy_face(
     {
         "checks": ("check_validation_split",),
         "folders": (
+            "CALIBRATION_FILE",
             "CONFIG_FILE",
             "LABELS_FILE",
             "MAX_NOTE_LENGTH",
             "METRICS_FILE",
             "NOTE_FILE",
+            "OPEN_SET_FILE",
             "PREDICTIONS_FILE",
             "Run",
             "RunGroup",

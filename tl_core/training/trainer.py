@@ -51,6 +51,7 @@ from tl_core.training.loaders import (
 from tl_core.training.optim import build_optimizer, warmup_cosine_schedule, warmup_steps
 from tl_core.training.plan import TrainingPlan, prepare_training
 from tl_core.training.recipes import Stage, training_stages
+from tl_core.training.reliability import fit_reliability
 
 SAVE_INTERVAL_SECONDS = 10.0
 
@@ -101,6 +102,7 @@ class Trainer:
         self.saved_epoch: int | None = None
         self._last_save = float("-inf")
         self.meter = ProgressMeter(self.config.epochs)
+        self.train_loader: DataLoader | None = None
         self.val_loader: DataLoader | None = None
         self.features_found = 0  # images whose backbone features came from the store
         self.epoch_message: str | None = None  # the epoch under way, in words
@@ -183,7 +185,7 @@ class Trainer:
             val_loader: Validation batches in a fixed order.
         """
         config = self.config
-        self.val_loader = val_loader
+        self.train_loader, self.val_loader = train_loader, val_loader
         steps_per_epoch = len(train_loader)
         self.meter.expect_epochs(steps_per_epoch)
         stages = training_stages(config, self.plan.freeze.num_backbone_groups)
@@ -384,11 +386,13 @@ class Trainer:
         self.save_best()  # the predictions then describe the weights on disk, even after a crash
         self.model.load_state_dict(self.best_state)
         _, _, logits = self.evaluate(self.val_loader)
+        calibration = fit_reliability(self, logits)  # calibration.json, open_set.safetensors
         evaluation = build_evaluation(
             self.plan.class_names,
             [str(i.path) for i in self.plan.val_items],
             [self.plan.class_names.index(i.label) for i in self.plan.val_items],
             logits,
+            calibration,
         )
         self.writer.write_val_predictions(evaluation.predictions)
 
