@@ -34,6 +34,23 @@ class ReliableHead(torch.nn.Module):
         threshold = open_set.threshold if open_set is not None else float("inf")
         self.register_buffer("bank", bank.float().contiguous())
         self.register_buffer("threshold", torch.tensor(float(threshold)))
+        # What an export says about its outputs (tl_core.export.formats: open_set.json).
+        self.description = {
+            "outputs": list(OUTPUT_NAMES),
+            "temperature": float(calibration.temperature),
+            "calibration": calibration.text,
+            "score": open_set.score if open_set is not None else None,
+            "k": self.k or None,
+            "threshold": open_set.threshold if open_set is not None else None,
+            "acceptance": open_set.acceptance if open_set is not None else None,
+            "bank_size": len(bank) if open_set is not None else 0,
+            "ood_score": (
+                "1 - cosine similarity of the L2-normalised pooled features to the k-th "
+                "nearest of the bank's; unknown = ood_score > threshold"
+                if open_set is not None
+                else "0: this run has no open-set model, so nothing is flagged unknown"
+            ),
+        }
 
     def forward(
         self, features: torch.Tensor, logits: torch.Tensor
@@ -55,6 +72,10 @@ class NetworkWithReliableHead(torch.nn.Module):
         super().__init__()
         self.network = network
         self.head = head
+
+    def describe(self) -> dict:
+        """The head's outputs, temperature and threshold, as JSON-ready values."""
+        return dict(self.head.description)
 
     def forward(self, images: torch.Tensor):
         features = pooled_features(self.network, images)
