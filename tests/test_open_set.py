@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 
 import numpy as np
 import pytest
@@ -215,3 +216,85 @@ def test_a_calibrated_run_records_calibrated_validation_confidences(run_dir, tmp
     evaluation = evaluate_run(warm, device="cpu")
     assert list(evaluation.predictions.confidence) == pytest.approx(expected.tolist(), abs=1e-5)
     assert np.isclose(evaluation.calibration.calibration.temperature, 2.5)
+
+
+def foreign_images() -> dict:
+    """Real images from other datasets than the shapes sample: a digit, a texture, a photo."""
+    from PIL import Image
+    from skimage import data
+    from sklearn.datasets import load_digits
+
+    digit = (load_digits().images[0] * 255 / 16).astype(np.uint8)
+    return {
+        "digit.png": Image.fromarray(digit).resize((64, 64)).convert("RGB"),
+        "brick.png": Image.fromarray(data.brick()[:160, :160]).convert("RGB"),
+        "chelsea.png": Image.fromarray(data.chelsea()),
+    }
+
+
+def new_sample_images(out, per_class: int):
+    """Shapes drawn by the sample's own script with another seed: unseen known images."""
+    import importlib.util
+
+    from tl_core.data.sample import REPO_ROOT
+
+    script = REPO_ROOT / "assets" / "make_sample_dataset.py"
+    spec = importlib.util.spec_from_file_location("make_sample_dataset", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.make_sample_dataset(out, per_class=per_class, seed=1)
+    return out
+
+
+@pytest.mark.slow
+def test_a_foreign_image_is_rejected_by_the_run_and_every_export_alike(tmp_path):
+    import onnxruntime
+
+    from tests.test_export_formats import pixels_for_export, run_fresh
+    from tl_core.config import TrainConfig
+    from tl_core.data import load_image, sample_dataset_path
+    from tl_core.export import export_model, export_zip
+    from tl_core.runs import load_run
+    from tl_core.training import train
+
+    config = TrainConfig(data=str(sample_dataset_path()), freeze="all", augment="none", epochs=5,
+                         val_fraction=0.25, device="cpu", num_workers=0)  # fmt: skip
+    train(config, tmp_path / "run")
+    run = load_run(tmp_path / "run")
+    assert read_calibration(run.path).fitted  # 24 validation images
+    # New images of the known classes, drawn as the sample was but with another seed.
+    known = sorted(new_sample_images(tmp_path / "new", per_class=8).rglob("*.jpg"))
+    for name, image in foreign_images().items():
+        image.save(tmp_path / name)
+    foreign = [tmp_path / name for name in foreign_images()]
+    paths = [*known, *foreign]
+
+    results = Predictor.from_run(run, device="cpu").predict_paths(paths, top_k=3)
+    flags = [r.unknown for r in results]
+    print("scores:", [round(r.ood_score, 3) for r in results], read_open_set(run.path).threshold)
+    assert sum(flags[: len(known)]) <= 3  # 95 % promised: 22.8 of 24 on average
+    assert flags[len(known) :] == [True] * len(foreign)
+    assert answer_text(results[-1]).startswith("Not one of my classes (closest: ")
+
+    pixels = pixels_for_export(run, [load_image(p) for p in paths])
+    onnx = export_model(run, tmp_path / "model.onnx", "onnx")
+    pt2 = export_model(run, tmp_path / "model.pt2", "pt2")
+    assert onnx.check.passed and pt2.check.passed
+    session = onnxruntime.InferenceSession(str(onnx.path), providers=["CPUExecutionProvider"])
+    _, probabilities, scores, unknown = session.run(None, {"images": pixels})
+    assert unknown.tolist() == flags
+    assert scores == pytest.approx([r.ood_score for r in results], abs=1e-4)
+    assert probabilities.max(1) == pytest.approx([r.predictions[0][1] for r in results], abs=1e-4)
+    meta = json.loads(session.get_modelmeta().custom_metadata_map["open_set.json"])
+    assert meta["threshold"] == pytest.approx(read_open_set(run.path).threshold)
+    with torch.no_grad():
+        outputs = torch.export.load(str(pt2.path)).module()(torch.from_numpy(pixels))
+    assert outputs[3].tolist() == flags
+
+    with zipfile.ZipFile(export_zip(run, tmp_path / "run.zip")) as archive:
+        archive.extractall(tmp_path / "unzipped")
+    done = run_fresh(tmp_path / "unzipped" / "predict.py", *paths, "--json")
+    standalone = json.loads(done.stdout)
+    assert [standalone[str(p)]["unknown"] for p in paths] == flags
+    done = run_fresh(tmp_path / "unzipped" / "predict_onnx.py", onnx.path, *paths, "--json")
+    assert [json.loads(done.stdout)[str(p)]["unknown"] for p in paths] == flags
