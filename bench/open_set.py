@@ -18,6 +18,23 @@ and for the run's own threshold (chosen on leave-one-out scores of its labelled 
 ECE before and after temperature scaling is measured on the test images.
 
     .venv/bin/python bench/open_set.py [--seeds 3] [--device cpu]
+
+Measured (3 seeds, tf_efficientnet_lite0 head-only, CPU; AUROC mean, FAR@95 in brackets):
+    known       unknown             knn k=1      knn k=5      mahalanobis  energy       top prob.
+    shapes      digits/textures/..  1.00 (0.00)  1.00 (0.00)  >=0.997      0.82-0.99    0.69-0.92
+    digits 0-4  digits 5-9 (near)   0.84 (0.63)  0.79 (0.64)  0.83 (0.66)  0.70 (0.67)  0.69 (0.89)
+    digits 0-4  shapes/textures/..  1.00 (0.00)  1.00 (0.00)  1.00 (0.00)  >=0.992      0.60-0.72
+    textures    moon (near), others 1.00 (0.00)  1.00 (0.00)  1.00 (0.00)  1.00         1.00
+The nearest-neighbour score won: perfect on every unknown from another dataset, where the
+energy score lets through 43 % of textures among shapes and the top softmax probability most
+unknowns. It fails on near-domain unknowns: unseen digits (5-9) look like the known digits
+(0-4) to an ImageNet backbone, and at 95 % acceptance about two thirds of them still get a
+digit's name (no score here does better than 0.84 AUROC). k = 1 separates them slightly better
+than k = 5; the runs keep k = 5 so that one stray or duplicated training image cannot vouch
+alone for whatever resembles it. The runs' own thresholds (from leave-one-out scores) accepted
+98.6 %, 93.3 % and 93.3 % of the known test images (24, 50 and 30 images a seed; promised 95 %).
+Temperature scaling cut the ECE on test images from 0.22 to 0.12 (shapes) and 0.33 to 0.13
+(digits); on textures, 100 % right, it moved from 0.017 to 0.024.
 """
 
 from __future__ import annotations
