@@ -159,6 +159,9 @@ def test_training_keeps_the_calibration_and_the_open_set_model(run_dir):
     open_set = read_open_set(run_dir)
     assert open_set is not None and len(open_set.bank) == 18 and open_set.k == 3
     assert len(open_set.heldout_scores) == 18 and int(open_set.heldout_is_validation.sum()) == 3
+    assert open_set.cost(-1.0, validation_only=True).rejected == 3
+    everything = open_set.cost(-1.0).text
+    assert everything == "Rejects 18 of 18 labelled images (100.0%) of the known classes"
     evaluation = evaluate_run(run_dir, device="cpu")
     assert evaluation.calibration is not None and evaluation.calibration.num_images == 3
 

@@ -88,7 +88,8 @@ def predict(folder: Path, images: list[str], top_k: int) -> dict[str, dict]:
 
 
 def answer(result: dict) -> str:
-    """ "brick 87.0%, wall 9.1%", or "Not one of my classes (closest: brick, 31 %)"."""
+    """The answer in words: "brick 87.0%, wall 9.1%", or "Not one of my classes (closest: brick,
+    31 %)"."""
     if result["unknown"]:
         label, probability = result["predictions"][0]
         return f"Not one of my classes (closest: {label}, {round(probability * 100)} %)"

@@ -227,8 +227,8 @@ class CalibrationReport:
 
     @property
     def text(self) -> str:
-        """ "Calibration error on 40 images: 8.1 % before calibration, 2.3 % after (temperature
-        1.70)", or, for an uncalibrated run, the error and why it is not calibrated."""
+        """The errors in words: "Calibration error on 40 images: 8.1% before calibration, 2.3%
+        after (temperature 1.70)", or, for an uncalibrated run, the error and why."""
         if not self.calibration.fitted:
             return (
                 f"Calibration error on {self.num_images} images: {self.ece_before:.1%}. "

@@ -1,4 +1,4 @@
-""" "Not one of my classes": open-set rejection of images unlike every training image.
+"""Open-set rejection ("not one of my classes") of images unlike every training image.
 
 A closed-set classifier gives every input one of its classes, a wall photo "brick 99 %". A run
 therefore also keeps what its training images look like to the backbone: the unit-length
@@ -56,7 +56,7 @@ class RejectionCost:
 
     @property
     def text(self) -> str:
-        """ "Rejects 4 of 80 labelled images (5.0 %) of the known classes"."""
+        """The cost in words: "Rejects 4 of 80 labelled images (5.0%) of the known classes"."""
         return (
             f"Rejects {self.rejected} of {plural(self.total, 'labelled image')} "
             f"({self.share:.1%}) of the known classes"
@@ -92,10 +92,14 @@ class OpenSetModel:
     def is_unknown(self, scores: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
         return scores > (self.threshold if threshold is None else threshold)
 
-    def cost(self, threshold: float | None = None) -> RejectionCost:
-        """How many held-out labelled images ``threshold`` (default: the run's) rejects."""
-        rejected = self.is_unknown(self.heldout_scores, threshold)
-        return RejectionCost(int(rejected.sum()), len(self.heldout_scores))
+    def cost(self, threshold: float | None = None, validation_only: bool = False) -> RejectionCost:
+        """How many held-out labelled images ``threshold`` (default: the run's) rejects: all of
+        them, or only the validation images."""
+        scores = self.heldout_scores
+        if validation_only:
+            scores = scores[self.heldout_is_validation]
+        rejected = self.is_unknown(scores, threshold)
+        return RejectionCost(int(rejected.sum()), len(scores))
 
     def threshold_for(self, acceptance: float) -> float:
         """The threshold that accepts ``acceptance`` (0-1) of the held-out labelled images."""

@@ -61,8 +61,9 @@ class DomainShiftSummary:
 
     @property
     def text(self) -> str:
-        """ "41 of 50 images look unlike what this model was trained on: predictions for them
-        are unreliable", or that all look familiar, or that the run cannot tell."""
+        """The summary in words: "41 of 50 images look unlike what this model was trained on:
+        predictions for them are unreliable", or that all look familiar, or that the run
+        cannot tell."""
         if not self.checked:
             return NO_OPEN_SET_NOTE
         if not self.total:
