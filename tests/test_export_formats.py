@@ -48,7 +48,7 @@ extra = {"labels.json": "", "preprocessing.json": ""}
 model = torch.export.load(sys.argv[1], extra_files=extra).module()
 with torch.no_grad():
     for name in sys.argv[2:-1]:
-        np.save(name + ".out.npy", model(torch.from_numpy(np.load(name))).numpy())
+        np.save(name + ".out.npy", model(torch.from_numpy(np.load(name)))[0].numpy())
 json.dump({"labels": json.loads(extra["labels.json"]),
            "preprocessing": json.loads(extra["preprocessing.json"]),
            "timm_loaded": "timm" in sys.modules}, open(sys.argv[-1], "w"))
@@ -163,7 +163,7 @@ def test_predict_py_in_the_zip_gives_the_apps_classes_and_probabilities(
 
     expected = Predictor.from_run(run_dir, device="cpu").predict_paths([photo, drawn], top_k=3)
     for image, prediction in zip([photo, drawn], expected, strict=True):
-        got = results[str(image)]
+        got = results[str(image)]["predictions"]
         assert [label for label, _ in got] == [label for label, _ in prediction.predictions]
         probabilities = [p for _, p in prediction.predictions]
         assert [p for _, p in got] == pytest.approx(probabilities, abs=1e-6)
@@ -184,7 +184,7 @@ def test_predict_onnx_py_gives_the_apps_classes_and_probabilities(
     expected = Predictor.from_run(run_dir, device="cpu").predict_paths(images, top_k=3)
     worst = 0.0
     for image, prediction in zip(images, expected, strict=True):
-        got = results[str(image)]
+        got = results[str(image)]["predictions"]
         assert [label for label, _ in got] == [label for label, _ in prediction.predictions]
         probabilities = [p for _, p in prediction.predictions]
         worst = max(worst, *(abs(a - b) for (_, a), b in zip(got, probabilities, strict=True)))

@@ -6,6 +6,12 @@ already resized and centre-cropped as the run's preprocessing says, and returnin
 Every format also carries the class names and the preprocessing as JSON (:func:`model_metadata`),
 so the file alone says what its outputs mean and how to prepare an image.
 
+ONNX and .pt2 files also carry the run's calibration and open-set model inside their graph
+(:class:`tl_core.inference.NetworkWithReliableHead`): they return four outputs, the logits first,
+then the calibrated probabilities, the open-set score and the "not one of my classes" flag, and
+describe them in a third JSON document, ``open_set.json``; so an export rejects the images
+the app rejects. TorchScript (legacy) returns the logits only.
+
 Formats:
     onnx         ONNX (opset 18), for ONNX Runtime and the many runtimes that load ONNX.
     pt2          ``torch.export`` program (``torch.export.save``/``load``): PyTorch's successor
@@ -25,11 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tl_core.inference import OUTPUT_NAMES, NetworkWithReliableHead
 from tl_core.models import Preprocessing
 
 # The JSON documents every format carries: class names, and how to prepare an image.
 LABELS_METADATA = "labels.json"
 PREPROCESSING_METADATA = "preprocessing.json"
+OPEN_SET_METADATA = "open_set.json"
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
 # ONNX Runtime has run opset 18 since 1.14 (2023); torch's ONNX exporter starts at 18.
@@ -38,8 +46,9 @@ ONNX_OPSET = 18
 # batch dimension symbolic, so every export takes any batch size.
 EXAMPLE_BATCH = 2
 
-# Runs an exported file on a batch of [0, 1] pixels (N, 3, S, S) and returns its logits (N, C).
-Runner = Callable[[np.ndarray], np.ndarray]
+# Runs an exported file on a batch of [0, 1] pixels (N, 3, S, S) and returns its outputs, the
+# logits (N, C) first (see :func:`output_list`).
+Runner = Callable[[np.ndarray], list[np.ndarray]]
 
 
 class ExportedClassifier(torch.nn.Module):
@@ -65,7 +74,8 @@ class ExportedClassifier(torch.nn.Module):
         self.interpolation = str(preprocessing.interpolation)
         self.crop_pct = float(preprocessing.crop_pct)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor):
+        # The logits, or with a reliable head the four OUTPUT_NAMES, logits first.
         return self.model((images - self.mean) / self.std)
 
 
@@ -74,8 +84,19 @@ def resize_size(preprocessing: Preprocessing) -> int:
     return int(preprocessing.image_size / preprocessing.crop_pct)
 
 
-def model_metadata(labels: list[str], preprocessing: Preprocessing) -> dict[str, str]:
-    """The JSON documents stored in every exported model: class names and preprocessing."""
+def output_list(outputs) -> list[np.ndarray]:
+    """A model's outputs (one tensor or array, or a tuple of them) as a list of arrays."""
+    if isinstance(outputs, list | tuple):
+        return [np.asarray(output) for output in outputs]
+    return [np.asarray(outputs)]
+
+
+def model_metadata(
+    labels: list[str], preprocessing: Preprocessing, network: torch.nn.Module | None = None
+) -> dict[str, str]:
+    """The JSON documents stored in every exported model: class names and preprocessing, and
+    for a network with a reliable head what its four outputs are, with its temperature and
+    threshold."""
     described = {
         **preprocessing.to_dict(),
         "resize_size": resize_size(preprocessing),
@@ -85,10 +106,19 @@ def model_metadata(labels: list[str], preprocessing: Preprocessing) -> dict[str,
         "output": "logits (N, number of classes); softmax gives probabilities; output i is "
         "labels[i]",
     }
-    return {
+    documents = {
         LABELS_METADATA: json.dumps(list(labels)),
         PREPROCESSING_METADATA: json.dumps(described, indent=2),
     }
+    if isinstance(network, NetworkWithReliableHead):
+        described["output"] = (
+            "four outputs: logits (N, classes); probabilities (N, classes), calibrated; "
+            "ood_score (N,), how unlike the training images; unknown (N,), true for 'not one "
+            "of my classes'; output i of the first two is labels[i]"
+        )
+        documents[PREPROCESSING_METADATA] = json.dumps(described, indent=2)
+        documents[OPEN_SET_METADATA] = json.dumps(network.describe(), indent=2)
+    return documents
 
 
 def _example(preprocessing: Preprocessing) -> torch.Tensor:
@@ -113,19 +143,22 @@ def write_onnx(
     kept inside the one .onnx file (no external ``.data`` file to lose), and the metadata goes
     into the model's ``metadata_props``, which ONNX Runtime reads as ``custom_metadata_map``.
     """
+    reliable = isinstance(network, NetworkWithReliableHead)
     program = torch.onnx.export(
         ExportedClassifier(network, labels, preprocessing).eval(),
         (_example(preprocessing),),
         None,
         input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
+        output_names=list(OUTPUT_NAMES) if reliable else [OUTPUT_NAME],
         opset_version=ONNX_OPSET,
         dynamo=True,
         dynamic_shapes=_batch_dimension(),
         verbose=False,
     )
-    program.model.metadata_props.update(model_metadata(labels, preprocessing))
-    program.model.doc_string = "TL Studio image classifier; see labels.json, preprocessing.json."
+    program.model.metadata_props.update(model_metadata(labels, preprocessing, network))
+    program.model.doc_string = "TL Studio image classifier; see labels.json, preprocessing.json" + (
+        ", open_set.json." if reliable else "."
+    )
     program.save(str(path), external_data=False)
 
 
@@ -133,7 +166,7 @@ def load_onnx(path: Path) -> Runner:
     import onnxruntime  # deferred: only ONNX exports need it
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda pixels: session.run([OUTPUT_NAME], {INPUT_NAME: pixels})[0]
+    return lambda pixels: session.run(None, {INPUT_NAME: pixels})
 
 
 # ---- torch.export (.pt2) ------------------------------------------------------------------------
@@ -150,7 +183,8 @@ def write_pt2(
         dynamic_shapes=_batch_dimension(),
         strict=False,
     )
-    torch.export.save(program, str(path), extra_files=model_metadata(labels, preprocessing))
+    extra_files = model_metadata(labels, preprocessing, network)
+    torch.export.save(program, str(path), extra_files=extra_files)
 
 
 def load_pt2(path: Path) -> Runner:
@@ -186,8 +220,8 @@ def load_torchscript(path: Path) -> Runner:
 
 def _torch_runner(model) -> Runner:
     @torch.no_grad()
-    def run(pixels: np.ndarray) -> np.ndarray:
-        return model(torch.from_numpy(pixels)).numpy()
+    def run(pixels: np.ndarray) -> list[np.ndarray]:
+        return output_list(model(torch.from_numpy(pixels)))
 
     return run
 
@@ -207,6 +241,7 @@ class ModelFormat:
         write: Writes (network, labels, preprocessing) to a path, normalisation inside.
         load: Loads a written file with the format's own runtime, to check it.
         legacy: Kept for older programs only; not offered on the Export page.
+        reliable: Carries the calibration and the open-set model (four outputs).
     """
 
     name: str
@@ -216,6 +251,7 @@ class ModelFormat:
     write: Callable[[torch.nn.Module, list[str], Preprocessing, Path], None]
     load: Callable[[Path], Runner]
     legacy: bool = False
+    reliable: bool = True
 
 
 MODEL_FORMATS: dict[str, ModelFormat] = {
@@ -245,6 +281,7 @@ MODEL_FORMATS: dict[str, ModelFormat] = {
             write_torchscript,
             load_torchscript,
             legacy=True,
+            reliable=False,
         ),
     )
 }

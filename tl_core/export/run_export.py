@@ -23,12 +23,20 @@ from PIL import Image
 
 from tl_core.common import TLStudioError, atomic_write, plural
 from tl_core.data import load_image
-from tl_core.export.formats import MODEL_FORMATS, ModelFormat, resize_size
+from tl_core.export.formats import MODEL_FORMATS, ModelFormat, output_list, resize_size
 from tl_core.export.model_card import model_card_text
+from tl_core.inference import (
+    NetworkWithReliableHead,
+    ReliableHead,
+    read_calibration,
+    read_open_set,
+)
 from tl_core.runs import (
+    CALIBRATION_FILE,
     CONFIG_FILE,
     LABELS_FILE,
     METRICS_FILE,
+    OPEN_SET_FILE,
     SPLIT_FILE,
     WEIGHTS_FILE,
     Run,
@@ -68,27 +76,36 @@ class ExportCheck:
         num_images: How many images were compared (in one batch, then the first one alone, so
             the batch dimension is exercised).
         images_from: Where the images came from, in words ("validation images").
-        max_abs_difference: The largest difference between any two logits.
+        max_abs_difference: The largest difference between any two logits (and, for a file
+            with a reliable head, calibrated probabilities or open-set scores).
         tolerance: The largest difference that passes.
+        unknown_disagreements: Images the file and PyTorch flag differently as "not one of my
+            classes", leaving out those whose score is within ``tolerance`` of the threshold.
     """
 
     num_images: int
     images_from: str
     max_abs_difference: float
     tolerance: float = CHECK_TOLERANCE
+    unknown_disagreements: int = 0
 
     @property
     def passed(self) -> bool:
-        return bool(self.max_abs_difference <= self.tolerance)
+        return bool(self.max_abs_difference <= self.tolerance) and not self.unknown_disagreements
 
     @property
     def text(self) -> str:
         """The check in words: max abs difference vs PyTorch on 8 validation images: 3.1e-06 —
         passed."""
         verdict = "passed" if self.passed else f"FAILED (tolerance {self.tolerance:g})"
+        disagreements = (
+            f", {plural(self.unknown_disagreements, 'image')} flagged unknown differently"
+            if self.unknown_disagreements
+            else ""
+        )
         return (
             f"max abs difference vs PyTorch on {plural(self.num_images, self.images_from)}: "
-            f"{self.max_abs_difference:.1e} — {verdict}"
+            f"{self.max_abs_difference:.1e}{disagreements} — {verdict}"
         )
 
 
@@ -169,24 +186,48 @@ def _pixels(run: Run, images: list[Image.Image]) -> np.ndarray:
 def check_export(
     run: Run, network: torch.nn.Module, model_format: ModelFormat, path: Path
 ) -> ExportCheck:
-    """Loads ``path`` with the format's runtime and compares its logits with the run's
-    PyTorch network (normalising as the app does) on the run's own images."""
+    """Loads ``path`` with the format's runtime and compares its outputs with the run's
+    PyTorch network (normalising as the app does) on the run's own images: the logits, and
+    for a network with a reliable head also the calibrated probabilities, the open-set scores
+    and the unknown flags."""
     images, images_from = _check_images(run, CHECK_IMAGES)
     pixels = _pixels(run, images)
     mean = torch.tensor(run.preprocessing.mean).view(1, 3, 1, 1)
     std = torch.tensor(run.preprocessing.std).view(1, 3, 1, 1)
     with torch.no_grad():
-        expected = network((torch.from_numpy(pixels) - mean) / std).numpy()
+        expected = output_list(network((torch.from_numpy(pixels) - mean) / std))
     runner = model_format.load(path)
     batched = runner(pixels)
     single = runner(pixels[:1])  # another batch size than the batch: the dimension is dynamic
-    if batched.shape != expected.shape or single.shape != expected[:1].shape:
-        difference = float("inf")
-    else:
-        difference = float(
-            max(np.abs(batched - expected).max(), np.abs(single - expected[:1]).max())
-        )
-    return ExportCheck(len(images), images_from, difference)
+    if not _same_shapes(batched, expected) or not _same_shapes(single, [e[:1] for e in expected]):
+        return ExportCheck(len(images), images_from, float("inf"))
+    # Logits, probabilities and scores are compared as numbers; the flags (last) as flags.
+    numbers = slice(0, 3) if len(expected) == 4 else slice(None)
+    difference = max(
+        float(np.abs(got - want[: len(got)]).max())
+        for outputs in (batched, single)
+        for got, want in zip(outputs[numbers], expected[numbers], strict=True)
+    )
+    disagreements = 0
+    if len(expected) == 4:
+        threshold = float(network.head.threshold)
+        clear = np.abs(expected[2] - threshold) > CHECK_TOLERANCE
+        disagreements = int(((batched[3] != expected[3]) & clear).sum())
+        disagreements += int(((single[3] != expected[3][:1]) & clear[:1]).sum())
+    return ExportCheck(len(images), images_from, difference, unknown_disagreements=disagreements)
+
+
+def _same_shapes(got: list[np.ndarray], expected: list[np.ndarray]) -> bool:
+    return len(got) == len(expected) and all(
+        g.shape == e.shape for g, e in zip(got, expected, strict=True)
+    )
+
+
+def reliable_network(run: Run, network: torch.nn.Module) -> NetworkWithReliableHead:
+    """The run's network followed by its calibration and open-set model (see
+    :class:`tl_core.inference.ReliableHead`), as the ONNX and .pt2 files carry them."""
+    head = ReliableHead(read_calibration(run.path), read_open_set(run.path))
+    return NetworkWithReliableHead(network, head).eval()
 
 
 # ---- model files --------------------------------------------------------------------------------
@@ -216,6 +257,8 @@ def export_model(
     run = as_run(run)
     out_file = Path(out_file)
     network = run.build_model("cpu")  # a damaged run says so here, before any step is shown
+    if fmt.reliable:
+        network = reliable_network(run, network)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     # Written and checked under its own name in a hidden folder beside the target (runtimes
     # read the suffix), then moved into place: a failed export never leaves a file.
@@ -268,6 +311,8 @@ Files
   config.json        training settings and preprocessing
   labels.json        class names, in the order of the model's outputs
   metrics.json       per-epoch loss and accuracy
+  calibration.json   the temperature that calibrates the probabilities (logits / T, softmax)
+  open_set.safetensors  what "not one of my classes" is measured against (predict.py reads it)
   README.md          the model card: data, classes, split, backbone, scores per class
   predict.py         classify images with torch, timm and pillow only
   predict_onnx.py    classify images with an ONNX export, with onnxruntime and pillow only
@@ -290,25 +335,32 @@ Load in Python with timm:
   model.eval()
 
 Model files (tl-studio export RUN --format onnx|pt2 --out FILE) take the cropped image scaled
-to [0, 1], float32 (N, 3, {size}, {size}), any N, and normalise it themselves; they return logits
-(output i is labels[i]). Each carries its class names and preprocessing as JSON documents
-labels.json and preprocessing.json, so the file alone is enough:
+to [0, 1], float32 (N, 3, {size}, {size}), any N, and normalise it themselves. They return four
+outputs: logits, calibrated probabilities (output i is labels[i]), ood_score (how unlike the
+training images each image is) and unknown (true: "not one of my classes", the score is above
+the run's threshold). Each carries its class names, preprocessing, temperature and threshold
+as JSON documents labels.json, preprocessing.json and open_set.json, so the file alone is
+enough:
 
 ONNX (ONNX Runtime; python predict_onnx.py model.onnx image.jpg):
   import json, onnxruntime
   session = onnxruntime.InferenceSession("model.onnx")
   meta = session.get_modelmeta().custom_metadata_map
   class_names = json.loads(meta["labels.json"])  # {labels_list}
-  logits = session.run(None, {{"images": pixels}})[0]  # pixels: float32 (N, 3, {size}, {size})
+  # pixels: float32 (N, 3, {size}, {size})
+  logits, probabilities, ood_score, unknown = session.run(None, {{"images": pixels}})
 
 torch.export (.pt2, PyTorch alone):
   import json, torch
-  extra = {{"labels.json": "", "preprocessing.json": ""}}
+  extra = {{"labels.json": "", "preprocessing.json": "", "open_set.json": ""}}
   model = torch.export.load("model.pt2", extra_files=extra).module()
   class_names = json.loads(extra["labels.json"])
-  logits = model(images)  # images: float tensor (N, 3, {size}, {size}) in [0, 1]
+  # images: float tensor (N, 3, {size}, {size}) in [0, 1]
+  logits, probabilities, ood_score, unknown = model(images)
 
-TorchScript (legacy, for LibTorch C++; --format torchscript) keeps them as attributes too:
+TorchScript (legacy, for LibTorch C++; --format torchscript) returns the logits only (softmax
+of logits / the temperature in calibration.json gives the calibrated probabilities) and keeps
+the class names and preprocessing as attributes too:
   model.class_names, model.image_size, model.resize_size, model.mean, model.std
 """
 
@@ -344,7 +396,14 @@ def export_zip(run: Run | str | Path, out_file: str | Path) -> Path:
 
     def write(tmp: Path) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            for name in (WEIGHTS_FILE, CONFIG_FILE, LABELS_FILE, METRICS_FILE):
+            for name in (
+                WEIGHTS_FILE,
+                CONFIG_FILE,
+                LABELS_FILE,
+                METRICS_FILE,
+                CALIBRATION_FILE,
+                OPEN_SET_FILE,
+            ):
                 if (run.path / name).is_file():
                     archive.write(run.path / name, arcname=name)
             for source, name in STANDALONE_SCRIPTS.items():

@@ -3,7 +3,9 @@
 Shipped as ``predict.py`` in every run export (.zip), beside model.safetensors, config.json and
 labels.json. It builds the same timm network and the same evaluation transform (timm's
 ``create_transform`` with the run's image size, interpolation, crop_pct, mean and std), so it
-gives the same classes and probabilities as the app.
+gives the same classes and probabilities as the app: calibrated with the temperature in
+calibration.json, and "not one of my classes" for an image whose pooled features are far from
+those of the training images in open_set.safetensors (as far as the app's threshold says).
 
 Usage (in the unzipped folder):
     python predict.py image.jpg [more.jpg ...] [--top-k 3] [--json]
@@ -18,7 +20,8 @@ from pathlib import Path
 import timm
 import torch
 from PIL import Image
-from safetensors.torch import load_file  # installed with timm
+from safetensors import safe_open  # installed with timm
+from safetensors.torch import load_file
 from timm.data import create_transform
 
 HERE = Path(__file__).resolve().parent
@@ -44,20 +47,53 @@ def load_model(folder: Path) -> tuple[torch.nn.Module, list[str], object]:
     return model.eval(), labels, transform
 
 
+def load_open_set(folder: Path) -> tuple[float, dict | None]:
+    """The temperature (1 without calibration.json) and the open-set bank, k and threshold
+    (None without open_set.safetensors: an older run, which rejects nothing)."""
+    calibration = folder / "calibration.json"
+    temperature = json.loads(calibration.read_text())["temperature"] if calibration.is_file() else 1
+    stored = folder / "open_set.safetensors"
+    if not stored.is_file():
+        return float(temperature), None
+    with safe_open(str(stored), framework="pt") as tensors:
+        meta = tensors.metadata()
+        bank = tensors.get_tensor("bank").float()
+    threshold = float(meta["threshold"])
+    return float(temperature), {"bank": bank, "k": int(meta["k"]), "threshold": threshold}
+
+
 @torch.no_grad()
-def predict(folder: Path, images: list[str], top_k: int) -> dict[str, list[list]]:
-    """{image: [[label, probability], ...] most probable first} for each image."""
+def predict(folder: Path, images: list[str], top_k: int) -> dict[str, dict]:
+    """For each image: its top classes ([[label, calibrated probability], ...], most probable
+    first), whether it is "not one of my classes" (unknown) and its ood_score."""
     model, labels, transform = load_model(folder)
+    temperature, open_set = load_open_set(folder)
     results = {}
     for name in images:
         with Image.open(name) as image:
             batch = transform(image.convert("RGB")).unsqueeze(0)
-        probabilities = model(batch).softmax(dim=1)[0]
+        features = model.forward_head(model.forward_features(batch), pre_logits=True)
+        probabilities = (model.get_classifier()(features) / temperature).softmax(dim=1)[0]
         values, indices = probabilities.topk(min(top_k, len(labels)))
-        results[name] = [
-            [labels[i], float(v)] for v, i in zip(values.tolist(), indices.tolist(), strict=True)
-        ]
+        pairs = zip(values.tolist(), indices.tolist(), strict=True)
+        ranking = [[labels[i], float(v)] for v, i in pairs]
+        score = None
+        if open_set is not None:  # 1 - cosine similarity to the k-th nearest training image
+            similarity = torch.nn.functional.normalize(features, dim=1) @ open_set["bank"].T
+            k = min(open_set["k"], similarity.shape[1])
+            score = float(1.0 - similarity.topk(k, dim=1).values[0, -1])
+        unknown = score is not None and score > open_set["threshold"]
+        results[name] = {"predictions": ranking, "unknown": unknown, "ood_score": score}
     return results
+
+
+def answer(result: dict) -> str:
+    """The answer in words: "brick 87.0%, wall 9.1%", or "Not one of my classes (closest: brick,
+    31 %)"."""
+    if result["unknown"]:
+        label, probability = result["predictions"][0]
+        return f"Not one of my classes (closest: {label}, {round(probability * 100)} %)"
+    return ", ".join(f"{label} {p:.1%}" for label, p in result["predictions"])
 
 
 def main() -> None:
@@ -71,8 +107,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    for name, ranking in results.items():
-        print(f"{name}: " + ", ".join(f"{label} {p:.1%}" for label, p in ranking))
+    for name, result in results.items():
+        print(f"{name}: {answer(result)}")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@
 Shipped as ``predict_onnx.py`` in every run export (.zip), for the .onnx file that
 ``tl-studio export RUN --format onnx`` writes. The .onnx file carries the class names and the
 preprocessing in its metadata (``labels.json``, ``preprocessing.json``), so it is all this
-script needs. The preprocessing below is timm's evaluation transform, step for step as
-torchvision does it on a PIL image: resize the short side to ``resize_size`` (the long side
-scaled and truncated), centre-crop ``image_size`` (offsets rounded), scale to [0, 1]. The model
-normalises with the run's mean and std itself.
+script needs. Its graph also returns the calibrated probabilities, the open-set score and
+whether the image is "not one of my classes" (``open_set.json`` in the metadata says how);
+an older export returns logits only, and then nothing is rejected. The preprocessing below is
+timm's evaluation transform, step for step as torchvision does it on a PIL image: resize the
+short side to ``resize_size`` (the long side scaled and truncated), centre-crop ``image_size``
+(offsets rounded), scale to [0, 1]. The model normalises with the run's mean and std itself.
 
 Usage:
     python predict_onnx.py model.onnx image.jpg [more.jpg ...] [--top-k 3] [--json]
@@ -53,8 +55,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def predict(model_file: str, images: list[str], top_k: int) -> dict[str, list[list]]:
-    """{image: [[label, probability], ...] most probable first} for each image."""
+def predict(model_file: str, images: list[str], top_k: int) -> dict[str, dict]:
+    """For each image: its top classes ([[label, calibrated probability], ...], most probable
+    first), whether it is "not one of my classes" (unknown) and its ood_score."""
     session = onnxruntime.InferenceSession(model_file, providers=["CPUExecutionProvider"])
     metadata = session.get_modelmeta().custom_metadata_map
     labels = json.loads(metadata["labels.json"])
@@ -64,10 +67,24 @@ def predict(model_file: str, images: list[str], top_k: int) -> dict[str, list[li
     for name in images:
         with Image.open(name) as image:
             batch = pixels(image, preprocessing)[None]
-        probabilities = softmax(session.run(None, {input_name: batch})[0])[0]
+        outputs = session.run(None, {input_name: batch})
+        if len(outputs) == 4:  # logits, probabilities, ood_score, unknown
+            probabilities, score, unknown = outputs[1][0], float(outputs[2][0]), bool(outputs[3][0])
+        else:
+            probabilities, score, unknown = softmax(outputs[0])[0], None, False
         best = np.argsort(-probabilities, kind="stable")[: min(top_k, len(labels))]
-        results[name] = [[labels[i], float(probabilities[i])] for i in best]
+        ranking = [[labels[i], float(probabilities[i])] for i in best]
+        results[name] = {"predictions": ranking, "unknown": unknown, "ood_score": score}
     return results
+
+
+def answer(result: dict) -> str:
+    """The answer in words: "brick 87.0%, wall 9.1%", or "Not one of my classes (closest: brick,
+    31 %)"."""
+    if result["unknown"]:
+        label, probability = result["predictions"][0]
+        return f"Not one of my classes (closest: {label}, {round(probability * 100)} %)"
+    return ", ".join(f"{label} {p:.1%}" for label, p in result["predictions"])
 
 
 def main() -> None:
@@ -81,8 +98,8 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    for name, ranking in results.items():
-        print(f"{name}: " + ", ".join(f"{label} {p:.1%}" for label, p in ranking))
+    for name, result in results.items():
+        print(f"{name}: {answer(result)}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Plotly figures for the pages.
 
 Modules (each says what it holds in its own docstring):
-    comparisons, diagrams, evaluation, style, training_curves
+    calibration, comparisons, diagrams, evaluation, style, training_curves
 """
 
 from tl_core.common.faces import lazy_face
@@ -9,6 +9,7 @@ from tl_core.common.faces import lazy_face
 __getattr__, __dir__ = lazy_face(
     __name__,
     {
+        "calibration": ("reliability_figure",),
         "comparisons": (
             "overlay_figure",
             "sweep_figure",

@@ -14,6 +14,12 @@ import torch
 
 from tl_core.common import DatasetError, RunError, format_accuracy, wilson_interval
 from tl_core.data import DatasetReport, scan_dataset, scanned_dataset
+from tl_core.inference.calibration import (
+    NOT_RECORDED,
+    Calibration,
+    CalibrationReport,
+    calibration_report,
+)
 from tl_core.runs import (
     PREDICTIONS_FILE,
     SPLIT_FILE,
@@ -26,13 +32,18 @@ from tl_core.runs import (
 
 @dataclass(frozen=True)
 class Evaluation:
-    """A model's results on a labelled set of images, as DataFrames ready to display."""
+    """A model's results on a labelled set of images, as DataFrames ready to display.
+
+    Confidences and losses are those of the calibrated probabilities; ``calibration`` says how
+    well raw and calibrated probabilities match the images (ECE, reliability-diagram bins).
+    """
 
     labels: list[str]
     predictions: pd.DataFrame  # image, true_label, predicted_label, confidence, loss, correct
     confusion: pd.DataFrame  # index: true label, columns: predicted label
     per_class: pd.DataFrame  # label, precision, recall, f1, support
     accuracy: float
+    calibration: CalibrationReport | None = None
 
     @property
     def num_images(self) -> int:
@@ -97,11 +108,14 @@ def build_evaluation(
     images: Sequence[str],
     targets: Sequence[int],
     logits: torch.Tensor,
+    calibration: Calibration = NOT_RECORDED,
 ) -> Evaluation:
-    """Builds every table from the model's logits for a list of labelled images."""
+    """Builds every table from the model's raw logits for a list of labelled images, with
+    the probabilities calibrated by ``calibration`` (default: temperature 1)."""
     labels = list(labels)
     targets_t = torch.as_tensor(list(targets), dtype=torch.long)
-    logits = logits.float()
+    report = calibration_report(logits, targets_t, calibration) if len(targets_t) else None
+    logits = calibration.apply(logits.float())
     probabilities = logits.softmax(dim=1)
     confidence, predicted = probabilities.max(dim=1)
     losses = torch.nn.functional.cross_entropy(logits, targets_t, reduction="none")
@@ -129,6 +143,7 @@ def build_evaluation(
         confusion=confusion,
         per_class=per_class_scores(confusion),
         accuracy=float(predictions.correct.mean()) if len(predictions) else 0.0,
+        calibration=report,
     )
 
 
@@ -218,7 +233,9 @@ def evaluate_run(
         predictor = Predictor.from_run(run, device=device)
         paths, targets = _labelled_images(run, report)
         logits = predictor.logits_for_paths(paths, batch_size=batch_size, progress=progress)
-    return build_evaluation(run.labels, [str(p) for p in paths], targets, logits)
+    return build_evaluation(
+        run.labels, [str(p) for p in paths], targets, logits, predictor.calibration
+    )
 
 
 def split_counts(run: Run) -> tuple[Counter, Counter] | None:

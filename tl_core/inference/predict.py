@@ -12,6 +12,10 @@ from PIL import Image
 
 from tl_core.common import DatasetError, TLStudioError, in_preferred_layout, resolve_device
 from tl_core.data import IMAGE_SUFFIXES, load_image, walk_visible_files
+from tl_core.features import classify_features, pooled_features
+from tl_core.inference.calibration import NOT_RECORDED, Calibration, read_calibration
+from tl_core.inference.open_set import OpenSetModel, read_open_set
+from tl_core.inference.reliable_head import ReliableHead
 from tl_core.inference.saliency import explain_image
 from tl_core.models import folded_copy
 from tl_core.runs import Run, as_run
@@ -21,11 +25,32 @@ Ranking = tuple[tuple[str, float], ...]
 
 @dataclass(frozen=True)
 class ImagePrediction:
-    """The top classes for one image, or why it could not be read."""
+    """The top classes for one image, or why it could not be read.
+
+    Attributes:
+        image: The file (or the name it was given).
+        predictions: (label, calibrated probability) pairs, most probable first.
+        error: Why the file could not be read (then ``predictions`` is empty).
+        unknown: The image looks unlike every training image: "not one of my classes".
+        ood_score: How unlike the training images it is (higher: more unlike; None: the run
+            has no open-set model, or the file could not be read).
+    """
 
     image: str
     predictions: Ranking
     error: str | None = None
+    unknown: bool = False
+    ood_score: float | None = None
+
+
+@dataclass(frozen=True)
+class BatchOutputs:
+    """Everything the model says about a batch of images, as tensors on the CPU."""
+
+    logits: torch.Tensor  # (N, C), raw
+    probabilities: torch.Tensor  # (N, C), calibrated
+    ood_scores: torch.Tensor  # (N,), zeros for a run without an open-set model
+    unknown: torch.Tensor  # (N,) bool, at the run's threshold
 
 
 class Predictor:
@@ -34,14 +59,36 @@ class Predictor:
     Predictions run on a copy of the model with its batch norms folded into its convolutions
     (``tl_core.models.batchnorm_folding``, made on the first batch), in the layout the device
     prefers;
-    saliency maps need the model's own layers and use ``model``.
+    saliency maps need the model's own layers and use ``model``. Probabilities are calibrated
+    with the run's temperature, and images unlike every training image are flagged unknown
+    (see :mod:`tl_core.inference.open_set`); a run from before either exists uses temperature
+    1 and flags nothing.
+
+    Args:
+        model: The run's network, in eval mode, on ``device``.
+        labels: Class names in output order.
+        transform: The run's evaluation transform.
+        device: Where the network runs.
+        calibration: The run's temperature (default: 1).
+        open_set: The run's open-set model (default: none, nothing is rejected).
     """
 
-    def __init__(self, model: torch.nn.Module, labels: list[str], transform, device: torch.device):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        labels: list[str],
+        transform,
+        device: torch.device,
+        calibration: Calibration = NOT_RECORDED,
+        open_set: OpenSetModel | None = None,
+    ):
         self.model = model
         self.labels = labels
         self.transform = transform
         self.device = device
+        self.calibration = calibration
+        self.open_set = open_set
+        self.head = ReliableHead(calibration, open_set)
         self._inference_model: torch.nn.Module | None = None
 
     @classmethod
@@ -49,18 +96,44 @@ class Predictor:
         run = as_run(run)
         torch_device = resolve_device(device)
         model = in_preferred_layout(run.build_model(torch_device), torch_device)
-        return cls(model, run.labels, run.preprocessing.eval_transform(), torch_device)
+        return cls(
+            model,
+            run.labels,
+            run.preprocessing.eval_transform(),
+            torch_device,
+            read_calibration(run.path),
+            read_open_set(run.path),
+        )
 
     @torch.no_grad()
-    def logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
+    def features_and_logits(
+        self, images: Sequence[Image.Image]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pooled backbone features and the raw logits of a batch, on the CPU."""
         batch = torch.stack([self.transform(image.convert("RGB")) for image in images])
         batch = in_preferred_layout(batch.to(self.device), self.device)
         if self._inference_model is None:
-            self._inference_model = folded_copy(self.model, batch[:1])
-        return self._inference_model(batch).float().cpu()
+            self._inference_model = folded_copy(self.model, batch[:1], pooled_features)
+        features = pooled_features(self._inference_model, batch)
+        logits = classify_features(self._inference_model, features)
+        return features.float().cpu(), logits.float().cpu()
+
+    def logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """The raw (uncalibrated) logits of a batch, on the CPU."""
+        return self.features_and_logits(images)[1]
+
+    @torch.no_grad()
+    def outputs(self, images: Sequence[Image.Image]) -> BatchOutputs:
+        """Raw logits, calibrated probabilities, open-set scores and unknown flags of a batch."""
+        features, logits = self.features_and_logits(images)
+        probabilities, scores, unknown = self.head(features, logits)
+        return BatchOutputs(logits, probabilities, scores, unknown)
 
     def rank(self, logits: torch.Tensor, top_k: int) -> list[Ranking]:
-        probabilities = logits.softmax(dim=1)
+        """Top-k (label, calibrated probability) pairs for each row of raw logits."""
+        return self._ranked(self.calibration.probabilities(logits), top_k)
+
+    def _ranked(self, probabilities: torch.Tensor, top_k: int) -> list[Ranking]:
         k = max(1, min(top_k, len(self.labels)))
         values, indices = probabilities.topk(k, dim=1)
         return [
@@ -69,10 +142,49 @@ class Predictor:
         ]
 
     def predict_images(self, images: Sequence[Image.Image], top_k: int = 5) -> list[Ranking]:
-        """Top-k (label, probability) pairs for each image, most probable first."""
+        """Top-k (label, calibrated probability) pairs for each image, most probable first."""
         if not images:
             return []
         return self.rank(self.logits(images), top_k)
+
+    def classify(
+        self,
+        images: Sequence[Image.Image],
+        names: Sequence[str] | None = None,
+        top_k: int = 5,
+        threshold: float | None = None,
+    ) -> list[ImagePrediction]:
+        """Each image's top classes, open-set score and whether it is "not one of my classes".
+
+        Args:
+            images: Any size and mode.
+            names: What to call each image in the results (default: "").
+            top_k: Classes per image.
+            threshold: Rejects images scoring above it (default: the run's own threshold).
+        """
+        if not images:
+            return []
+        names = list(names) if names is not None else [""] * len(images)
+        out = self.outputs(images)
+        unknown = out.unknown
+        if self.open_set is not None and threshold is not None:
+            unknown = self.open_set.is_unknown(out.ood_scores, threshold)
+        scored = self.open_set is not None
+        return [
+            ImagePrediction(
+                name,
+                ranking,
+                unknown=bool(flag),
+                ood_score=float(score) if scored else None,
+            )
+            for name, ranking, flag, score in zip(
+                names,
+                self._ranked(out.probabilities, top_k),
+                unknown.tolist(),
+                out.ood_scores.tolist(),
+                strict=True,
+            )
+        ]
 
     def explain(
         self, image: Image.Image, target_label: str | None = None
@@ -104,6 +216,8 @@ class Predictor:
                 )
             target = self.labels.index(target_label)
         view, index, probability = explain_image(self.model, self.transform, image, target)
+        if self.calibration.fitted:  # the probability the predictions show
+            probability = float(self.calibration.probabilities(self.logits([image]))[0, index])
         return view, self.labels[index], probability
 
     def logits_for_paths(
@@ -124,9 +238,16 @@ class Predictor:
         return torch.cat(chunks)
 
     def predict_paths(
-        self, paths: Sequence[str | Path], top_k: int = 5, batch_size: int = 32
+        self,
+        paths: Sequence[str | Path],
+        top_k: int = 5,
+        batch_size: int = 32,
+        threshold: float | None = None,
     ) -> list[ImagePrediction]:
-        """Predicts every file; an unreadable one gets an error instead of stopping the rest."""
+        """Predicts every file; an unreadable one gets an error instead of stopping the rest.
+
+        ``threshold`` moves the open-set threshold (default: the run's); see :meth:`classify`.
+        """
         results: dict[int, ImagePrediction] = {}
         readable: list[tuple[int, Image.Image]] = []
         for index, path in enumerate(paths):
@@ -135,9 +256,12 @@ class Predictor:
             except TLStudioError as exc:
                 results[index] = ImagePrediction(str(path), (), error=exc.message)
             if len(readable) == batch_size or index == len(paths) - 1:
-                rankings = self.predict_images([image for _, image in readable], top_k)
-                for (i, _), ranking in zip(readable, rankings, strict=True):
-                    results[i] = ImagePrediction(str(paths[i]), ranking)
+                names = [str(paths[i]) for i, _ in readable]
+                images = [image for _, image in readable]
+                for (i, _), result in zip(
+                    readable, self.classify(images, names, top_k, threshold), strict=True
+                ):
+                    results[i] = result
                 readable = []
         return [results[i] for i in range(len(paths))]
 

@@ -22,11 +22,13 @@ __getattr__, __dir__ = lazy_face(
             "write_group_file",
         ),
         "layout": (
+            "CALIBRATION_FILE",
             "CONFIG_FILE",
             "LABELS_FILE",
             "MAX_NOTE_LENGTH",
             "METRICS_FILE",
             "NOTE_FILE",
+            "OPEN_SET_FILE",
             "PREDICTIONS_FILE",
             "SPLIT_FILE",
             "WEIGHTS_FILE",

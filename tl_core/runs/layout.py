@@ -11,6 +11,8 @@ A run folder holds:
     split.json           which images were used for training and validation
     val_predictions.csv  the best model's predictions on the validation images
     note.txt             the user's short note on the run (optional, editable at any time)
+    calibration.json     the temperature that calibrates the probabilities (newer runs)
+    open_set.safetensors what "not one of my classes" is measured against (newer runs)
     .lock                held by the training process while it writes (see tl_core.runs.locks)
 
 Runs trained together live in a *group* folder beside single runs: the group holds ordinary
@@ -36,6 +38,8 @@ WEIGHTS_FILE = "model.safetensors"
 SPLIT_FILE = "split.json"
 PREDICTIONS_FILE = "val_predictions.csv"
 NOTE_FILE = "note.txt"
+CALIBRATION_FILE = "calibration.json"  # see tl_core.inference.calibration
+OPEN_SET_FILE = "open_set.safetensors"  # see tl_core.inference.open_set
 MAX_NOTE_LENGTH = 200
 
 

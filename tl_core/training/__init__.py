@@ -4,7 +4,7 @@ processes.
 
 Modules (each says what it holds in its own docstring):
     class_weights, distributed, feature_loaders, features_first_pass, loaders, lr_finder, optim,
-    plan, recipes, steps, trainer, training_run
+    plan, recipes, reliability, steps, trainer, training_run
 """
 
 from tl_core.common.faces import lazy_face

@@ -31,6 +31,7 @@ from tl_core.training.feature_loaders import FeatureSources
 from tl_core.training.optim import warmup_cosine_schedule, warmup_steps
 from tl_core.training.plan import TrainingPlan
 from tl_core.training.recipes import Stage, training_stages
+from tl_core.training.reliability import fit_reliability
 from tl_core.training.steps import TrainingSteps
 
 SAVE_INTERVAL_SECONDS = 10.0
@@ -78,6 +79,7 @@ class Trainer(TrainingSteps):
         self.saved_epoch: int | None = None
         self._last_save = float("-inf")
         self.meter = ProgressMeter(self.config.epochs)
+        self.train_loader: DataLoader | None = None
         self.val_loader: DataLoader | None = None
         self.features_found = 0  # images whose backbone features came from the store
         self.epoch_message: str | None = None  # the epoch under way, in words
@@ -145,7 +147,7 @@ class Trainer(TrainingSteps):
             val_loader: Validation batches in a fixed order.
         """
         config = self.config
-        self.val_loader = val_loader
+        self.train_loader, self.val_loader = train_loader, val_loader
         steps_per_epoch = len(train_loader)
         self.meter.expect_epochs(steps_per_epoch)
         stages = training_stages(config, self.plan.freeze.num_backbone_groups)
@@ -320,11 +322,13 @@ class Trainer(TrainingSteps):
         self.save_best()  # the predictions then describe the weights on disk, even after a crash
         self.model.load_state_dict(self.best_state)
         _, _, logits = self.evaluate(self.val_loader)
+        calibration = fit_reliability(self, logits)  # calibration.json, open_set.safetensors
         evaluation = build_evaluation(
             self.plan.class_names,
             [str(i.path) for i in self.plan.val_items],
             [self.plan.class_names.index(i.label) for i in self.plan.val_items],
             logits,
+            calibration,
         )
         self.writer.write_val_predictions(evaluation.predictions)
 
