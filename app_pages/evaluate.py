@@ -9,7 +9,12 @@ from PIL import Image
 from app_pages import _cell_review, _decisions, _ui
 from tl_core.common import TLStudioError, escape_markdown, plural
 from tl_core.data import load_image
-from tl_core.figures import confusion_cell_from_selection, confusion_figure, per_class_figure
+from tl_core.figures import (
+    confusion_cell_from_selection,
+    confusion_figure,
+    per_class_figure,
+    reliability_figure,
+)
 from tl_core.inference import Evaluation, Predictor, evaluate_run
 from tl_core.runs import WEIGHTS_FILE, folder_signature
 
@@ -123,6 +128,16 @@ st.dataframe(
         for name in ("precision", "recall", "f1")
     },
 )
+
+if result.calibration is not None:
+    st.subheader("How far to trust the percentages")
+    st.caption(
+        "Each point is a group of images the model gave a similar top percentage: on the "
+        "diagonal, the percentage is how often it is right; below it, the model is "
+        "overconfident. The app shows the calibrated percentages."
+    )
+    st.plotly_chart(reliability_figure(result.calibration), key="reliability")
+    st.caption(escape_markdown(result.calibration.text))
 
 st.subheader("Most wrong")
 review = result.most_wrong(12)

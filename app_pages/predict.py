@@ -8,17 +8,24 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from app_pages import _ui
+from app_pages import _open_set, _ui
 from tl_core.common import TLStudioError, escape_markdown, plural, safe_name
 from tl_core.config import PREDICT_TOP_K
 from tl_core.data import load_image
 from tl_core.figures import STATIC_CHART_CONFIG, top_k_figure
-from tl_core.inference import Predictor, collect_image_paths, predictions_frame
+from tl_core.inference import (
+    Predictor,
+    collect_image_paths,
+    domain_shift_summary,
+    open_set_frame,
+    unknown_first,
+)
 from tl_core.runs import WEIGHTS_FILE
 
 st.title("Predict")
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"]
 BATCH_KEY, BATCH_RUN_KEY = "predict_batch_csv", "predict_batch_run"
+BATCH_SUMMARY_KEY = "predict_batch_summary"  # the batch's "N of M look unlike" sentence
 ws = _ui.workspace()
 
 
@@ -35,8 +42,9 @@ def saliency(run_path: str, weights_mtime: int, image_path: str) -> tuple[Image.
     return predictor(run_path, weights_mtime).explain(load_image(image_path))
 
 
-def predict_folder(model: Predictor, folder: Path, top_k: int) -> Path:
-    """Predicts every image below ``folder``; the table is saved as a CSV beside the images."""
+def predict_folder(model: Predictor, folder: Path, top_k: int, threshold: float | None) -> Path:
+    """Predicts every image below ``folder``, images unlike the training images first; the
+    table is saved as a CSV, and the batch's summary kept in the session."""
     paths = collect_image_paths([folder])
     if not paths:
         raise TLStudioError(
@@ -44,7 +52,11 @@ def predict_folder(model: Predictor, folder: Path, top_k: int) -> Path:
             "Give a folder or .zip that holds .jpg or .png images.",
         )
     with st.spinner(f"Predicting {plural(len(paths), 'image')}..."):
-        frame = predictions_frame(model.predict_paths(paths, top_k=top_k))
+        results = model.predict_paths(paths, top_k=top_k, threshold=threshold)
+        frame = open_set_frame(results)
+    st.session_state[BATCH_SUMMARY_KEY] = domain_shift_summary(
+        results, checked=model.open_set is not None
+    ).text
     frame["image"] = [Path(p).relative_to(folder).as_posix() for p in frame["image"]]
     out = ws.uploads / safe_name(f"predictions-{folder.name}.csv")
     frame.to_csv(out, index=False)
@@ -53,7 +65,7 @@ def predict_folder(model: Predictor, folder: Path, top_k: int) -> Path:
 
 summary = _ui.require_run()
 # A table predicted by another run must not pass for this run's.
-_ui.forget_on_change(BATCH_RUN_KEY, str(summary.path), [BATCH_KEY])
+_ui.forget_on_change(BATCH_RUN_KEY, str(summary.path), [BATCH_KEY, BATCH_SUMMARY_KEY])
 weights_mtime = (summary.path / WEIGHTS_FILE).stat().st_mtime_ns
 try:
     model = predictor(str(summary.path), weights_mtime)
@@ -63,6 +75,7 @@ except TLStudioError as error:
 top_k = st.slider(
     "Classes shown per image", 1, len(model.labels), min(PREDICT_TOP_K, len(model.labels))
 )
+threshold = _open_set.threshold_control(model)
 
 images_tab, batch_tab = st.tabs(["Images", "A .zip or folder"])
 with images_tab:
@@ -78,7 +91,12 @@ with images_tab:
     shot = st.camera_input("Take a picture") if st.toggle("Use the webcam") else None
     uploads = list(files or []) + ([shot] if shot else [])
     paths = [ws.save_upload_once(f, f.file_id, f.name, ws.predict_uploads) for f in uploads]
-    for upload, result in zip(uploads, model.predict_paths(paths, top_k=top_k), strict=True):
+    results = model.predict_paths(paths, top_k=top_k, threshold=threshold)
+    if len(results) > 1:
+        _open_set.show_summary(results, checked=model.open_set is not None)
+    by_result = {id(r): u for u, r in zip(uploads, results, strict=True)}
+    for result in unknown_first(results):  # the answers to doubt first
+        upload = by_result[id(result)]
         cols = st.columns([1, 1, 2] if looked else [1, 3])
         image_col, chart_col = cols[0], cols[-1]
         if result.error:
@@ -94,6 +112,7 @@ with images_tab:
                 cols[1].image(heat, caption=caption, width=160)
             except TLStudioError as error:
                 cols[1].warning(escape_markdown(error.message), icon=":material/warning:")
+        _open_set.show_answer(result, chart_col)
         chart_col.plotly_chart(
             top_k_figure(result.predictions),
             key=f"topk_{upload.file_id}",
@@ -106,13 +125,15 @@ with batch_tab, st.form("batch_form"):
     if st.form_submit_button("Predict all", type="primary"):
         try:
             folder = _ui.folder_from_form(archive, folder_text)
-            st.session_state[BATCH_KEY] = str(predict_folder(model, folder, top_k))
+            st.session_state[BATCH_KEY] = str(predict_folder(model, folder, top_k, threshold))
             ws.discard_upload(folder)  # an extracted .zip: the table is all that is kept
         except TLStudioError as error:
             _ui.show_error(error)
 
 if (csv_path := st.session_state.get(BATCH_KEY)) and Path(csv_path).is_file():
     with batch_tab:
+        if batch_summary := st.session_state.get(BATCH_SUMMARY_KEY):
+            st.info(escape_markdown(batch_summary), icon=":material/info:")
         table = pd.read_csv(csv_path)
         st.dataframe(
             table,

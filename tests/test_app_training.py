@@ -201,7 +201,8 @@ def test_evaluate_shows_confusion_scores_and_the_chosen_cell(ws, run_path):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Validation accuracy"] == f"{expected.accuracy:.1%}"
     assert metrics["Validation images"] == str(len(expected.predictions))
-    assert len(at.get("plotly_chart")) == 2  # confusion matrix, per-class scores
+    # Confusion matrix, per-class scores, and the reliability diagram of the percentages.
+    assert [c.key for c in at.get("plotly_chart")] == ["confusion", "per_class", "reliability"]
     assert len(at.dataframe[0].value) == len(CLASSES)
 
     true_box = next(s for s in at.selectbox if s.label == "True class")

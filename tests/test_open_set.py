@@ -301,3 +301,11 @@ def test_a_foreign_image_is_rejected_by_the_run_and_every_export_alike(tmp_path)
     assert [standalone[str(p)]["unknown"] for p in paths] == flags
     done = run_fresh(tmp_path / "unzipped" / "predict_onnx.py", onnx.path, *paths, "--json")
     assert [json.loads(done.stdout)[str(p)]["unknown"] for p in paths] == flags
+
+    # And by the command line: predict --json flags the same images, unknown ones first.
+    done = run_fresh("-m", "tl_core.cli", "predict", run.path, *paths, "--json", "--device", "cpu")
+    rows = {row["image"]: row for row in json.loads(done.stdout)}
+    assert [rows[str(p)]["unknown"] for p in paths] == flags
+    assert [row["unknown"] for row in json.loads(done.stdout)] == sorted(flags, reverse=True)
+    assert rows[str(foreign[-1])]["answer"].startswith("Not one of my classes (closest: ")
+    assert f"{sum(flags)} of {len(paths)} images look unlike" in done.stderr

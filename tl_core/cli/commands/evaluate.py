@@ -34,6 +34,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 "confusion": evaluation.confusion.to_numpy().tolist(),
                 "per_class": evaluation.per_class.to_dict(orient="records"),
                 "predictions": evaluation.predictions.to_dict(orient="records"),
+                # Expected calibration error before and after temperature scaling, with the
+                # reliability bins (None for a run trained before calibration existed).
+                "calibration": (
+                    evaluation.calibration.to_dict() if evaluation.calibration else None
+                ),
             }
         )
         return EXIT_OK
@@ -42,4 +47,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(evaluation.confusion.to_string())
     print()
     print(evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if evaluation.calibration is not None:
+        print(f"\nCalibration: {evaluation.calibration.text}")
     return EXIT_OK

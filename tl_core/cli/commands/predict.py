@@ -33,31 +33,38 @@ def register(subparsers) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from tl_core.inference import Predictor, collect_image_paths
+    import sys
+
+    from tl_core.inference import (
+        Predictor,
+        answer_text,
+        collect_image_paths,
+        domain_shift_summary,
+        prediction_rows,
+        unknown_first,
+    )
 
     paths = collect_image_paths(args.images)
     if not paths:
         raise TLStudioError("No image files were found.", "Give image files or folders of them.")
     note_unfinished(args.run)
     predictor = Predictor.from_run(args.run, device=args.device)
-    results = predictor.predict_paths(paths, top_k=args.top_k)
+    # Images unlike the training images first: their answers are the ones to doubt.
+    results = unknown_first(predictor.predict_paths(paths, top_k=args.top_k))
+    summary = domain_shift_summary(results, checked=predictor.open_set is not None)
     if args.json:
-        dump_json(
-            [
-                {
-                    "image": r.image,
-                    "predictions": [{"label": lab, "probability": p} for lab, p in r.predictions],
-                    **({"error": r.error} if r.error else {}),
-                }
-                for r in results
-            ]
-        )
+        dump_json(prediction_rows(results))
+        if len(paths) > 1 or not summary.checked:
+            print(summary.text, file=sys.stderr)  # stdout stays pure JSON
     else:
         rows = []
         for r in results:
             ranked = ", ".join(f"{label} {p:.1%}" for label, p in r.predictions)
-            rows.append((r.image, r.error and f"error: {r.error}" or ranked))
-        print_table(rows, ["image", f"top {args.top_k}"])
+            rows.append((r.image, answer_text(r), r.error and f"error: {r.error}" or ranked))
+        print_table(rows, ["image", "answer", f"top {args.top_k}"])
+        if len(paths) > 1 or not summary.checked:
+            print(f"\n{summary.text}")
+        print(predictor.calibration.text)
     return EXIT_FAILED if all(r.error for r in results) else EXIT_OK
 
 
