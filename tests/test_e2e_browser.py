@@ -158,10 +158,11 @@ def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # the ranked table
     screenshot(page, "advisor")
 
-    # Train: Start is disabled at once, the live view follows the job, and it finishes.
+    # Train: the live view follows the job at once (Start now queues rather than being
+    # disabled, so the job's Stop button shows it started), and it finishes.
     go_to(page, "Train")
     page.get_by_role("button", name="Start training").click()
-    expect(page.get_by_role("button", name="Start training")).to_be_disabled()
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
     expect(page.get_by_text("Finished", exact=False).first).to_be_visible()
     wait_until_idle(page)
     wait_for_points(page)
@@ -216,8 +217,8 @@ def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
     go_to(page, "Train")
     expect(page.get_by_text(f"{version} · ", exact=False).first).to_be_visible()
     page.get_by_role("button", name="Start training").click()
-    expect(page.get_by_role("button", name="Start training")).to_be_disabled()
-    expect(page.get_by_role("button", name="Start training")).to_be_enabled(timeout=LONG_MS)
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(page.get_by_role("button", name="Stop")).to_have_count(0, timeout=LONG_MS)
     expect(page.get_by_text("Finished", exact=False).first).to_be_visible()
     wait_until_idle(page)
     run_heading = page.get_by_role("heading", name=re.compile(r"^Run ")).inner_text()
