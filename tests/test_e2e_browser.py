@@ -362,6 +362,8 @@ def test_two_sessions_each_start_a_run_and_the_second_waits_its_turn(page, app_u
     # live charts, redrawn every second in two sessions, would slow the training they show.
     go_to(second, "Data")
     first.get_by_role("button", name="Resume").click()
+    # Resumed (Pause is back) before the page changes: leaving at once could drop the click.
+    expect(first.get_by_role("button", name="Pause")).to_be_visible()
     go_to(first, "Data")
     for each in (first, second):  # the second's turn comes when the first has finished
         finished = each.get_by_test_id("stSidebar").get_by_text(" · completed · ", exact=False)
