@@ -1,8 +1,9 @@
 """The Model page's "Which backbone?" panel: backbones ranked on the user's own images.
 
-The comparison runs in a background thread (``tl_core.jobs.comparisons``) that never calls
-Streamlit; the panel redraws from its snapshot. The process keeps the newest comparison of
-each dataset, so a page switch or a browser reload finds it again, running or finished.
+The comparison is a job like training (``tl_core.jobs.analysis_jobs``), run by the one
+scheduler in a thread that never calls Streamlit; the panel redraws from its snapshot. The
+scheduler keeps the newest comparison of each dataset, so a page switch or a browser reload
+finds it again, waiting, running or finished.
 """
 
 from __future__ import annotations
@@ -11,23 +12,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _ui
+from app_pages import _queue, _ui
 from tl_core.analysis import AdvisorResult
-from tl_core.common import TLStudioError, escape_markdown
+from tl_core.common import escape_markdown
 from tl_core.config import ADVISOR_FOLDS, ADVISOR_MAX_IMAGES
 from tl_core.data import DatasetReport
-from tl_core.jobs import Comparison, ComparisonRegistry, ComparisonSnapshot
+from tl_core.jobs import COMPARISON, Job, JobSnapshot, comparison_job
 
 COMPARE_LABEL = "Compare backbones on my images"
 STOPPED = "Stopped: nothing was compared."
-TRAINING_REASON = (
-    "A training job is running: both would fight for the processor. Compare once it has "
-    "finished, or stop it."
-)
-RUNNING_REASON = "A comparison is running: wait for it to finish or stop it."
-ELSEWHERE_REASON = (
-    "A comparison of another dataset is running (one at a time): wait for it to finish."
-)
+RUNNING_REASON = "These images are being compared: wait for it to finish, or stop it."
 INTRO = (
     f"Before anything trains: up to {ADVISOR_MAX_IMAGES} of your images go once through each "
     "backbone whose weights are on this computer, and a simple classifier learns your classes "
@@ -65,10 +59,9 @@ COLUMNS = {
 }
 
 
-@st.cache_resource(show_spinner=False)
-def comparisons() -> ComparisonRegistry:
-    # One registry for the whole process: every session and reload sees the same comparisons.
-    return ComparisonRegistry()
+def latest_comparison(dataset: str) -> Job | None:
+    """The newest comparison of ``dataset`` in this workspace: waiting, running or ended."""
+    return _ui.registry().latest((COMPARISON,), dataset)
 
 
 def backbone_advisor(dataset: str, report: DatasetReport, cache_dir: Path) -> None:
@@ -76,31 +69,33 @@ def backbone_advisor(dataset: str, report: DatasetReport, cache_dir: Path) -> No
     with st.expander(
         "Which backbone?",
         icon=":material/leaderboard:",
-        expanded=comparisons().latest(dataset) is not None,
+        expanded=latest_comparison(dataset) is not None,
     ):
         st.caption(INTRO)
         start_button(dataset, report, cache_dir)
-        comparison = comparisons().latest(dataset)
+        comparison = latest_comparison(dataset)
         if comparison is None:
             return
-        if comparison.is_active:
-            live_comparison(dataset)
+        if comparison.is_queued:
+            _queue.waiting(comparison, "advisor")
+        elif comparison.is_active:
+            _queue.live_analysis(comparison, "advisor")
         else:
             render_outcome(comparison.snapshot())
 
 
 def busy_reason(dataset: str) -> str | None:
-    """Why no comparison can start now, or None when one can."""
-    if _ui.registry().active() is not None:
-        return TRAINING_REASON
-    running = comparisons().active()
-    if running is None:
-        return None
-    return RUNNING_REASON if running.dataset == dataset else ELSEWHERE_REASON
+    """Why no comparison of ``dataset`` can start now (one is waiting or running already),
+    or None when one can. Other jobs do not stop it: the scheduler queues it behind them."""
+    comparison = latest_comparison(dataset)
+    if comparison is not None and not comparison.has_ended:
+        return RUNNING_REASON
+    return None
 
 
 def start_button(dataset: str, report: DatasetReport, cache_dir: Path) -> None:
-    """The compare button, disabled with the reason beside it while it cannot start."""
+    """The compare button, disabled with the reason beside it while this dataset's
+    comparison is under way; else a note when it would wait its turn."""
     reason = busy_reason(dataset)
     button_col, reason_col = st.columns([2, 3], vertical_alignment="center")
     clicked = button_col.button(
@@ -109,32 +104,18 @@ def start_button(dataset: str, report: DatasetReport, cache_dir: Path) -> None:
     if reason is not None:
         reason_col.caption(reason)
         return  # a click that raced the disabling starts nothing
+    if note := _queue.start_note():
+        reason_col.caption(note)
     if clicked:
-        try:
-            comparisons().start(report, dataset, cache_dir)
-        except TLStudioError as error:  # another session started one a moment before
-            _ui.show_error(error)
-            return
+        _ui.registry().submit(comparison_job(report, dataset, cache_dir))
         st.rerun()  # the button, the reason and the progress all show the new comparison
 
 
-@_ui.fragment(run_every=1.0)
-def live_comparison(dataset: str) -> None:
-    """Redraws the progress every second while the comparison runs."""
-    comparison: Comparison = comparisons().latest(dataset)
-    snap = comparison.snapshot()
-    if not snap.is_active:
-        st.rerun()  # once, so the whole panel (button included) shows the outcome
-    st.progress(snap.progress, text=escape_markdown(snap.message))
-    if snap.status != "stopping":  # the progress text already says it is stopping
-        st.button("Stop", icon=":material/stop:", on_click=comparison.stop, key="advisor_stop")
-
-
-def render_outcome(snap: ComparisonSnapshot) -> None:
-    if snap.status == "stopped":
+def render_outcome(snap: JobSnapshot) -> None:
+    if snap.status in ("stopped", "cancelled"):
         st.info(STOPPED, icon=":material/stop_circle:")
     elif snap.status == "failed":
-        _ui.show_error(snap.error)
+        _ui.show_error(snap.failure)
     else:
         render_result(snap.result)
 

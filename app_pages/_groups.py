@@ -41,23 +41,23 @@ def backbone_groups(backbone: str) -> int:
 def start(
     config: TrainConfig, kind: str, depths: Sequence[str] | None = None, nproc: int = 1
 ) -> None:
-    job = _ui.registry().start(config, kind, depths, nproc)
+    job = _ui.registry().start(config, kind, depths, nproc)  # it runs now, or waits its turn
     st.session_state[_ui.JOB_KEY] = job.job_id
     st.rerun()  # the buttons, the live view and the sidebar all show the new job at once
 
 
-def launchers(config: TrainConfig, busy_reason: str | None) -> None:
+def launchers(config: TrainConfig) -> None:
     """The two experiments, each explained in a sentence, with its button."""
     title = "Experiments: did transfer help? How deep to freeze?"
     with st.expander(title, icon=":material/science:"):
         left, right = st.columns(2, gap="large")
         with left:
-            transfer_launcher(config, busy_reason)
+            transfer_launcher(config)
         with right:
-            sweep_launcher(config, busy_reason)
+            sweep_launcher(config)
 
 
-def transfer_launcher(config: TrainConfig, busy_reason: str | None) -> None:
+def transfer_launcher(config: TrainConfig) -> None:
     st.markdown("**Transfer check: did the pretrained weights help?**")
     epochs = plural(config.epochs, "epoch", "epochs")
     st.caption(
@@ -65,8 +65,8 @@ def transfer_launcher(config: TrainConfig, busy_reason: str | None) -> None:
         "each): with the pretrained weights, then from random weights. The gap between the two "
         "is what the pretraining bought on your images."
     )
-    reason = busy_reason
-    if reason is None and not config.pretrained:
+    reason = None
+    if not config.pretrained:
         reason = "Turn pretrained weights on (Model page): the check trains from scratch itself."
     if st.button("Run a transfer check", icon=":material/compare_arrows:", disabled=bool(reason)):
         start(config, TRANSFER_CHECK)
@@ -74,7 +74,7 @@ def transfer_launcher(config: TrainConfig, busy_reason: str | None) -> None:
         st.caption(escape_markdown(reason))
 
 
-def sweep_launcher(config: TrainConfig, busy_reason: str | None) -> None:
+def sweep_launcher(config: TrainConfig) -> None:
     st.markdown("**Freeze-depth sweep: how many layer groups to freeze?**")
     groups = backbone_groups(config.backbone)
     st.caption(
@@ -96,8 +96,8 @@ def sweep_launcher(config: TrainConfig, busy_reason: str | None) -> None:
         key=SWEEP_EPOCHS_KEY,
         help="Short runs are enough to compare the depths; train the chosen one longer after.",
     )
-    reason = busy_reason
-    if reason is None and len(depths) < 2:
+    reason = None
+    if len(depths) < 2:
         reason = "Pick at least two depths to compare."
     ordered = sorted(depths, key=options.index)
     if st.button("Run a freeze sweep", icon=":material/stacked_line_chart:", disabled=bool(reason)):

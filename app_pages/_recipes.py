@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import _advisor, _ui
+from app_pages import _queue, _ui
 from tl_core.common import TLStudioError
 from tl_core.config import (
     FEATURE_EXTRACTION,
@@ -20,7 +20,8 @@ from tl_core.config import (
     TrainConfig,
 )
 from tl_core.figures import lr_finder_figure
-from tl_core.training import MODE_ADVICE, MODE_LABELS, LRFinderResult, find_learning_rate
+from tl_core.jobs import Job, JobSnapshot, lr_find_job
+from tl_core.training import MODE_ADVICE, MODE_LABELS, LRFinderResult
 
 FINDER_LABEL = "Find a learning rate"
 FINDER_INTRO = (
@@ -30,12 +31,12 @@ FINDER_INTRO = (
     "you train. Head-only recipes take seconds (features are computed once); others train "
     "on images, which takes longer."
 )
-TRAINING_REASON = (
-    "A training job is running: both would fight for the processor. Find a rate once it has "
-    "finished, or stop it."
-)
-COMPARING_REASON = "Backbones are being compared: find a rate once that has finished."
-RESULT_KEY = "lr_finder_result"
+BUSY_REASON = "The finder is under way: wait for it to finish, or stop it."
+STOPPED = "Stopped: no rate was found."
+RESULT_KEY = "lr_finder_result"  # (the settings swept, the curve) of the last finished sweep
+# (the settings swept, the job's id) while the session's finder job waits or runs; not a
+# "model_" key, which adopting settings would drop.
+JOB_KEY = "lr_finder_job"
 # Settings the sweep does not depend on: changing them keeps the finder's curve on show.
 _NOT_SWEPT = ("lr", "epochs", "early_stopping_patience", "warmup_epochs")
 
@@ -108,37 +109,52 @@ def _sweep_key(config: TrainConfig) -> dict:
     return {k: v for k, v in config.to_dict().items() if k not in _NOT_SWEPT}
 
 
-def busy_reason() -> str | None:
-    """Why the finder cannot run now, or None when it can."""
-    if _ui.registry().active() is not None:
-        return TRAINING_REASON
-    if _advisor.comparisons().active() is not None:
-        return COMPARING_REASON
-    return None
+def finder_job() -> tuple[Job | None, JobSnapshot | None]:
+    """This session's finder job while it waits or runs; once it has ended, None and its last
+    snapshot (taken once: a completed sweep's curve moves to ``RESULT_KEY``)."""
+    swept, job_id = st.session_state.get(JOB_KEY) or (None, None)
+    job = _ui.registry().get(job_id)
+    if job is None:  # cancelled before its turn, or never asked for
+        st.session_state.pop(JOB_KEY, None)
+        return None, None
+    if not job.has_ended:
+        return job, None
+    del st.session_state[JOB_KEY]
+    snap = job.snapshot()
+    if snap.status == "completed":
+        st.session_state[RESULT_KEY] = (swept, snap.result)
+    return None, snap
 
 
 def lr_finder(config: TrainConfig) -> None:
-    """The finder's panel: a button that runs it, then its curve and the suggested rate."""
+    """The finder's panel: a button that queues it as a job, its progress, then its curve and
+    the suggested rate."""
+    job, ended = finder_job()
     shown = st.session_state.get(RESULT_KEY)
     current = shown is not None and shown[0] == _sweep_key(config)
-    with st.expander("Which learning rate?", icon=":material/speed:", expanded=current):
+    expanded = current or job is not None or ended is not None
+    with st.expander("Which learning rate?", icon=":material/speed:", expanded=expanded):
         st.caption(FINDER_INTRO)
-        reason = busy_reason()
         button_col, reason_col = st.columns([2, 3], vertical_alignment="center")
         clicked = button_col.button(
-            FINDER_LABEL, icon=":material/speed:", disabled=reason is not None, key="model_lr_find"
+            FINDER_LABEL, icon=":material/speed:", disabled=job is not None, key="model_lr_find"
         )
-        if reason is not None:
-            reason_col.caption(reason)
-        elif clicked:
-            with st.spinner("Sweeping learning rates..."):
-                try:
-                    result = find_learning_rate(config)
-                except TLStudioError as error:
-                    _ui.show_error(error)
-                    return
-            st.session_state[RESULT_KEY] = shown = (_sweep_key(config), result)
-            current = True
+        if job is not None:
+            reason_col.caption(BUSY_REASON)
+        elif note := _queue.start_note():
+            reason_col.caption(note)
+        if clicked and job is None:
+            job = _ui.registry().submit(lr_find_job(config))  # runs now, or waits its turn
+            st.session_state[JOB_KEY] = (_sweep_key(config), job.job_id)
+            st.rerun()
+        if job is not None and job.is_queued:
+            _queue.waiting(job, "lr_finder")
+        elif job is not None:
+            _queue.live_analysis(job, "lr_finder")
+        elif ended is not None and ended.status == "failed":
+            _ui.show_error(ended.failure)
+        elif ended is not None and ended.status != "completed":
+            st.info(STOPPED, icon=":material/stop_circle:")
         if current:
             render_result(shown[1], config)
 

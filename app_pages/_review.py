@@ -1,7 +1,7 @@
 """The Data page's review of suspected label errors, and fixing them without touching the files.
 
-The search (``tl_core.analysis.label_issues``) runs in a background thread like the backbone
-advisor.
+The search (``tl_core.analysis.label_issues``) is a job like the backbone advisor's, run by
+the one scheduler in a background thread.
 Each suspect shows its image, the label it carries and the one the model believes; the user
 relabels it, excludes it, or confirms it (``_decisions``). Saving makes a new version of the
 dataset (``tl_core.data.versions``): the user's files are never modified, and the next
@@ -14,11 +14,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _decisions, _ui
-from tl_core.analysis import LabelCheckStopped, LabelIssue, find_label_issues
-from tl_core.common import TLStudioError, escape_markdown, plural
+from app_pages import _decisions, _queue, _ui
+from tl_core.analysis import LabelIssue
+from tl_core.common import escape_markdown, plural
 from tl_core.data import DatasetReport, original_image, reviewed
-from tl_core.jobs import Comparison, ComparisonRegistry
+from tl_core.jobs import LABEL_SEARCH, Job, label_search_job
 
 FIND_LABEL = "Find suspected label errors"
 SCOPE = "review"  # this gallery's choices and save button (see _decisions)
@@ -31,66 +31,49 @@ INTRO = (
 )
 
 
-@st.cache_resource(show_spinner=False)
-def searches() -> ComparisonRegistry:
-    # One registry for the whole process, so a reload finds a search again.
-    return ComparisonRegistry()
+def latest_search(dataset: str) -> Job | None:
+    """The newest search of ``dataset`` in this workspace, so a reload finds it again."""
+    return _ui.registry().latest((LABEL_SEARCH,), dataset)
 
 
 def label_review(dataset: str, report: DatasetReport, cache_dir: Path) -> None:
     """The panel: the search's button and progress, then the suspects with their decisions."""
-    search = searches().latest(dataset)
+    search = latest_search(dataset)
     with st.expander("Suspected label errors", icon=":material/rule:", expanded=search is not None):
         st.caption(INTRO)
         start_button(dataset, report, cache_dir)
         if search is None:
             return
+        if search.is_queued:
+            _queue.waiting(search, "review")
+            return
         if search.is_active:
-            live_search(dataset)
+            _queue.live_analysis(search, "review")
             return
         snap = search.snapshot()
-        if snap.status == "failed" and snap.error is not None:
-            _ui.show_error(snap.error)
-        elif snap.status == "stopped":
+        if snap.status == "failed":
+            _ui.show_error(snap.failure)
+        elif snap.status in ("stopped", "cancelled"):
             st.info("Stopped: nothing was checked.", icon=":material/stop_circle:")
         elif snap.status == "completed":
             suspects(dataset, report, snap.result)
 
 
 def start_button(dataset: str, report: DatasetReport, cache_dir: Path) -> None:
+    """The search button; other jobs do not disable it: the scheduler queues the search."""
     reason = None
-    if _ui.registry().active() is not None:
-        reason = "A training job is running: check the labels once it has finished."
-    elif searches().active() is not None:
-        reason = "A search is running: wait for it to finish or stop it."
+    search = latest_search(dataset)
+    if search is not None and not search.has_ended:
+        reason = "A search of these images is under way: wait for it to finish or stop it."
     elif not report.can_train:
         reason = "Fix the problems above first: the search needs a dataset that can train."
     if st.button(FIND_LABEL, icon=":material/search:", disabled=reason is not None):
-        try:
-            searches().start(
-                report,
-                dataset,
-                cache_dir,
-                advise_function=find_label_issues,
-                stopped_error=LabelCheckStopped,
-            )
-        except TLStudioError as error:
-            _ui.show_error(error)
-            return
+        _ui.registry().submit(label_search_job(report, dataset, cache_dir))
         st.rerun()
     if reason:
         st.caption(reason)
-
-
-@_ui.fragment(run_every=1.0)
-def live_search(dataset: str) -> None:
-    search: Comparison = searches().latest(dataset)
-    snap = search.snapshot()
-    if not snap.is_active:
-        st.rerun()  # once, so the whole panel shows the outcome
-    st.progress(snap.progress, text=escape_markdown(snap.message))
-    if snap.status != "stopping":
-        st.button("Stop", icon=":material/stop:", on_click=search.stop, key="review_stop")
+    elif note := _queue.start_note():
+        st.caption(note)
 
 
 def suspects(dataset: str, report: DatasetReport, issues: list[LabelIssue]) -> None:

@@ -22,6 +22,7 @@ from PIL import ImageOps
 from streamlit.delta_generator import DeltaGenerator
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
+from app_pages import _queue
 from tl_core.common import (
     CountProgress,
     TLStudioError,
@@ -36,7 +37,7 @@ from tl_core.common import (
 from tl_core.config import TrainConfig
 from tl_core.data import DatasetReport, load_image, scan_dataset
 from tl_core.figures import STATIC_CHART_CONFIG, class_counts_figure
-from tl_core.jobs import JobRegistry, TrainingJob
+from tl_core.jobs import QUEUE_FILE, TRAINING_KINDS, JobScheduler, TrainingJob
 from tl_core.runs import (
     MAX_NOTE_LENGTH,
     RunSummary,
@@ -94,15 +95,16 @@ def workspace() -> Workspace:
 
 
 @st.cache_resource(show_spinner=False)
-def _registry(runs_root: str, feature_cache: str) -> JobRegistry:
-    # One registry per runs folder for the whole process: every session and reload sees it.
+def _registry(runs_root: str, feature_cache: str, queue_file: str) -> JobScheduler:
+    # One scheduler per workspace for the whole process: every session and reload sees it.
     # Head-only runs share the feature cache with the backbone advisor.
-    return JobRegistry(Path(runs_root), Path(feature_cache))
+    return JobScheduler(Path(runs_root), Path(feature_cache), Path(queue_file))
 
 
-def registry() -> JobRegistry:
+def registry() -> JobScheduler:
+    """The scheduler that runs every heavy job of this workspace, one at a time."""
     ws = workspace()
-    return _registry(str(ws.runs), str(ws.feature_cache))
+    return _registry(str(ws.runs), str(ws.feature_cache), str(ws.root / QUEUE_FILE))
 
 
 def current_job() -> TrainingJob | None:
@@ -114,7 +116,7 @@ def current_job() -> TrainingJob | None:
     jobs = registry()
     job = jobs.get(st.session_state.get(JOB_KEY))
     if job is None:
-        job = jobs.active() or jobs.latest()
+        job = jobs.active(TRAINING_KINDS) or jobs.latest(TRAINING_KINDS)
         if job is not None:
             st.session_state[JOB_KEY] = job.job_id
             st.session_state.setdefault(DATASET_KEY, job.config.data)
@@ -264,6 +266,10 @@ def _device_info() -> dict:
 
 def _job_status(job: TrainingJob) -> None:
     snap = job.snapshot()
+    if snap.is_queued:
+        st.markdown(_queue.queued_line(snap))
+        st.empty()
+        return
     accuracy = f" · best {snap.best_accuracy_text}" if snap.best_accuracy_text else ""
     queue = f" · {snap.queue_position.lower()}" if snap.is_active and snap.queue_position else ""
     st.markdown(
@@ -290,7 +296,7 @@ def _sidebar_lines(slots: SidebarSlots, live: bool) -> None:
     job = current_job()
     if job is None:
         slots.job.empty()
-    elif live and job.is_active:
+    elif live and (job.is_active or job.is_queued):
         with slots.job:  # refresh the status on every page while the job runs
             fragment(run_every=2.0)(_job_status)(job)
     else:
@@ -320,6 +326,7 @@ def render_sidebar() -> SidebarSlots:
         else:
             st.markdown(":material/memory: **CPU** (no GPU found)")
         slots = SidebarSlots(st.empty(), st.empty(), st.empty())
+        _queue.interrupted_notices()
     _sidebar_lines(slots, live=False)
     return slots
 

@@ -6,15 +6,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _groups, _live, _summary, _ui
-from app_pages._advisor import comparisons
+from app_pages import _groups, _live, _queue, _summary, _ui
 from tl_core.common import TLStudioError, escape_markdown, gpu_count
 from tl_core.config import TrainConfig
 from tl_core.jobs import TRAIN, JobSnapshot, TrainingJob
 from tl_core.runs import WEIGHTS_FILE
-
-BUSY_REASON = "A job is running: stop it or wait for it to finish."
-COMPARING_REASON = "Backbones are being compared on the Model page: wait for it or stop it."
 
 st.title("Train")
 
@@ -126,26 +122,16 @@ def processes_to_use() -> int:
 
 
 def render_start(config: TrainConfig) -> None:
-    """The Start button and the experiments, disabled with the reason beside them while a job
-    or a comparison runs."""
-    reason = None
-    if _ui.registry().active() is not None:
-        reason = BUSY_REASON
-    elif comparisons().active() is not None:  # both would fight for the processor
-        reason = COMPARING_REASON
-    button_col, reason_col = st.columns([1, 3], vertical_alignment="center")
-    start = button_col.button(
-        "Start training",
-        type="primary",
-        icon=":material/rocket_launch:",
-        disabled=reason is not None,
-    )
-    if reason:
-        reason_col.caption(reason)
+    """The Start button and the experiments; while another job runs, a note that the job
+    will wait its turn (the scheduler queues it)."""
+    button_col, note_col = st.columns([1, 3], vertical_alignment="center")
+    start = button_col.button("Start training", type="primary", icon=":material/rocket_launch:")
+    if note := _queue.start_note():
+        note_col.caption(note)
     nproc = processes_to_use()
     if start:
         _groups.start(config, TRAIN, nproc=nproc)
-    _groups.launchers(config, reason)
+    _groups.launchers(config)
 
 
 dataset = st.session_state.get(_ui.DATASET_KEY)
@@ -169,11 +155,15 @@ else:
 job = _ui.current_job()
 if job is not None:
     snap = job.snapshot()
-    if snap.is_group:
+    if snap.is_queued:
+        st.subheader(escape_markdown(snap.title))
+    elif snap.is_group:
         st.subheader(_groups.group_name(snap))
     else:
         st.subheader(f"Run {escape_markdown(snap.name)}")
-    if snap.is_active:
+    if snap.is_queued:
+        _queue.waiting(job, "train")
+    elif snap.is_active:
         live_job(job.job_id)
     else:
         render_outcome(snap)

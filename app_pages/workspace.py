@@ -87,8 +87,7 @@ def delete_form(kind: str, stored: list[StoredFolder], delete: Callable[[Path], 
         st.success(f"Deleted {plural(len(deleted), kind)}.", icon=":material/check_circle:")
 
 
-job = _ui.registry().active()
-training_on = [job.config.data] if job is not None else []
+training_on = _ui.registry().datasets_in_use()  # the running job's and those waiting
 delete_form(
     "dataset", ws.stored_datasets(), lambda path: ws.delete_dataset(path, in_use=training_on)
 )

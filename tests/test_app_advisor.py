@@ -21,6 +21,7 @@ from tests.test_advisor import KnownFeatures
 from tests.training import tiny_config
 from tl_core.analysis import advisor
 from tl_core.common import WeightsError, escape_markdown
+from tl_core.jobs import comparison_job
 
 CLASSES = {"red": 6, "green": 6, "blue": 6}
 # A catalog backbone plays the one whose features encode the colour; test_vit plays noise.
@@ -68,7 +69,7 @@ def gate(candidates, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(advisor, "pretrained_factory", held)
     yield held
     held.opened.set()  # a failed test must not leave a comparison running for the next
-    if (running := _advisor.comparisons().active()) is not None:
+    if (running := _ui.registry().active()) is not None:
         running.wait(60)
 
 
@@ -91,7 +92,7 @@ def test_a_comparison_ranks_the_candidates_and_use_sets_the_backbone(ws, dataset
 
     button(at, _advisor.COMPARE_LABEL).click().run()
     assert not at.exception
-    comparison = _advisor.comparisons().latest(dataset)
+    comparison = _advisor.latest_comparison(dataset)
     assert comparison.wait(60).status == "completed"
     at.run()
 
@@ -119,7 +120,7 @@ def test_use_sets_a_backbone_outside_the_catalog_as_a_timm_name(ws, dataset, mon
     monkeypatch.setattr(advisor, "pretrained_factory", lambda name, n: colour_factory(SIGNAL, n))
     at = model_page(dataset)
     button(at, _advisor.COMPARE_LABEL).click().run()
-    assert _advisor.comparisons().latest(dataset).wait(60).status == "completed"
+    assert _advisor.latest_comparison(dataset).wait(60).status == "completed"
     at.run()
 
     button(at, use("test_efficientnet")).click().run()
@@ -133,14 +134,14 @@ def test_one_comparison_at_a_time_a_reload_finds_it_and_stop_ends_it(ws, dataset
     other_tab = model_page(dataset)  # its button is drawn before the comparison starts
     button(at, _advisor.COMPARE_LABEL).click().run()
     assert not at.exception
-    comparison = _advisor.comparisons().latest(dataset)
+    comparison = _advisor.latest_comparison(dataset)
     assert comparison.is_active
     assert button(at, _advisor.COMPARE_LABEL).disabled
     assert _advisor.RUNNING_REASON in texts(at.caption)
 
     button(other_tab, _advisor.COMPARE_LABEL).click().run()  # a second click starts nothing
     assert not other_tab.exception
-    assert _advisor.comparisons().latest(dataset) is comparison and gate.calls == 1
+    assert _advisor.latest_comparison(dataset) is comparison and gate.calls == 1
     assert button(other_tab, _advisor.COMPARE_LABEL).disabled
 
     reloaded = model_page(dataset)  # a fresh session, as after a browser reload
@@ -157,27 +158,36 @@ def test_one_comparison_at_a_time_a_reload_finds_it_and_stop_ends_it(ws, dataset
     assert not button(at, _advisor.COMPARE_LABEL).disabled
 
 
-def test_another_datasets_comparison_disables_the_button_with_its_reason(
-    ws, dataset, gate, tmp_path
-):
+def test_another_datasets_comparison_queues_this_one(ws, dataset, gate, tmp_path):
+    # Adapted: the button used to be disabled; the comparison now waits its turn.
     other = str(make_image_folder(tmp_path / "other", CLASSES))
-    _advisor.comparisons().start(other, other, ws.feature_cache)
+    _ui.registry().submit(comparison_job(other, other, ws.feature_cache))
     at = model_page(dataset)
-    assert button(at, _advisor.COMPARE_LABEL).disabled
-    assert _advisor.ELSEWHERE_REASON in texts(at.caption)
-    assert _advisor.comparisons().latest(dataset) is None  # its progress is not shown here
+    assert _advisor.latest_comparison(dataset) is None  # its progress is not shown here
+    assert not button(at, _advisor.COMPARE_LABEL).disabled
+    assert "waits its turn, 2nd in line" in texts(at.caption)
+    button(at, _advisor.COMPARE_LABEL).click().run()
+    assert not at.exception
+    assert "Queued, 2nd in line, after Backbone comparison on other" in texts(at.info)
+    button(at, "Cancel").click().run()
+    assert not at.exception
+    assert _advisor.latest_comparison(dataset) is None
 
 
-def test_the_button_is_disabled_while_a_training_job_runs(ws, dataset, candidates):
+def test_a_comparison_waits_while_a_training_job_runs(ws, dataset, candidates):
+    # Adapted: the button used to be disabled; the comparison now queues behind the training.
     at = model_page(dataset)  # drawn before the job starts: the button is enabled
     job = _ui.registry().start(tiny_config(dataset))
     job.pause()  # holds the job active for as long as the test needs
     try:
         button(at, _advisor.COMPARE_LABEL).click().run()
         assert not at.exception
-        assert _advisor.comparisons().latest(dataset) is None
+        assert _advisor.latest_comparison(dataset).is_queued
         compare = button(at, _advisor.COMPARE_LABEL)
-        assert compare.disabled and _advisor.TRAINING_REASON in texts(at.caption)
+        assert compare.disabled and _advisor.RUNNING_REASON in texts(at.caption)
+        assert "Queued, 2nd in line, after Training test_efficientnet" in texts(at.info)
+        button(at, "Cancel").click().run()
+        assert _advisor.latest_comparison(dataset) is None
     finally:
         job.stop()
         job.wait(120)
@@ -191,7 +201,7 @@ def test_a_failed_comparison_says_why(ws, dataset, monkeypatch):
     monkeypatch.setattr(advisor, "pretrained_factory", no_weights)
     at = model_page(dataset)
     button(at, _advisor.COMPARE_LABEL).click().run()
-    assert _advisor.comparisons().latest(dataset).wait(60).status == "failed"
+    assert _advisor.latest_comparison(dataset).wait(60).status == "failed"
     at.run()
     assert not at.exception
     assert "None of the backbones could be measured" in texts(at.error)
@@ -201,15 +211,21 @@ def test_a_failed_comparison_says_why(ws, dataset, monkeypatch):
 def test_training_waits_while_backbones_are_compared(ws, dataset, gate):
     at = model_page(dataset)
     button(at, _advisor.COMPARE_LABEL).click().run()
-    comparison = _advisor.comparisons().latest(dataset)
+    comparison = _advisor.latest_comparison(dataset)
     assert comparison.is_active
 
+    # Adapted: Start used to be disabled; the training now waits its turn.
     settings = _ui.settings_of(tiny_config(dataset))
     train = open_page(_ui.TRAIN_PAGE, **{_ui.DATASET_KEY: dataset, _ui.CONFIG_KEY: settings})
-    assert button(train, "Start training").disabled
-    assert "Backbones are being compared on the Model page" in texts(train.caption)
+    assert not button(train, "Start training").disabled
+    assert "waits its turn, 2nd in line" in texts(train.caption)
+    button(train, "Start training").click().run()
+    job = _ui.registry().get(train.session_state[_ui.JOB_KEY])
+    assert job.is_queued
+    assert "Queued, 2nd in line, after Backbone comparison on" in texts(train.info)
 
     gate.opened.set()
     assert comparison.wait(60).status == "completed"
+    assert job.wait(120).status == "completed"
     train.run()
     assert not button(train, "Start training").disabled

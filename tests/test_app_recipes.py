@@ -9,6 +9,7 @@ from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image_folder
 from tests.training import tiny_config
 from tl_core.config import FEATURE_EXTRACTION, FINE_TUNE, FULL_FINE_TUNE, GRADUAL
+from tl_core.jobs import LR_FIND
 from tl_core.training import MODE_ADVICE, MODE_LABELS
 
 
@@ -90,6 +91,10 @@ def test_the_finder_plots_a_curve_and_its_rate_fills_the_setting(ws, dataset):
     at = tiny_page(dataset)
     button(at, _recipes.FINDER_LABEL).click().run()
     assert not at.exception
+    # The finder is a job now, like training: the page shows its curve once it has ended.
+    finder = _ui.registry().latest((LR_FIND,))
+    assert finder.wait(120).status == "completed"
+    at.run()
     assert any("Learning-rate finder" in c.proto.spec for c in at.get("plotly_chart"))
     use = next(b for b in at.button if b.label.startswith("Use "))
     rate = float(use.label.removeprefix("Use "))
@@ -109,8 +114,12 @@ def test_the_finder_waits_while_a_training_job_runs(ws, dataset):
         button(at, _recipes.FINDER_LABEL).click().run()
         assert not at.exception
         assert button(at, _recipes.FINDER_LABEL).disabled
-        assert _recipes.TRAINING_REASON in texts(at.caption)
+        # Adapted: the finder used to be refused; it now waits in line behind the training.
+        assert _recipes.BUSY_REASON in texts(at.caption)
+        assert "Queued, 2nd in line, after Training test_efficientnet" in texts(at.info)
         assert _recipes.RESULT_KEY not in at.session_state
+        button(at, "Cancel").click().run()
+        assert not at.exception and not button(at, _recipes.FINDER_LABEL).disabled
     finally:
         job.stop()
         job.wait(120)

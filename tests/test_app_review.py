@@ -35,7 +35,7 @@ def test_a_flipped_label_is_found_and_relabelled_into_a_new_version(ws, mislabel
     before = fingerprints(mislabelled)
     at = open_page(_ui.DATA_PAGE, **{_ui.DATASET_KEY: str(mislabelled)})
     button(at, _review.FIND_LABEL).click().run()
-    search = _review.searches().latest(str(mislabelled))
+    search = _review.latest_search(str(mislabelled))
     snap = search.wait(300)
     assert snap.status == "completed", snap.error
     at.run()

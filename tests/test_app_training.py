@@ -113,7 +113,7 @@ def button_labels(at) -> set[str]:
     return {b.label for b in at.button}
 
 
-def test_pause_resume_stop_and_start_is_disabled_while_one_runs(ws, dataset, run_path):
+def test_pause_resume_stop_and_start_queues_while_one_runs(ws, dataset, run_path):
     long_config = tiny_config(dataset, epochs=500)
     job = _ui.registry().start(long_config)
     try:
@@ -124,9 +124,9 @@ def test_pause_resume_stop_and_start_is_disabled_while_one_runs(ws, dataset, run
         assert at.get("progress")
         assert re.search(r"Running · Epoch \d+ of 500 in progress", progress_text(at))
 
-        # A second start is not offered, and the page says why.
-        assert button(at, "Start training").disabled
-        assert "A job is running: stop it or wait for it to finish." in texts(at.caption)
+        # A second start waits its turn (it used to be refused), and the page says so.
+        assert not button(at, "Start training").disabled
+        assert "a job started now waits its turn, 2nd in line" in texts(at.caption)
 
         # Pause shows at once: Resume replaces Pause before the loop has even paused.
         button(at, "Pause").click().run()
@@ -156,17 +156,29 @@ def test_pause_resume_stop_and_start_is_disabled_while_one_runs(ws, dataset, run
     assert not button(at, "Start training").disabled
 
 
-def test_a_start_clicked_while_another_session_trains_starts_nothing(ws, dataset, run_path):
-    # This page drew an enabled Start button; meanwhile another session started a job.
+def test_a_start_clicked_while_another_session_trains_queues_and_cancel_removes_it(
+    ws, dataset, run_path
+):
+    # This page drew its Start button; meanwhile another session started a job. The click
+    # queues a second job behind it (it used to start nothing), which Cancel takes out.
     state = {_ui.DATASET_KEY: str(dataset), _ui.CONFIG_KEY: tiny_config(dataset).to_dict()}
     at = open_page(_ui.TRAIN_PAGE, **state)
     job = _ui.registry().start(tiny_config(dataset, epochs=500))
     try:
         button(at, "Start training").click().run()
         assert not at.exception
-        assert _ui.registry().active() is job and _ui.registry().latest() is job
-        assert button(at, "Start training").disabled
-        assert "A job is running" in texts(at.caption)
+        queued = _ui.registry().latest()
+        assert _ui.registry().active() is job and queued is not job
+        assert at.session_state[_ui.JOB_KEY] == queued.job_id
+        waiting = "Queued, 2nd in line, after Training test_efficientnet on colours"
+        assert waiting in texts(at.info)
+        assert waiting in texts(at.sidebar.markdown)
+        button(at, "Cancel").click().run()
+        assert not at.exception
+        assert queued.snapshot().status == "cancelled"
+        assert _ui.registry().line() == [job]  # out of the line: it will never run
+        assert waiting not in texts(at.info) and "Cancel" not in button_labels(at)
+        assert at.session_state[_ui.JOB_KEY] == job.job_id  # the page follows the running job
     finally:
         job.stop()
         job.wait(60)

@@ -1,4 +1,9 @@
-"""Backbone comparisons in the background: state, stop, failures, and one at a time."""
+"""Backbone comparisons in the background: state, stop, failures, and one at a time.
+
+Comparisons are jobs like training (``comparison_job``) run by the one scheduler: a second
+comparison now waits in line instead of being refused, and a failure is a snapshot's
+``error`` and ``error_hint`` (``failure`` as an error), like every job's.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import pytest
 
 from tl_core.analysis import AdvisorStopped
 from tl_core.common import WeightsError
-from tl_core.jobs import Comparison, ComparisonBusyError, ComparisonRegistry
+from tl_core.jobs import JobScheduler, comparison_job
 
 
 class HeldAdvise:
@@ -33,12 +38,12 @@ class HeldAdvise:
 
 def test_the_snapshot_follows_the_progress_and_the_result(tmp_path):
     advise = HeldAdvise(outcome="the ranking")
-    comparison = Comparison("data", "data", tmp_path, advise_function=advise, backbones=["a"])
+    comparison = comparison_job("data", "data", tmp_path, advise, backbones=["a"])
     comparison.start()
     assert advise.reported.wait(30)
 
     snap = comparison.snapshot()
-    assert (snap.status, snap.done, snap.total) == ("running", 3, 12)
+    assert (snap.status, snap.step, snap.total_steps) == ("running", 3, 12)
     assert snap.message == "net: features of 3/6 images" and snap.progress == 0.25
     assert advise.options == {"backbones": ["a"], "cache_dir": tmp_path}
     advise.release.set()
@@ -49,7 +54,7 @@ def test_the_snapshot_follows_the_progress_and_the_result(tmp_path):
 
 def test_stop_says_so_at_once_and_ends_as_stopped(tmp_path):
     advise = HeldAdvise()
-    comparison = Comparison("data", "data", tmp_path, advise_function=advise)
+    comparison = comparison_job("data", "data", tmp_path, advise)
     comparison.start()
     assert advise.reported.wait(30)
 
@@ -71,30 +76,32 @@ def test_stop_says_so_at_once_and_ends_as_stopped(tmp_path):
 def test_a_failure_ends_in_words_for_the_user(tmp_path, failure, message):
     advise = HeldAdvise(outcome=failure)
     advise.release.set()
-    comparison = Comparison("data", "data", tmp_path, advise_function=advise)
+    comparison = comparison_job("data", "data", tmp_path, advise)
     comparison.start()
 
     snap = comparison.wait(30)
-    assert snap.status == "failed" and snap.error.message == message
-    assert snap.error.hint
+    assert snap.status == "failed" and snap.error == message
+    assert snap.error_hint and snap.failure.message == message
 
 
 def test_the_registry_runs_one_at_a_time_and_keeps_the_newest_of_each_dataset(tmp_path):
-    registry = ComparisonRegistry()
+    registry = JobScheduler(tmp_path / "runs")
     first = HeldAdvise(outcome="first")
-    running = registry.start("a", "a", tmp_path, advise_function=first)
+    running = registry.submit(comparison_job("a", "a", tmp_path, first))
     assert first.reported.wait(30)
 
-    with pytest.raises(ComparisonBusyError, match="already running"):
-        registry.start("b", "b", tmp_path, advise_function=HeldAdvise())
-    assert registry.active() is running and registry.latest("b") is None
+    # A second comparison waits in line (it used to be refused) and runs once the first ends.
+    waiting = registry.submit(comparison_job("b", "b", tmp_path, HeldAdvise(outcome="b")))
+    assert waiting.snapshot().status == "queued"
+    assert registry.active() is running and registry.latest(dataset="b") is waiting
+    assert registry.cancel(waiting.job_id)
     first.release.set()
     running.wait(30)
-    assert registry.active() is None and registry.latest("a") is running
+    assert registry.active() is None and registry.latest(dataset="a") is running
 
     second = HeldAdvise(outcome="second")
     second.release.set()
-    again = registry.start("a", "a", tmp_path, advise_function=second)
+    again = registry.submit(comparison_job("a", "a", tmp_path, second))
     assert again.wait(30).result == "second"
-    assert registry.latest("a") is again and registry.get(running.comparison_id) is None
-    assert registry.get(again.comparison_id) is again
+    assert registry.latest(dataset="a") is again and registry.get(running.job_id) is None
+    assert registry.get(again.job_id) is again

@@ -14,8 +14,8 @@ from tests.test_jobs import wait_until
 from tests.test_transfer import pretrained_config, weights_file
 from tests.training import tiny_config
 from tl_core.analysis import SweepRow
-from tl_core.common import JobBusyError, Progress
-from tl_core.jobs import SWEEP, TRAIN, TRANSFER_CHECK, JobRegistry, TrainingJob
+from tl_core.common import Progress
+from tl_core.jobs import SWEEP, TRAIN, TRANSFER_CHECK, JobScheduler, TrainingJob
 from tl_core.runs import SWEEP_FILE, TRANSFER_FILE
 
 
@@ -59,7 +59,7 @@ def test_each_run_of_a_group_is_followed_from_scratch_and_kept_when_it_ends(data
 
 
 def test_a_sweep_job_trains_each_depth_and_picks_the_best_run(data, tmp_path):
-    registry = JobRegistry(tmp_path / "runs")
+    registry = JobScheduler(tmp_path / "runs")
     job = registry.start(tiny_config(data, epochs=1), SWEEP, ["0", "all"])
     snapshot = job.wait(timeout=120)
 
@@ -75,11 +75,12 @@ def test_a_sweep_job_trains_each_depth_and_picks_the_best_run(data, tmp_path):
 
 
 def test_stopping_a_sweep_job_cancels_the_depths_still_waiting(data, tmp_path):
-    registry = JobRegistry(tmp_path / "runs")
+    registry = JobScheduler(tmp_path / "runs")
     job = registry.start(tiny_config(data, epochs=500, batch_size=2), SWEEP, ["0", "3", "all"])
     wait_until(lambda: job.snapshot().step >= 2, timeout=60)
-    with pytest.raises(JobBusyError):  # the group holds the one training slot
-        registry.start(tiny_config(data), TRAIN)
+    waiting = registry.start(tiny_config(data), TRAIN)  # the group holds the one slot
+    assert waiting.snapshot().status == "queued"
+    assert registry.cancel(waiting.job_id)
     job.stop()
     snapshot = job.wait(timeout=60)
 
@@ -91,7 +92,7 @@ def test_stopping_a_sweep_job_cancels_the_depths_still_waiting(data, tmp_path):
 
 def test_a_transfer_check_job_trains_both_runs_and_concludes(data, tmp_path):
     config = pretrained_config(data, weights_file(tmp_path / "weights.safetensors"))
-    registry = JobRegistry(tmp_path / "runs", feature_cache=tmp_path / "cache")
+    registry = JobScheduler(tmp_path / "runs", feature_cache=tmp_path / "cache")
     snapshot = registry.start(config, TRANSFER_CHECK).wait(timeout=180)
 
     assert snapshot.status == "completed", snapshot.error
@@ -107,7 +108,7 @@ def test_a_transfer_check_job_trains_both_runs_and_concludes(data, tmp_path):
 
 
 def test_a_group_that_cannot_start_leaves_no_empty_folder(tmp_path):
-    registry = JobRegistry(tmp_path / "runs")
+    registry = JobScheduler(tmp_path / "runs")
     missing = tiny_config(tmp_path / "no-such-data", epochs=1)
     snapshot = registry.start(missing, SWEEP, ["0", "all"]).wait(timeout=60)
 

@@ -9,8 +9,8 @@ import pytest
 
 from tests.conftest import TINY_CLASSES
 from tests.training import tiny_config
-from tl_core.common import JobBusyError, explain_failure
-from tl_core.jobs import JobRegistry, TrainingJob
+from tl_core.common import explain_failure
+from tl_core.jobs import JobScheduler, TrainingJob
 
 
 def wait_until(predicate, timeout: float = 30.0):
@@ -104,19 +104,20 @@ def test_out_of_memory_gets_a_hint_about_batch_size():
 
 
 def test_the_registry_runs_one_job_at_a_time(tiny_dataset, tmp_path):
-    registry = JobRegistry(tmp_path / "runs")
+    registry = JobScheduler(tmp_path / "runs")
     first = registry.start(long_config(tiny_dataset))
     try:
-        with pytest.raises(JobBusyError, match="already .* epochs done"):
-            registry.start(tiny_config(tiny_dataset))
+        # A second job waits in line behind the first rather than being refused.
+        second = registry.start(tiny_config(tiny_dataset, epochs=1))
+        assert second.snapshot().status == "queued"
+        assert "after Training test_efficientnet" in second.snapshot().message
         assert registry.active() is first
         assert registry.get(first.job_id) is first
     finally:
         first.stop()
         first.wait(timeout=10)
-    assert registry.active() is None
-    second = registry.start(tiny_config(tiny_dataset, epochs=1))
     assert second.wait(timeout=60).status == "completed"
+    assert registry.active() is None
     assert registry.latest() is second
     assert first.run_dir != second.run_dir
     assert first.run_dir.parent == second.run_dir.parent == tmp_path / "runs"

@@ -39,7 +39,6 @@ __getattr__, __dir__ = lazy_face(
         ),
         "errors": (
             "DatasetError",
-            "JobBusyError",
             "RunError",
             "TLStudioError",
             "UsageError",

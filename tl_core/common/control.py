@@ -35,6 +35,11 @@ class JobControl:
     def stop_requested(self) -> bool:
         return self._stop.is_set()
 
+    def is_set(self) -> bool:
+        """Whether a stop was asked for: the question the analyses ask of their ``stop``
+        (a ``threading.Event`` elsewhere), so one control stops every kind of job."""
+        return self._stop.is_set()
+
     @property
     def paused(self) -> bool:
         return not self._running.is_set()

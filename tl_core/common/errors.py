@@ -30,9 +30,5 @@ class RunError(TLStudioError):
     """A run folder is missing, incomplete or unreadable."""
 
 
-class JobBusyError(TLStudioError):
-    """A training job is already running; only one trains at a time."""
-
-
 class UsageError(TLStudioError):
     """A command was given settings it cannot use: bad usage (exit code 2 on the CLI)."""

@@ -1,8 +1,8 @@
-"""Background jobs: training and groups of runs in a thread, comparisons, runs followed in other
-processes through their events.
+"""Background jobs: every kind of heavy work as one kind of job, run one at a time by one
+scheduler with a queue; runs followed in other processes through their events.
 
 Modules (each says what it holds in its own docstring):
-    comparisons, events, processes, training_job
+    analysis_jobs, events, job, processes, scheduler, snapshot, training_job
 """
 
 from tl_core.common.faces import lazy_face
@@ -10,11 +10,11 @@ from tl_core.common.faces import lazy_face
 __getattr__, __dir__ = lazy_face(
     __name__,
     {
-        "comparisons": (
-            "Comparison",
-            "ComparisonBusyError",
-            "ComparisonRegistry",
-            "ComparisonSnapshot",
+        "analysis_jobs": (
+            "AnalysisJob",
+            "comparison_job",
+            "label_search_job",
+            "lr_find_job",
         ),
         "events": (
             "EVENT_PREFIX",
@@ -22,18 +22,28 @@ __getattr__, __dir__ = lazy_face(
             "replay",
             "summary_of",
         ),
+        "job": ("Job",),
         "processes": (
             "ProcessJob",
             "failure_from",
         ),
-        "training_job": (
-            "JobRegistry",
+        "scheduler": (
+            "InterruptedJob",
+            "JobScheduler",
+            "QUEUE_FILE",
+            "ordinal",
+        ),
+        "snapshot": (
+            "COMPARISON",
             "JobSnapshot",
             "KIND_NAMES",
+            "LABEL_SEARCH",
+            "LR_FIND",
             "SWEEP",
             "TRAIN",
+            "TRAINING_KINDS",
             "TRANSFER_CHECK",
-            "TrainingJob",
         ),
+        "training_job": ("TrainingJob",),
     },
 )

@@ -28,6 +28,7 @@ __getattr__, __dir__ = lazy_face(
         ),
         "lr_finder": (
             "LRFinderResult",
+            "LRFinderStopped",
             "find_learning_rate",
             "suggest",
             "sweep_learning_rates",
