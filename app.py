@@ -7,28 +7,29 @@ first session after a start, would run a deep-linked page without this frame.
 
 import streamlit as st
 
-from app_pages import _ui
+from app_pages.ui import feedback, state
+from app_pages.ui import sidebar as ui_sidebar
 
-st.set_page_config(page_title="TL Studio", page_icon=_ui.FAVICON, layout="wide")
+st.set_page_config(page_title="TL Studio", page_icon=state.FAVICON, layout="wide")
 
 navigation = st.navigation(
     [
-        st.Page(_ui.DATA_PAGE, title="Data", icon=":material/photo_library:", default=True),
-        st.Page(_ui.MODEL_PAGE, title="Model", icon=":material/account_tree:"),
-        st.Page(_ui.TRAIN_PAGE, title="Train", icon=":material/model_training:"),
-        st.Page(_ui.EVALUATE_PAGE, title="Evaluate", icon=":material/analytics:"),
-        st.Page(_ui.COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:"),
-        st.Page(_ui.PREDICT_PAGE, title="Predict", icon=":material/image_search:"),
-        st.Page(_ui.EXPORT_PAGE, title="Export", icon=":material/download:"),
-        st.Page(_ui.WORKSPACE_PAGE, title="Workspace", icon=":material/hard_drive:"),
+        st.Page(state.DATA_PAGE, title="Data", icon=":material/photo_library:", default=True),
+        st.Page(state.MODEL_PAGE, title="Model", icon=":material/account_tree:"),
+        st.Page(state.TRAIN_PAGE, title="Train", icon=":material/model_training:"),
+        st.Page(state.EVALUATE_PAGE, title="Evaluate", icon=":material/analytics:"),
+        st.Page(state.COMPARE_PAGE, title="Compare", icon=":material/compare_arrows:"),
+        st.Page(state.PREDICT_PAGE, title="Predict", icon=":material/image_search:"),
+        st.Page(state.EXPORT_PAGE, title="Export", icon=":material/download:"),
+        st.Page(state.WORKSPACE_PAGE, title="Workspace", icon=":material/hard_drive:"),
     ]
 )
 # The last safety net: an error the page did not expect is a sentence, never a traceback
-# (fragments have their own, _ui.fragment; .streamlit/config.toml hides any that slips by).
-with _ui.safety_net():
-    _ui.clean_uploads_once()
+# (fragments have their own, feedback.fragment; .streamlit/config.toml hides any that slips by).
+with feedback.safety_net():
+    state.clean_uploads_once()
     # The sidebar's job and run lines are drawn again after the page, which may have started
     # a job or picked a run.
-    sidebar = _ui.render_sidebar()
+    sidebar = ui_sidebar.render_sidebar()
     navigation.run()
-    _ui.refresh_sidebar(sidebar)
+    ui_sidebar.refresh_sidebar(sidebar)

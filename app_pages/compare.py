@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_pages import _ui
+from app_pages.ui import feedback, run_picker, state
 from tl_core.common import TLStudioError, escape_markdown, plural
 from tl_core.figures import overlay_figure
 from tl_core.runs import (
@@ -37,10 +37,10 @@ RUN_COLUMNS = {
     "training time (s)": st.column_config.NumberColumn(format="%.1f"),
 }
 
-ws = _ui.workspace()
+ws = state.workspace()
 runs, groups = load_runs(ws.runs)
 if not runs and not groups:
-    _ui.empty_state("No runs yet: train a model first.", _ui.TRAIN_PAGE, "Go to Train")
+    feedback.empty_state("No runs yet: train a model first.", state.TRAIN_PAGE, "Go to Train")
     st.stop()
 if notice := st.session_state.pop(NOTICE_KEY, None):
     st.success(notice, icon=":material/check_circle:")
@@ -86,7 +86,7 @@ def manage(picked: list[RunDetails], picked_groups: list[RunGroup]) -> None:
     with st.expander(f"Notes ({plural(len(picked), 'run')})"):
         for run in picked:
             st.markdown(f"**{escape_markdown(run.label)}**")
-            _ui.run_note_input(run.summary)
+            run_picker.run_note_input(run.summary)
     targets = deletion_targets(picked, picked_groups)
     if not picked_groups and any(run.group for run in picked):
         st.caption("A run inside a group is deleted with its group: pick the group to delete it.")
@@ -108,10 +108,10 @@ def manage(picked: list[RunDetails], picked_groups: list[RunGroup]) -> None:
             delete_run_or_group(ws, path)
             deleted.append(what)
         except TLStudioError as error:  # a run that started training meanwhile, say
-            _ui.show_error(error)
-    chosen = st.session_state.get(_ui.RUN_KEY)
+            feedback.show_error(error)
+    chosen = st.session_state.get(state.RUN_KEY)
     if chosen and not Path(chosen).exists():
-        del st.session_state[_ui.RUN_KEY]  # the session forgets a run that is gone
+        del st.session_state[state.RUN_KEY]  # the session forgets a run that is gone
     st.session_state[ROUND_KEY] = round_ + 1  # the tables' rows moved: pick afresh
     notice = f"Deleted {escape_markdown('; '.join(deleted))}."
     if len(deleted) == len(targets):

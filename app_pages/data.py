@@ -7,7 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _decisions, _duplicates, _readiness, _review, _ui, _versions
+from app_pages.panels import decisions, duplicates, readiness, review, versions
+from app_pages.ui import dataset_view, feedback, inputs, state
 from tl_core.common import TLStudioError, escape_markdown
 from tl_core.data import sample_dataset_path
 
@@ -16,12 +17,12 @@ st.caption(
     "One folder per class. Every image is opened once, so problems show up here, not "
     "halfway through training."
 )
-ws = _ui.workspace()
+ws = state.workspace()
 IMPORTED_KEY = "imported_zip_id"  # the uploaded file already imported
 
 
 def use_dataset(path: Path) -> None:
-    st.session_state[_ui.DATASET_KEY] = str(path)
+    st.session_state[state.DATASET_KEY] = str(path)
     st.rerun()  # so the sidebar, drawn before this page, names the new dataset
 
 
@@ -33,10 +34,10 @@ def import_zip(upload) -> Path | None:
             folder = ws.import_zip(zip_path, Path(upload.name).stem)
         finally:
             zip_path.unlink(missing_ok=True)  # the extracted copy is what is kept
-    report = _ui.scan(folder)
+    report = dataset_view.scan(folder)
     if report.can_train:
         return report.root
-    _ui.render_report(report, thumbnails=False)
+    dataset_view.render_report(report, thumbnails=False)
     shutil.rmtree(folder, ignore_errors=True)
     return None
 
@@ -46,9 +47,9 @@ zip_tab, build_tab, sample_tab, saved_tab = st.tabs(
 )
 try:
     with zip_tab:
-        upload = _ui.file_uploader(
+        upload = inputs.file_uploader(
             "A .zip holding one folder per class",
-            _ui.ARCHIVE_UPLOAD_MB,
+            inputs.ARCHIVE_UPLOAD_MB,
             type=["zip"],
             help="For example pets.zip with cats/ and dogs/ inside (a wrapping folder is fine). "
             "It is imported as soon as it has uploaded. A larger dataset trains from its "
@@ -70,9 +71,9 @@ try:
         webcam = st.toggle("Use the webcam")  # the camera asks for permission once drawn
         with st.form("class_form", clear_on_submit=True):
             class_name = st.text_input("Class name", placeholder="e.g. cats")
-            images = _ui.file_uploader(
+            images = inputs.file_uploader(
                 "Images of this class",
-                _ui.IMAGE_UPLOAD_MB,
+                inputs.IMAGE_UPLOAD_MB,
                 type=["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"],
                 accept_multiple_files=True,
             )
@@ -105,9 +106,9 @@ try:
             if st.button("Use this dataset"):
                 use_dataset(Path(chosen))
 except TLStudioError as error:
-    _ui.show_error(error)
+    feedback.show_error(error)
 
-current = st.session_state.get(_ui.DATASET_KEY)
+current = st.session_state.get(state.DATASET_KEY)
 if not current:
     st.info(
         "No dataset yet: upload a .zip, build classes, or load the sample dataset.",
@@ -116,15 +117,15 @@ if not current:
     st.stop()
 
 st.subheader(f"Dataset: {escape_markdown(Path(current).name)}")
-_versions.version_caption(current)
-_decisions.show_notice()
+versions.version_caption(current)
+decisions.show_notice()
 try:
-    report = _ui.scan(current)
+    report = dataset_view.scan(current)
 except TLStudioError as error:
-    _ui.show_error(error)
+    feedback.show_error(error)
     st.stop()
-_readiness.readiness(current, report)
-_versions.versions_panel(current, ws.datasets)
-_review.label_review(current, report, ws.feature_cache)
-_duplicates.duplicates_review(current, report)
-_ui.render_report(report, duplicate_table=False)  # the gallery of copies shows them
+readiness.readiness(current, report)
+versions.versions_panel(current, ws.datasets)
+review.label_review(current, report, ws.feature_cache)
+duplicates.duplicates_review(current, report)
+dataset_view.render_report(report, duplicate_table=False)  # the gallery of copies shows them

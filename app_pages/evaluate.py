@@ -6,7 +6,8 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
-from app_pages import _cell_review, _decisions, _ui
+from app_pages.panels import cell_review, decisions
+from app_pages.ui import dataset_view, feedback, inputs, run_picker, state
 from tl_core.common import TLStudioError, escape_markdown, plural
 from tl_core.data import load_image
 from tl_core.figures import (
@@ -46,20 +47,20 @@ def saliency_overlays(
 def choose_test_set() -> str | None:
     """A form for a labelled test folder or .zip; the chosen folder stays for the session."""
     with st.form("test_set"):
-        archive = _ui.file_uploader(
-            "A .zip with one folder per class", _ui.ARCHIVE_UPLOAD_MB, type=["zip"]
+        archive = inputs.file_uploader(
+            "A .zip with one folder per class", inputs.ARCHIVE_UPLOAD_MB, type=["zip"]
         )
-        folder_text = _ui.folder_input("/path/to/test_set (one folder per class)")
+        folder_text = inputs.folder_input("/path/to/test_set (one folder per class)")
         if st.form_submit_button("Evaluate on this set", type="primary"):
             try:
-                st.session_state[TEST_KEY] = str(_ui.folder_from_form(archive, folder_text))
+                st.session_state[TEST_KEY] = str(inputs.folder_from_form(archive, folder_text))
             except TLStudioError as error:
-                _ui.show_error(error)
+                feedback.show_error(error)
     return st.session_state.get(TEST_KEY)
 
 
-_decisions.show_notice(_ui.TRAIN_PAGE, "Next: train on the new version")
-summary = _ui.require_run()
+decisions.show_notice(state.TRAIN_PAGE, "Next: train on the new version")
+summary = run_picker.require_run()
 weights_mtime = (summary.path / WEIGHTS_FILE).stat().st_mtime_ns
 source = st.radio("Evaluate on", [VALIDATION, TEST], horizontal=True)
 data = choose_test_set() if source == TEST else None
@@ -68,13 +69,15 @@ if source == TEST and not data:
     st.stop()
 noun = "test" if data else "validation"
 # A cell picked for one run or image set means nothing for another: start afresh.
-_ui.forget_on_change(SCOPE_KEY, f"{summary.path}|{data}", [CELL_KEY, TRUE_KEY, PRED_KEY, CHART_KEY])
+state.forget_on_change(
+    SCOPE_KEY, f"{summary.path}|{data}", [CELL_KEY, TRUE_KEY, PRED_KEY, CHART_KEY]
+)
 try:
     with st.spinner(f"Evaluating on the {noun} images..."):
         signature = folder_signature(data) if data else ()
         result = evaluate(str(summary.path), weights_mtime, data, signature)
 except TLStudioError as error:
-    _ui.show_error(error)
+    feedback.show_error(error)
     st.stop()
 
 labels = result.labels
@@ -114,9 +117,9 @@ with cell_col:
         f"*{escape_markdown(predicted_label)}*"
     )
     if data is None:  # the run's own validation images: fixable in its dataset
-        _cell_review.cell_review(summary.path, rows, predicted_label)
+        cell_review.cell_review(summary.path, rows, predicted_label)
     else:
-        _ui.image_grid(list(rows.image[:24]), [f"{c:.0%}" for c in rows.confidence[:24]])
+        dataset_view.image_grid(list(rows.image[:24]), [f"{c:.0%}" for c in rows.confidence[:24]])
 
 st.subheader("Per class")
 st.plotly_chart(per_class_figure(result.per_class), key="per_class")
@@ -164,6 +167,6 @@ if st.toggle(
         )
         st.image(overlays, caption=[escape_markdown(c) for c in captions], width=128)
     except TLStudioError as error:
-        _ui.show_error(error)
+        feedback.show_error(error)
 else:
-    _ui.image_grid(list(review.image), captions, size=128)
+    dataset_view.image_grid(list(review.image), captions, size=128)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _ui, _web_page
+from app_pages.panels import web_page
+from app_pages.ui import feedback, run_picker
 from tl_core.common import TLStudioError, format_size
 from tl_core.export import (
     MODEL_FORMATS,
@@ -63,7 +64,7 @@ def show_model_format(fmt: ModelFormat, run_path: str, mtime: int, name: str) ->
             data, check = model_file(run_path, mtime, fmt.name)
         except TLStudioError as error:
             st.session_state.pop(built_key(fmt))  # show the button again, not a retry per rerun
-            _ui.show_error(error)
+            feedback.show_error(error)
             return
         st.success(f"{format_size(len(data))} · check: {check.text}", icon=":material/verified:")
         st.download_button(
@@ -76,7 +77,7 @@ def show_model_format(fmt: ModelFormat, run_path: str, mtime: int, name: str) ->
         )
 
 
-summary = _ui.require_run()
+summary = run_picker.require_run()
 path, mtime = str(summary.path), (summary.path / WEIGHTS_FILE).stat().st_mtime_ns
 try:
     run = load_run(path)
@@ -111,11 +112,11 @@ try:
     for fmt in OFFERED:
         show_model_format(fmt, path, mtime, summary.name)
 
-    _web_page.web_page_section(path, mtime, summary.name)
+    web_page.web_page_section(path, mtime, summary.name)
 
     with st.expander("How to load it"):
         st.code(how_to_load_text(run), language="text")
     with st.expander("Model card (README.md in the .zip)"):
         st.markdown(model_card_text(run))
 except TLStudioError as error:
-    _ui.show_error(error)
+    feedback.show_error(error)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _advisor, _recipes, _ui
-from app_pages._settings import training_settings
+from app_pages.panels import advisor, recipes
+from app_pages.panels.settings import training_settings
+from app_pages.ui import dataset_view, feedback, inputs, state
 from tl_core.common import TLStudioError, escape_markdown
 from tl_core.config import GRADUAL
 from tl_core.figures import STATIC_CHART_CONFIG, freeze_figure
@@ -30,30 +31,32 @@ def groups_of(name: str, num_classes: int) -> list[LayerGroup]:
     return layer_groups(model)
 
 
-dataset = st.session_state.get(_ui.DATASET_KEY)
+dataset = st.session_state.get(state.DATASET_KEY)
 if not dataset:
-    _ui.empty_state("No dataset yet: choose one first.", _ui.DATA_PAGE, "Go to Data")
+    feedback.empty_state("No dataset yet: choose one first.", state.DATA_PAGE, "Go to Data")
     st.stop()
 try:
-    report = _ui.scan(dataset)
+    report = dataset_view.scan(dataset)
 except TLStudioError as error:  # e.g. the folder was deleted since
-    _ui.show_error(error)
+    feedback.show_error(error)
     st.stop()
 if not report.can_train:
-    _ui.empty_state("The dataset cannot train yet: fix it first.", _ui.DATA_PAGE, "Go to Data")
+    feedback.empty_state(
+        "The dataset cannot train yet: fix it first.", state.DATA_PAGE, "Go to Data"
+    )
     st.stop()
-saved = _ui.train_config(dataset)
-ws = _ui.workspace()
+saved = state.train_config(dataset)
+ws = state.workspace()
 
 catalog = {entry.name: entry for entry in list_backbones()}
-_advisor.backbone_advisor(dataset, report, ws.feature_cache)
+advisor.backbone_advisor(dataset, report, ws.feature_cache)
 
 
 def stop_unsaved() -> None:
     """Ends the page without saving, saying what training would use meanwhile."""
     meanwhile = (
         f"training uses the settings saved before ({saved.backbone})"
-        if _ui.has_settings()
+        if state.has_settings()
         else "there are no settings to train with"
     )
     st.info(f"Not saved: until this is settled, {meanwhile}.", icon=":material/info:")
@@ -74,14 +77,14 @@ options = [*catalog, OTHER]
 start = options.index(saved.backbone if saved.backbone in catalog else OTHER)
 # Keys keep each widget's identity while its saved default follows the user's changes.
 choice = st.selectbox(
-    "Backbone", options, index=start, format_func=backbone_label, key=_ui.BACKBONE_KEY
+    "Backbone", options, index=start, format_func=backbone_label, key=state.BACKBONE_KEY
 )
 if choice == OTHER:
     backbone = st.text_input(
         "timm model name",
         value="" if saved.backbone in catalog else saved.backbone,
         placeholder="e.g. regnety_008",
-        key=_ui.TIMM_NAME_KEY,
+        key=state.TIMM_NAME_KEY,
     ).strip()
     if not backbone:
         stop_unsaved()
@@ -102,9 +105,9 @@ pretrained = st.toggle(
 )
 weights = None
 if pretrained:
-    upload = _ui.file_uploader(
+    upload = inputs.file_uploader(
         "Weights file (optional)",
-        _ui.WEIGHTS_UPLOAD_MB,
+        inputs.WEIGHTS_UPLOAD_MB,
         type=["safetensors", "pth", "pt", "bin"],
         help="Use it when the weights cannot be downloaded here.",
         key="model_weights_file",
@@ -129,10 +132,10 @@ if pretrained:
 try:
     groups = groups_of(backbone, len(report.class_names))
 except TLStudioError as error:
-    _ui.show_error(error)
+    feedback.show_error(error)
     stop_unsaved()
 n = len(groups) - 1  # the head (last group) always trains
-mode, freeze = _recipes.choose_mode(saved, n)
+mode, freeze = recipes.choose_mode(saved, n)
 frozen = freeze.resolve(n)
 trainable = sum(g.num_params for g in groups[frozen:])
 total = sum(g.num_params for g in groups)
@@ -161,9 +164,9 @@ try:
     if mode == GRADUAL:
         st.caption("Gradual unfreezing in " + describe_stages(training_stages(config, n), n) + ".")
 except TLStudioError as error:
-    _ui.show_error(error)
+    feedback.show_error(error)
     stop_unsaved()
-_ui.save_settings(config)
+state.save_settings(config)
 st.success("Saved: the next training run uses these settings.", icon=":material/check_circle:")
-_recipes.lr_finder(config)
-st.page_link(_ui.TRAIN_PAGE, label="Next: train", icon=":material/arrow_forward:")
+recipes.lr_finder(config)
+st.page_link(state.TRAIN_PAGE, label="Next: train", icon=":material/arrow_forward:")

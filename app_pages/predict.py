@@ -8,7 +8,8 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from app_pages import _open_set, _ui
+from app_pages.panels import open_set
+from app_pages.ui import feedback, inputs, run_picker, state
 from tl_core.common import TLStudioError, escape_markdown, plural, safe_name
 from tl_core.config import PREDICT_TOP_K
 from tl_core.data import load_image
@@ -26,7 +27,7 @@ st.title("Predict")
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"]
 BATCH_KEY, BATCH_RUN_KEY = "predict_batch_csv", "predict_batch_run"
 BATCH_SUMMARY_KEY = "predict_batch_summary"  # the batch's "N of M look unlike" sentence
-ws = _ui.workspace()
+ws = state.workspace()
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the model...")
@@ -63,24 +64,27 @@ def predict_folder(model: Predictor, folder: Path, top_k: int, threshold: float 
     return out
 
 
-summary = _ui.require_run()
+summary = run_picker.require_run()
 # A table predicted by another run must not pass for this run's.
-_ui.forget_on_change(BATCH_RUN_KEY, str(summary.path), [BATCH_KEY, BATCH_SUMMARY_KEY])
+state.forget_on_change(BATCH_RUN_KEY, str(summary.path), [BATCH_KEY, BATCH_SUMMARY_KEY])
 weights_mtime = (summary.path / WEIGHTS_FILE).stat().st_mtime_ns
 try:
     model = predictor(str(summary.path), weights_mtime)
 except TLStudioError as error:
-    _ui.show_error(error)
+    feedback.show_error(error)
     st.stop()
 top_k = st.slider(
     "Classes shown per image", 1, len(model.labels), min(PREDICT_TOP_K, len(model.labels))
 )
-threshold = _open_set.threshold_control(model)
+threshold = open_set.threshold_control(model)
 
 images_tab, batch_tab = st.tabs(["Images", "A .zip or folder"])
 with images_tab:
-    files = _ui.file_uploader(
-        "Drop one or more images", _ui.IMAGE_UPLOAD_MB, type=IMAGE_TYPES, accept_multiple_files=True
+    files = inputs.file_uploader(
+        "Drop one or more images",
+        inputs.IMAGE_UPLOAD_MB,
+        type=IMAGE_TYPES,
+        accept_multiple_files=True,
     )
     looked = st.toggle(
         "Show where the model looked",
@@ -93,7 +97,7 @@ with images_tab:
     paths = [ws.save_upload_once(f, f.file_id, f.name, ws.predict_uploads) for f in uploads]
     results = model.predict_paths(paths, top_k=top_k, threshold=threshold)
     if len(results) > 1:
-        _open_set.show_summary(results, checked=model.open_set is not None)
+        open_set.show_summary(results, checked=model.open_set is not None)
     by_result = {id(r): u for u, r in zip(uploads, results, strict=True)}
     for result in unknown_first(results):  # the answers to doubt first
         upload = by_result[id(result)]
@@ -112,7 +116,7 @@ with images_tab:
                 cols[1].image(heat, caption=caption, width=160)
             except TLStudioError as error:
                 cols[1].warning(escape_markdown(error.message), icon=":material/warning:")
-        _open_set.show_answer(result, chart_col)
+        open_set.show_answer(result, chart_col)
         chart_col.plotly_chart(
             top_k_figure(result.predictions),
             key=f"topk_{upload.file_id}",
@@ -120,15 +124,15 @@ with images_tab:
         )
 
 with batch_tab, st.form("batch_form"):
-    archive = _ui.file_uploader("A .zip of images", _ui.ARCHIVE_UPLOAD_MB, type=["zip"])
-    folder_text = _ui.folder_input("/path/to/images (searched recursively)")
+    archive = inputs.file_uploader("A .zip of images", inputs.ARCHIVE_UPLOAD_MB, type=["zip"])
+    folder_text = inputs.folder_input("/path/to/images (searched recursively)")
     if st.form_submit_button("Predict all", type="primary"):
         try:
-            folder = _ui.folder_from_form(archive, folder_text)
+            folder = inputs.folder_from_form(archive, folder_text)
             st.session_state[BATCH_KEY] = str(predict_folder(model, folder, top_k, threshold))
             ws.discard_upload(folder)  # an extracted .zip: the table is all that is kept
         except TLStudioError as error:
-            _ui.show_error(error)
+            feedback.show_error(error)
 
 if (csv_path := st.session_state.get(BATCH_KEY)) and Path(csv_path).is_file():
     with batch_tab:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _groups, _live, _queue, _summary, _ui
+from app_pages.panels import groups, live, summary
+from app_pages.ui import feedback, queue, state
 from tl_core.common import TLStudioError, escape_markdown, gpu_count
 from tl_core.config import TrainConfig
 from tl_core.jobs import TRAIN, JobSnapshot, TrainingJob
@@ -41,7 +42,7 @@ def render_job(snap: JobSnapshot) -> None:
     eta_label = "ETA (this run)" if snap.is_group else "ETA"
     cols[3].metric(eta_label, format_seconds(snap.eta_seconds) if snap.is_active else "–")
     cols[4].metric("Device", snap.device or "…")
-    loss, accuracy = _live.live_figures(snap)
+    loss, accuracy = live.live_figures(snap)
     left, right = st.columns(2)
     left.plotly_chart(loss, key="loss_chart")
     right.plotly_chart(accuracy, key="accuracy_chart")
@@ -60,10 +61,10 @@ def render_controls(job: TrainingJob, snap: JobSnapshot) -> None:
     stop_col.button("Stop", icon=":material/stop:", on_click=job.stop)
 
 
-@_ui.fragment(run_every=1.0)
+@feedback.fragment(run_every=1.0)
 def live_job(job_id: str) -> None:
     """Redraws from the job's snapshot every second while it runs."""
-    job = _ui.registry().get(job_id)
+    job = state.scheduler().get(job_id)
     snap = job.snapshot()
     if not snap.is_active:
         adopt_run(snap)
@@ -71,7 +72,7 @@ def live_job(job_id: str) -> None:
     render_controls(job, snap)
     render_job(snap)
     if snap.is_group:
-        _groups.render_live(snap)
+        groups.render_live(snap)
 
 
 def adopt_run(snap: JobSnapshot) -> bool:
@@ -80,7 +81,7 @@ def adopt_run(snap: JobSnapshot) -> bool:
     run = snap.result_run
     has_weights = run is not None and (Path(run) / WEIGHTS_FILE).is_file()
     if has_weights:
-        st.session_state[_ui.RUN_KEY] = run
+        st.session_state[state.RUN_KEY] = run
     return has_weights
 
 
@@ -102,9 +103,9 @@ def render_outcome(snap: JobSnapshot) -> None:
         st.success(f"Finished: {escape_markdown(snap.name)}", icon=":material/check_circle:")
     if has_weights:
         cols = st.columns(3)
-        cols[0].page_link(_ui.EVALUATE_PAGE, label="Evaluate", icon=":material/analytics:")
-        cols[1].page_link(_ui.PREDICT_PAGE, label="Predict", icon=":material/image_search:")
-        cols[2].page_link(_ui.EXPORT_PAGE, label="Export", icon=":material/download:")
+        cols[0].page_link(state.EVALUATE_PAGE, label="Evaluate", icon=":material/analytics:")
+        cols[1].page_link(state.PREDICT_PAGE, label="Predict", icon=":material/image_search:")
+        cols[2].page_link(state.EXPORT_PAGE, label="Export", icon=":material/download:")
 
 
 def processes_to_use() -> int:
@@ -126,22 +127,24 @@ def render_start(config: TrainConfig) -> None:
     will wait its turn (the scheduler queues it)."""
     button_col, note_col = st.columns([1, 3], vertical_alignment="center")
     start = button_col.button("Start training", type="primary", icon=":material/rocket_launch:")
-    if note := _queue.start_note():
+    if note := queue.start_note():
         note_col.caption(note)
     nproc = processes_to_use()
     if start:
-        _groups.start(config, TRAIN, nproc=nproc)
-    _groups.launchers(config)
+        groups.start(config, TRAIN, nproc=nproc)
+    groups.launchers(config)
 
 
-dataset = st.session_state.get(_ui.DATASET_KEY)
+dataset = st.session_state.get(state.DATASET_KEY)
 if not dataset:
-    _ui.empty_state("No dataset yet: choose one first.", _ui.DATA_PAGE, "Go to Data")
-elif not _ui.has_settings():
-    _ui.empty_state("No model settings yet: pick a backbone first.", _ui.MODEL_PAGE, "Go to Model")
+    feedback.empty_state("No dataset yet: choose one first.", state.DATA_PAGE, "Go to Data")
+elif not state.has_settings():
+    feedback.empty_state(
+        "No model settings yet: pick a backbone first.", state.MODEL_PAGE, "Go to Model"
+    )
 else:
     try:
-        config = _ui.train_config(dataset)
+        config = state.train_config(dataset)
         st.caption(
             escape_markdown(
                 f"{Path(dataset).name} · {config.backbone} · freeze {config.freeze} · "
@@ -150,26 +153,26 @@ else:
         )
         render_start(config)
     except TLStudioError as error:
-        _ui.show_error(error)
+        feedback.show_error(error)
 
-job = _ui.current_job()
+job = state.current_job()
 if job is not None:
     snap = job.snapshot()
     if snap.is_queued:
         st.subheader(escape_markdown(snap.title))
     elif snap.is_group:
-        st.subheader(_groups.group_name(snap))
+        st.subheader(groups.group_name(snap))
     else:
         st.subheader(f"Run {escape_markdown(snap.name)}")
     if snap.is_queued:
-        _queue.waiting(job, "train")
+        queue.waiting(job, "train")
     elif snap.is_active:
         live_job(job.job_id)
     else:
         render_outcome(snap)
         if snap.is_group:
-            _groups.render_outcome(snap)
+            groups.render_outcome(snap)
         else:
             render_job(snap)
             if snap.result_run is not None:
-                _summary.class_recall(snap.result_run)
+                summary.class_recall(snap.result_run)

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _ui
+from app_pages.ui import feedback, state
 from tl_core.common import TLStudioError, escape_markdown, format_size, plural
 from tl_core.runs import StoredFolder
 
 st.title("Workspace")
 NOTICE_KEY = "workspace_notice"  # what the last deletion did, shown after the redraw
-ws = _ui.workspace()
+ws = state.workspace()
 st.caption(
     f"Everything TL Studio keeps is under {escape_markdown(ws.root)}. Uploads (images to "
     "predict, test sets, prediction tables) are deleted a day after they arrive. The feature "
@@ -37,7 +37,7 @@ for column, (label, size) in zip(st.columns(len(areas)), areas.items(), strict=T
 
 def forget(deleted: list[Path]) -> None:
     """Drops the session's dataset or run if it was inside a deleted folder."""
-    for key in (_ui.DATASET_KEY, _ui.RUN_KEY):
+    for key in (state.DATASET_KEY, state.RUN_KEY):
         chosen = st.session_state.get(key)
         if chosen and any(Path(chosen).resolve().is_relative_to(p) for p in deleted):
             del st.session_state[key]
@@ -78,7 +78,7 @@ def delete_form(kind: str, stored: list[StoredFolder], delete: Callable[[Path], 
             delete(Path(path))
             deleted.append(Path(path).resolve())
         except TLStudioError as error:  # a run that started training meanwhile, say
-            _ui.show_error(error)
+            feedback.show_error(error)
     forget(deleted)
     if len(deleted) == len(picked):
         st.session_state[NOTICE_KEY] = f"Deleted {plural(len(deleted), kind)}, {size} freed."
@@ -87,7 +87,7 @@ def delete_form(kind: str, stored: list[StoredFolder], delete: Callable[[Path], 
         st.success(f"Deleted {plural(len(deleted), kind)}.", icon=":material/check_circle:")
 
 
-training_on = _ui.registry().datasets_in_use()  # the running job's and those waiting
+training_on = state.scheduler().datasets_in_use()  # the running job's and those waiting
 delete_form(
     "dataset", ws.stored_datasets(), lambda path: ws.delete_dataset(path, in_use=training_on)
 )

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from app_pages import _advisor, _ui
+from app_pages.panels import advisor as advisor_panel
+from app_pages.ui import state
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image_folder
 from tests.test_advisor import KnownFeatures
@@ -69,7 +70,7 @@ def gate(candidates, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(advisor, "pretrained_factory", held)
     yield held
     held.opened.set()  # a failed test must not leave a comparison running for the next
-    if (running := _ui.registry().active()) is not None:
+    if (running := state.scheduler().active()) is not None:
         running.wait(60)
 
 
@@ -83,16 +84,16 @@ def use(name: str) -> str:
 
 
 def model_page(dataset: str):
-    return open_page(_ui.MODEL_PAGE, **{_ui.DATASET_KEY: dataset})
+    return open_page(state.MODEL_PAGE, **{state.DATASET_KEY: dataset})
 
 
 def test_a_comparison_ranks_the_candidates_and_use_sets_the_backbone(ws, dataset, candidates):
     at = model_page(dataset)
     assert not at.dataframe  # nothing compared yet
 
-    button(at, _advisor.COMPARE_LABEL).click().run()
+    button(at, advisor_panel.COMPARE_LABEL).click().run()
     assert not at.exception
-    comparison = _advisor.latest_comparison(dataset)
+    comparison = advisor_panel.latest_comparison(dataset)
     assert comparison.wait(60).status == "completed"
     at.run()
 
@@ -106,12 +107,12 @@ def test_a_comparison_ranks_the_candidates_and_use_sets_the_backbone(ws, dataset
     assert "An estimate from 18 of your images, not a guarantee" in plain(at.caption)
     assert f"{NOISE} scores" in plain(at.warning)
     assert any(ws.feature_cache.glob("*.safetensors"))  # kept in the workspace for later
-    assert not button(at, _advisor.COMPARE_LABEL).disabled  # finished: it can run again
+    assert not button(at, advisor_panel.COMPARE_LABEL).disabled  # finished: it can run again
 
     button(at, use(SIGNAL)).click().run()
     assert not at.exception
-    assert at.selectbox(key=_ui.BACKBONE_KEY).value == SIGNAL
-    assert at.session_state[_ui.CONFIG_KEY]["backbone"] == SIGNAL
+    assert at.selectbox(key=state.BACKBONE_KEY).value == SIGNAL
+    assert at.session_state[state.CONFIG_KEY]["backbone"] == SIGNAL
     assert button(at, use(SIGNAL)).disabled  # in use now
 
 
@@ -119,30 +120,30 @@ def test_use_sets_a_backbone_outside_the_catalog_as_a_timm_name(ws, dataset, mon
     monkeypatch.setattr(advisor, "candidate_names", lambda backbones: (["test_efficientnet"], []))
     monkeypatch.setattr(advisor, "pretrained_factory", lambda name, n: colour_factory(SIGNAL, n))
     at = model_page(dataset)
-    button(at, _advisor.COMPARE_LABEL).click().run()
-    assert _advisor.latest_comparison(dataset).wait(60).status == "completed"
+    button(at, advisor_panel.COMPARE_LABEL).click().run()
+    assert advisor_panel.latest_comparison(dataset).wait(60).status == "completed"
     at.run()
 
     button(at, use("test_efficientnet")).click().run()
     assert not at.exception
-    assert at.text_input(key=_ui.TIMM_NAME_KEY).value == "test_efficientnet"
-    assert at.session_state[_ui.CONFIG_KEY]["backbone"] == "test_efficientnet"
+    assert at.text_input(key=state.TIMM_NAME_KEY).value == "test_efficientnet"
+    assert at.session_state[state.CONFIG_KEY]["backbone"] == "test_efficientnet"
 
 
 def test_one_comparison_at_a_time_a_reload_finds_it_and_stop_ends_it(ws, dataset, gate):
     at = model_page(dataset)
     other_tab = model_page(dataset)  # its button is drawn before the comparison starts
-    button(at, _advisor.COMPARE_LABEL).click().run()
+    button(at, advisor_panel.COMPARE_LABEL).click().run()
     assert not at.exception
-    comparison = _advisor.latest_comparison(dataset)
+    comparison = advisor_panel.latest_comparison(dataset)
     assert comparison.is_active
-    assert button(at, _advisor.COMPARE_LABEL).disabled
-    assert _advisor.RUNNING_REASON in texts(at.caption)
+    assert button(at, advisor_panel.COMPARE_LABEL).disabled
+    assert advisor_panel.RUNNING_REASON in texts(at.caption)
 
-    button(other_tab, _advisor.COMPARE_LABEL).click().run()  # a second click starts nothing
+    button(other_tab, advisor_panel.COMPARE_LABEL).click().run()  # a second click starts nothing
     assert not other_tab.exception
-    assert _advisor.latest_comparison(dataset) is comparison and gate.calls == 1
-    assert button(other_tab, _advisor.COMPARE_LABEL).disabled
+    assert advisor_panel.latest_comparison(dataset) is comparison and gate.calls == 1
+    assert button(other_tab, advisor_panel.COMPARE_LABEL).disabled
 
     reloaded = model_page(dataset)  # a fresh session, as after a browser reload
     button(reloaded, "Stop").click().run()  # before the first batch: the gate still holds
@@ -152,42 +153,42 @@ def test_one_comparison_at_a_time_a_reload_finds_it_and_stop_ends_it(ws, dataset
     gate.opened.set()
     assert comparison.wait(60).status == "stopped"
     at.run()
-    assert _advisor.STOPPED in texts(at.info)
+    assert advisor_panel.STOPPED in texts(at.info)
     assert not at.dataframe
     assert gate.calls == 1  # the second candidate was never built
-    assert not button(at, _advisor.COMPARE_LABEL).disabled
+    assert not button(at, advisor_panel.COMPARE_LABEL).disabled
 
 
 def test_another_datasets_comparison_queues_this_one(ws, dataset, gate, tmp_path):
     # Adapted: the button used to be disabled; the comparison now waits its turn.
     other = str(make_image_folder(tmp_path / "other", CLASSES))
-    _ui.registry().submit(comparison_job(other, other, ws.feature_cache))
+    state.scheduler().submit(comparison_job(other, other, ws.feature_cache))
     at = model_page(dataset)
-    assert _advisor.latest_comparison(dataset) is None  # its progress is not shown here
-    assert not button(at, _advisor.COMPARE_LABEL).disabled
+    assert advisor_panel.latest_comparison(dataset) is None  # its progress is not shown here
+    assert not button(at, advisor_panel.COMPARE_LABEL).disabled
     assert "waits its turn, 2nd in line" in texts(at.caption)
-    button(at, _advisor.COMPARE_LABEL).click().run()
+    button(at, advisor_panel.COMPARE_LABEL).click().run()
     assert not at.exception
     assert "Queued, 2nd in line, after Backbone comparison on other" in texts(at.info)
     button(at, "Cancel").click().run()
     assert not at.exception
-    assert _advisor.latest_comparison(dataset) is None
+    assert advisor_panel.latest_comparison(dataset) is None
 
 
 def test_a_comparison_waits_while_a_training_job_runs(ws, dataset, candidates):
     # Adapted: the button used to be disabled; the comparison now queues behind the training.
     at = model_page(dataset)  # drawn before the job starts: the button is enabled
-    job = _ui.registry().start(tiny_config(dataset))
+    job = state.scheduler().start(tiny_config(dataset))
     job.pause()  # holds the job active for as long as the test needs
     try:
-        button(at, _advisor.COMPARE_LABEL).click().run()
+        button(at, advisor_panel.COMPARE_LABEL).click().run()
         assert not at.exception
-        assert _advisor.latest_comparison(dataset).is_queued
-        compare = button(at, _advisor.COMPARE_LABEL)
-        assert compare.disabled and _advisor.RUNNING_REASON in texts(at.caption)
+        assert advisor_panel.latest_comparison(dataset).is_queued
+        compare = button(at, advisor_panel.COMPARE_LABEL)
+        assert compare.disabled and advisor_panel.RUNNING_REASON in texts(at.caption)
         assert "Queued, 2nd in line, after Training test_efficientnet" in texts(at.info)
         button(at, "Cancel").click().run()
-        assert _advisor.latest_comparison(dataset) is None
+        assert advisor_panel.latest_comparison(dataset) is None
     finally:
         job.stop()
         job.wait(120)
@@ -200,8 +201,8 @@ def test_a_failed_comparison_says_why(ws, dataset, monkeypatch):
     monkeypatch.setattr(advisor, "candidate_names", lambda backbones: ([SIGNAL], []))
     monkeypatch.setattr(advisor, "pretrained_factory", no_weights)
     at = model_page(dataset)
-    button(at, _advisor.COMPARE_LABEL).click().run()
-    assert _advisor.latest_comparison(dataset).wait(60).status == "failed"
+    button(at, advisor_panel.COMPARE_LABEL).click().run()
+    assert advisor_panel.latest_comparison(dataset).wait(60).status == "failed"
     at.run()
     assert not at.exception
     assert "None of the backbones could be measured" in texts(at.error)
@@ -210,17 +211,17 @@ def test_a_failed_comparison_says_why(ws, dataset, monkeypatch):
 
 def test_training_waits_while_backbones_are_compared(ws, dataset, gate):
     at = model_page(dataset)
-    button(at, _advisor.COMPARE_LABEL).click().run()
-    comparison = _advisor.latest_comparison(dataset)
+    button(at, advisor_panel.COMPARE_LABEL).click().run()
+    comparison = advisor_panel.latest_comparison(dataset)
     assert comparison.is_active
 
     # Adapted: Start used to be disabled; the training now waits its turn.
-    settings = _ui.settings_of(tiny_config(dataset))
-    train = open_page(_ui.TRAIN_PAGE, **{_ui.DATASET_KEY: dataset, _ui.CONFIG_KEY: settings})
+    settings = state.settings_of(tiny_config(dataset))
+    train = open_page(state.TRAIN_PAGE, **{state.DATASET_KEY: dataset, state.CONFIG_KEY: settings})
     assert not button(train, "Start training").disabled
     assert "waits its turn, 2nd in line" in texts(train.caption)
     button(train, "Start training").click().run()
-    job = _ui.registry().get(train.session_state[_ui.JOB_KEY])
+    job = state.scheduler().get(train.session_state[state.JOB_KEY])
     assert job.is_queued
     assert "Queued, 2nd in line, after Backbone comparison on" in texts(train.info)
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from app_pages import _ui
+from app_pages.ui import state
 from tests.apptest_helpers import button, open_page, texts
 from tests.test_compare import copy_run, make_sweep
 from tests.training import train_tiny_run
 from tl_core.runs import WORKSPACE_ENV, Workspace, read_note
 
-PAGE = _ui.COMPARE_PAGE
+PAGE = state.COMPARE_PAGE
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,9 @@ def test_a_note_is_saved_and_shown_in_the_table(runs):
 def test_deleting_a_run_asks_for_confirmation_first(runs):
     doomed = copy_run(runs / "slow", runs / "doomed")
     try:
-        at = pick(open_page(PAGE, **{_ui.RUN_KEY: str(doomed)}), "compare_runs", ["doomed"], "run")
+        at = pick(
+            open_page(PAGE, **{state.RUN_KEY: str(doomed)}), "compare_runs", ["doomed"], "run"
+        )
         assert "the run doomed" in texts(at.markdown)
         button(at, "Delete").click().run()  # not confirmed: nothing happens
         assert "Nothing was deleted" in texts(at.warning) and doomed.is_dir()
@@ -121,7 +123,7 @@ def test_deleting_a_run_asks_for_confirmation_first(runs):
         assert not doomed.exists() and (runs / "slow").is_dir()
         assert "Deleted the run doomed." in texts(at.success)
         assert "doomed" not in set(table(at, "compare_runs").value["run"])
-        assert _ui.RUN_KEY not in at.session_state  # the session forgets what is gone
+        assert state.RUN_KEY not in at.session_state  # the session forgets what is gone
         assert not at.get("plotly_chart")  # the selection started afresh
     finally:
         shutil.rmtree(doomed, ignore_errors=True)

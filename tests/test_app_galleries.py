@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app_pages import _cell_review, _decisions, _duplicates, _ui, _versions
+from app_pages.panels import cell_review, decisions, duplicates, versions
+from app_pages.ui import state
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image_folder
 from tests.test_dataset_versions import fingerprints
@@ -42,39 +43,39 @@ def gallery_choices(at, scope: str) -> list:
 
 def test_copies_are_grouped_conflicts_first_and_an_excluded_copy_leaves_a_new_version(ws, photos):
     before = fingerprints(photos)
-    at = open_page(_ui.DATA_PAGE, **{_ui.DATASET_KEY: str(photos)})
-    expander = next(e for e in at.expander if e.label.startswith(_duplicates.TITLE))
-    assert expander.label == f"{_duplicates.TITLE} (2 groups, 1 conflict)"
+    at = open_page(state.DATA_PAGE, **{state.DATASET_KEY: str(photos)})
+    expander = next(e for e in at.expander if e.label.startswith(duplicates.TITLE))
+    assert expander.label == f"{duplicates.TITLE} (2 groups, 1 conflict)"
     heads = [m.value for m in at.markdown if m.value.startswith("**Group ")]
     # By path the resized astronaut comes first; the conflict is listed before it anyway.
     assert heads[0].startswith("**Group 1** · 2 images, near-identical · people, things")
     assert heads[0].endswith(":red-badge[conflict]")
     assert heads[1].startswith("**Group 2** · 2 images, near-identical · people")
-    assert _duplicates.CONFLICT in texts(at.caption)
+    assert duplicates.CONFLICT in texts(at.caption)
     captions = texts(at.caption)
     assert "people/camera_0_jpeg.jpg · **people**" in captions
     assert "people/astronaut_0_small.png · **people**" in captions
     # The conflicting copy offers the other copy's class first.
     jpeg = at.selectbox(
-        key=_decisions.widget_key("duplicates", str(photos), "people/camera_0_jpeg.jpg")
+        key=decisions.widget_key("duplicates", str(photos), "people/camera_0_jpeg.jpg")
     )
     assert jpeg.options[:4] == [
         "Undecided",
         "Relabel as things",
         "Exclude from training",
-        _decisions.KEEP_CHOICE,
+        decisions.KEEP_CHOICE,
     ]
 
     save = at.button(key="duplicates_save")
-    assert save.disabled and _decisions.NOTHING_DECIDED in texts(at.caption)
+    assert save.disabled and decisions.NOTHING_DECIDED in texts(at.caption)
     small = "people/astronaut_0_small.png"
-    at.selectbox(key=_decisions.widget_key("duplicates", str(photos), small)).set_value(
-        _decisions.EXCLUDE_CHOICE
+    at.selectbox(key=decisions.widget_key("duplicates", str(photos), small)).set_value(
+        decisions.EXCLUDE_CHOICE
     ).run()
     at.button(key="duplicates_save").click().run()
     assert not at.exception, at.exception
 
-    version = Path(at.session_state[_ui.DATASET_KEY])
+    version = Path(at.session_state[state.DATASET_KEY])
     assert version == ws.datasets / f"{photos.name}-v2"
     assert "Saved version 2 of" in texts(at.success)
     assert fingerprints(photos) == before  # the user's files are byte-identical
@@ -82,19 +83,19 @@ def test_copies_are_grouped_conflicts_first_and_an_excluded_copy_leaves_a_new_ve
     assert "astronaut_0_small.png" not in names and "astronaut_0.png" in names
     assert len(names) == len(scan_dataset(photos).items) - 1
     # In the new version only the conflict is left to decide about.
-    expander = next(e for e in at.expander if e.label.startswith(_duplicates.TITLE))
-    assert expander.label == f"{_duplicates.TITLE} (1 group, 1 conflict)"
+    expander = next(e for e in at.expander if e.label.startswith(duplicates.TITLE))
+    assert expander.label == f"{duplicates.TITLE} (1 group, 1 conflict)"
 
 
 def test_the_versions_list_shows_the_original_and_each_version_and_switches(ws, photos):
-    at = open_page(_ui.DATA_PAGE, **{_ui.DATASET_KEY: str(photos)})
+    at = open_page(state.DATA_PAGE, **{state.DATASET_KEY: str(photos)})
     assert "**Versions**" not in texts(at.markdown)  # nothing to list yet
     conflict = "people/camera_0_jpeg.jpg"
-    at.selectbox(key=_decisions.widget_key("duplicates", str(photos), conflict)).set_value(
+    at.selectbox(key=decisions.widget_key("duplicates", str(photos), conflict)).set_value(
         "Relabel as things"
     ).run()
     at.button(key="duplicates_save").click().run()
-    version = Path(at.session_state[_ui.DATASET_KEY])
+    version = Path(at.session_state[state.DATASET_KEY])
     assert read_version(version).decisions[conflict].label == "things"
 
     lines = [
@@ -104,16 +105,16 @@ def test_the_versions_list_shows_the_original_and_each_version_and_switches(ws, 
     ]
     assert lines[0] == f"**Original** · {photos.name} · your files as they are"
     assert lines[1].startswith("**v2** · 1 relabelled, 0 excluded, 0 confirmed since the original")
-    assert lines[1].endswith(_versions.IN_USE)
+    assert lines[1].endswith(versions.IN_USE)
     assert not any(b.label == "Use v2" for b in at.button)  # the one in use has no switch
 
-    button(at, _versions.ORIGINAL_LABEL).click().run()
-    assert at.session_state[_ui.DATASET_KEY] == str(photos)
+    button(at, versions.ORIGINAL_LABEL).click().run()
+    assert at.session_state[state.DATASET_KEY] == str(photos)
     assert f"Dataset: {photos.name}" in texts(at.subheader)
     lines = [m.value for m in at.markdown if m.value.startswith("**Original**")]
-    assert lines[0].endswith(_versions.IN_USE)
+    assert lines[0].endswith(versions.IN_USE)
     button(at, "Use v2").click().run()
-    assert at.session_state[_ui.DATASET_KEY] == str(version)
+    assert at.session_state[state.DATASET_KEY] == str(version)
     assert "Version 2 of" in texts(at.caption)
 
 
@@ -134,8 +135,8 @@ def run(ws, colours) -> Path:
 
 def test_relabelling_an_image_of_a_confusion_cell_makes_the_current_version(ws, colours, run):
     before = fingerprints(colours)
-    at = open_page(_ui.EVALUATE_PAGE, **{_ui.RUN_KEY: str(run)})
-    choices = gallery_choices(at, _cell_review.SCOPE)
+    at = open_page(state.EVALUATE_PAGE, **{state.RUN_KEY: str(run)})
+    choices = gallery_choices(at, cell_review.SCOPE)
     assert choices, "the cell's images have a decision each"
     true_label = at.selectbox(key="eval_true").value
     predicted = at.selectbox(key="eval_pred").value
@@ -146,10 +147,10 @@ def test_relabelling_an_image_of_a_confusion_cell_makes_the_current_version(ws, 
         assert choice.options[1] == f"Relabel as {predicted}"
     new_label = next(name for name in ("red", "green", "blue") if name != true_label)
     choice.set_value(f"Relabel as {new_label}").run()
-    at.button(key=f"{_cell_review.SCOPE}_save").click().run()
+    at.button(key=f"{cell_review.SCOPE}_save").click().run()
     assert not at.exception, at.exception
 
-    version = Path(at.session_state[_ui.DATASET_KEY])
+    version = Path(at.session_state[state.DATASET_KEY])
     assert version == ws.datasets / "colours-v2"
     assert "Saved version 2 of colours: 1 relabelled" in texts(at.success)
     assert any(link.label == "Next: train on the new version" for link in at.get("page_link"))
@@ -167,8 +168,8 @@ def test_a_run_whose_dataset_moved_shows_its_images_and_says_why_they_cannot_be_
     config = json.loads((moved / "config.json").read_text())
     config["train"]["data"] = str(ws.datasets / "no-longer-here")
     (moved / "config.json").write_text(json.dumps(config))
-    at = open_page(_ui.EVALUATE_PAGE, **{_ui.RUN_KEY: str(moved)})
-    assert not gallery_choices(at, _cell_review.SCOPE)
+    at = open_page(state.EVALUATE_PAGE, **{state.RUN_KEY: str(moved)})
+    assert not gallery_choices(at, cell_review.SCOPE)
     assert "These images cannot be fixed from here" in texts(at.caption)
     assert "no longer at" in texts(at.caption)
     captions = [image.caption for element in at.get("image") for image in element.proto.imgs]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app_pages import _groups, _ui
+from app_pages.panels import groups
+from app_pages.ui import state
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image_folder
 from tests.test_app_training import progress_text, wait_for
@@ -34,13 +35,13 @@ def dataset(ws, tmp_path_factory) -> Path:
 
 def train_page(dataset: Path, config) -> object:
     return open_page(
-        _ui.TRAIN_PAGE, **{_ui.DATASET_KEY: str(dataset), _ui.CONFIG_KEY: config.to_dict()}
+        state.TRAIN_PAGE, **{state.DATASET_KEY: str(dataset), state.CONFIG_KEY: config.to_dict()}
     )
 
 
 def finish(at) -> object:
     """Waits for the session's job to end, then redraws the page once."""
-    job = _ui.registry().get(at.session_state[_ui.JOB_KEY])
+    job = state.scheduler().get(at.session_state[state.JOB_KEY])
     snap = job.wait(180)
     at.run()
     assert not at.exception, at.exception
@@ -56,7 +57,7 @@ def test_random_weights_cannot_be_transfer_checked_and_the_page_says_why(ws, dat
 
 def test_a_sweep_needs_two_depths(ws, dataset):
     at = train_page(dataset, tiny_config(dataset))
-    at.multiselect(key=_groups.SWEEP_DEPTHS_KEY).set_value(["all"]).run()
+    at.multiselect(key=groups.SWEEP_DEPTHS_KEY).set_value(["all"]).run()
     assert button(at, SWEEP_BUTTON).disabled
     assert "Pick at least two depths to compare." in texts(at.caption)
 
@@ -64,11 +65,11 @@ def test_a_sweep_needs_two_depths(ws, dataset):
 def test_a_sweep_from_the_page_charts_each_depth_and_adopts_the_best(ws, dataset):
     config = tiny_config(dataset, freeze="none", epochs=4)
     at = train_page(dataset, config)
-    at.multiselect(key=_groups.SWEEP_DEPTHS_KEY).set_value(["all", "0"]).run()
-    at.number_input(key=_groups.SWEEP_EPOCHS_KEY).set_value(1).run()
+    at.multiselect(key=groups.SWEEP_DEPTHS_KEY).set_value(["all", "0"]).run()
+    at.number_input(key=groups.SWEEP_EPOCHS_KEY).set_value(1).run()
     button(at, SWEEP_BUTTON).click().run()
     assert not at.exception, at.exception
-    job = _ui.registry().get(at.session_state[_ui.JOB_KEY])
+    job = state.scheduler().get(at.session_state[state.JOB_KEY])
     assert job.kind == SWEEP and job.depths == ["0", "all"]
     assert job.config.epochs == 1  # the sweep's short runs; the user's epochs stay 4
 
@@ -80,13 +81,13 @@ def test_a_sweep_from_the_page_charts_each_depth_and_adopts_the_best(ws, dataset
     assert result.summary() in texts(at.markdown).replace("\\", "")
     # The sweep chart, then the accuracy and loss of both runs overlaid.
     assert len(at.get("plotly_chart")) == 3
-    assert at.session_state[_ui.RUN_KEY] == str(Path(snap.group_dir) / f"freeze-{best}")
+    assert at.session_state[state.RUN_KEY] == str(Path(snap.group_dir) / f"freeze-{best}")
 
     adopt = button(at, f"Use freeze {best} for training")
     assert not adopt.disabled
     adopt.click().run()
     assert not at.exception, at.exception
-    settings = at.session_state[_ui.CONFIG_KEY]
+    settings = at.session_state[state.CONFIG_KEY]
     assert settings["freeze"] == best and settings["epochs"] == 4
     assert button(at, f"Use freeze {best} for training").disabled
     assert f"Your settings freeze {best}" in texts(at.caption)
@@ -94,11 +95,11 @@ def test_a_sweep_from_the_page_charts_each_depth_and_adopts_the_best(ws, dataset
 
 def test_a_running_sweep_names_the_run_in_progress_and_stops_the_queue(ws, dataset):
     config = tiny_config(dataset, epochs=500, batch_size=2)
-    job = _ui.registry().start(config, SWEEP, ["0", "all"])
+    job = state.scheduler().start(config, SWEEP, ["0", "all"])
     try:
         wait_for(lambda: job.snapshot().step > 0)
         at = train_page(dataset, config)
-        assert at.session_state[_ui.JOB_KEY] == job.job_id
+        assert at.session_state[state.JOB_KEY] == job.job_id
         assert "Run 1 of 2 (freeze 0)" in progress_text(at)
         # Adapted: both used to be disabled while a job runs; now a press queues the job.
         assert not button(at, SWEEP_BUTTON).disabled
@@ -119,7 +120,7 @@ def test_a_transfer_check_from_the_page_gives_its_verdict(ws, dataset, tmp_path)
     at = train_page(dataset, config)
     button(at, TRANSFER_BUTTON).click().run()
     assert not at.exception, at.exception
-    assert _ui.registry().get(at.session_state[_ui.JOB_KEY]).kind == TRANSFER_CHECK
+    assert state.scheduler().get(at.session_state[state.JOB_KEY]).kind == TRANSFER_CHECK
 
     snap = finish(at)
     assert snap.status == "completed", snap.error

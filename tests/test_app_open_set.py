@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from app_pages import _ui
+from app_pages.ui import state
 from tests.apptest_helpers import open_page, texts
 from tests.conftest import TINY_CLASSES
 from tests.helpers import make_image, make_image_folder
@@ -39,7 +39,7 @@ def png(seed: int) -> bytes:
 
 def test_the_acceptance_slider_says_what_it_costs_in_validation_images(ws, run_path):
     open_set = read_open_set(run_path)
-    at = open_page(_ui.PREDICT_PAGE, **{_ui.RUN_KEY: str(run_path)})
+    at = open_page(state.PREDICT_PAGE, **{state.RUN_KEY: str(run_path)})
     slider = next(s for s in at.slider if s.label.startswith("Share of images"))
     assert slider.value == round(open_set.acceptance * 100)
     slider.set_value(80).run()
@@ -53,7 +53,7 @@ def test_images_unlike_the_training_images_are_answered_not_one_of_my_classes(
 ):
     # A threshold below every score: whatever the tiny model sees is "unlike" its images.
     monkeypatch.setattr(OpenSetModel, "threshold_for", lambda self, acceptance: -1.0)
-    at = open_page(_ui.PREDICT_PAGE, **{_ui.RUN_KEY: str(run_path)})
+    at = open_page(state.PREDICT_PAGE, **{state.RUN_KEY: str(run_path)})
     at.file_uploader[0].set_value(
         [("a.png", png(1), "image/png"), ("b.png", png(2), "image/png")]
     ).run()
@@ -64,7 +64,7 @@ def test_images_unlike_the_training_images_are_answered_not_one_of_my_classes(
 
 
 def test_evaluate_shows_how_far_to_trust_the_percentages(ws, run_path):
-    at = open_page(_ui.EVALUATE_PAGE, **{_ui.RUN_KEY: str(run_path)})
+    at = open_page(state.EVALUATE_PAGE, **{state.RUN_KEY: str(run_path)})
     assert not at.exception
     assert "How far to trust the percentages" in [s.value for s in at.subheader]
     assert "Calibration error on 3 images" in texts(at.caption)

@@ -9,7 +9,7 @@ import streamlit
 from streamlit.commands.page_config import _get_favicon_string
 from streamlit.testing.v1 import AppTest
 
-from app_pages import _ui
+from app_pages.ui import dataset_view, state
 from tests.apptest_helpers import open_page, texts
 from tests.helpers import make_image_folder
 from tl_core.runs import WORKSPACE_ENV
@@ -31,7 +31,7 @@ def test_the_favicon_is_a_file_shipped_with_the_app_and_sent_inline(ws, monkeypa
         return original(**kwargs)
 
     monkeypatch.setattr(streamlit, "set_page_config", record)
-    open_page(_ui.DATA_PAGE)
+    open_page(state.DATA_PAGE)
     (config,) = calls
     icon = Path(config["page_icon"])
     assert icon.is_file() and icon.is_relative_to(REPO)
@@ -41,9 +41,9 @@ def test_the_favicon_is_a_file_shipped_with_the_app_and_sent_inline(ws, monkeypa
 
 
 def _grid(paths):  # AppTest runs this function's source alone: no outer names, no annotations
-    from app_pages import _ui
+    from app_pages.ui import dataset_view
 
-    _ui.image_grid(paths)
+    dataset_view.image_grid(paths)
 
 
 def test_thumbnails_sit_apart_in_a_wrapping_row_with_one_line_names(tmp_path):
@@ -56,7 +56,7 @@ def test_thumbnails_sit_apart_in_a_wrapping_row_with_one_line_names(tmp_path):
     assert row.proto.flex_container.wrap and row.proto.flex_container.gap_config.gap_size
     captions = [img.caption for image in at.image for img in image.proto.imgs]
     assert len(at.image) == len(captions) == 3  # one cell per thumbnail, so gaps apply
-    limit = _ui.THUMB_SIZE // _ui.CAPTION_CHAR_PX
+    limit = dataset_view.THUMB_SIZE // dataset_view.CAPTION_CHAR_PX
     assert all(len(c) <= limit and "…" in c for c in captions)
     assert captions[0].endswith("0.png") and captions[0].startswith("a_long")
 
@@ -71,7 +71,7 @@ def test_a_full_disk_on_a_page_is_a_sentence_not_a_type_name(ws, monkeypatch):
 
     # The page's own failure path (not one it catches): the app's last safety net answers.
     monkeypatch.setattr(Workspace, "list_datasets", disk_full)
-    at = open_page(_ui.DATA_PAGE)
+    at = open_page(state.DATA_PAGE)
     assert "The disk is full" in texts(at.error)
     assert "Free some disk space" in texts(at.info)
     assert "OSError" not in texts(at.error)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app_pages import _queue, _ui
+from app_pages.ui import queue, state
 from tests.apptest_helpers import open_page, texts
 from tl_core.common import write_json
 from tl_core.jobs import QUEUE_FILE
@@ -19,7 +19,7 @@ def test_jobs_a_stopped_server_left_behind_are_shown_as_interrupted(tmp_path, mo
     ]
     write_json(ws.root / QUEUE_FILE, {"jobs": lost})
 
-    at = open_page(_ui.DATA_PAGE)
+    at = open_page(state.DATA_PAGE)
     notices = texts(at.sidebar.warning)
     assert (
         "Training net on cats**: Interrupted: the server stopped while this job was running; "
@@ -27,8 +27,8 @@ def test_jobs_a_stopped_server_left_behind_are_shown_as_interrupted(tmp_path, mo
     )
     assert "while this job was queued; start it again." in notices
 
-    next(b for b in at.sidebar.button if b.label == _queue.DISMISS_LABEL).click().run()
+    next(b for b in at.sidebar.button if b.label == queue.DISMISS_LABEL).click().run()
     assert not at.exception
     assert "Training net on cats" not in texts(at.sidebar.warning)
     assert "Sweep net on cats" in texts(at.sidebar.warning)
-    assert not _ui.registry().line()  # nothing lost runs again by itself
+    assert not state.scheduler().line()  # nothing lost runs again by itself

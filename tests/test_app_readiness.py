@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app_pages import _ui
+from app_pages.ui import state
 from tests.apptest_helpers import open_page, texts
 from tests.helpers import make_image_folder
 from tl_core.analysis import check_health
@@ -23,7 +23,7 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
 
 def test_the_data_page_says_how_the_sample_will_be_split(ws):
     health = check_health(scan_dataset(sample_dataset_path()))
-    at = open_page(_ui.DATA_PAGE, **{_ui.DATASET_KEY: str(sample_dataset_path())})
+    at = open_page(state.DATA_PAGE, **{state.DATASET_KEY: str(sample_dataset_path())})
     shown = texts(at.success)
     assert "Ready to train" in shown
     assert health.split_sentence() in shown
@@ -34,8 +34,8 @@ def test_the_split_follows_the_validation_share_saved_on_the_model_page(ws):
     settings = {"val_fraction": 0.5, "seed": 0}
     health = check_health(scan_dataset(sample_dataset_path()), val_fraction=0.5)
     at = open_page(
-        _ui.DATA_PAGE,
-        **{_ui.DATASET_KEY: str(sample_dataset_path()), _ui.CONFIG_KEY: settings},
+        state.DATA_PAGE,
+        **{state.DATASET_KEY: str(sample_dataset_path()), state.CONFIG_KEY: settings},
     )
     assert health.split_sentence() in texts(at.success)
     default = check_health(scan_dataset(sample_dataset_path()))
@@ -49,7 +49,7 @@ def test_the_data_page_says_how_many_copies_the_split_keeps_out_of_validation(ws
             shutil.copy(data / name / f"{name}_{i}.png", data / name / f"{name}_{i + 5}.png")
     health = check_health(scan_dataset(data))
     assert health.leakage is not None and health.leakage.before > 0
-    at = open_page(_ui.DATA_PAGE, **{_ui.DATASET_KEY: str(data)})
+    at = open_page(state.DATA_PAGE, **{state.DATASET_KEY: str(data)})
     assert not at.exception
     assert health.leakage_sentence() in texts(at.info)
     assert f"{health.leakage.before} under a split that ignores copies" in texts(at.info)

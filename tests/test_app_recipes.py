@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from app_pages import _recipes, _settings, _ui
+from app_pages.panels import recipes
+from app_pages.panels import settings as settings_panel
+from app_pages.ui import state
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image_folder
 from tests.training import tiny_config
@@ -27,7 +29,8 @@ def tiny_page(dataset: str, **settings):
     """The Model page with the tiny test backbone saved, so every model builds in a moment."""
     config = tiny_config(dataset, freeze="all", augment="auto", **settings)
     return open_page(
-        _ui.MODEL_PAGE, **{_ui.DATASET_KEY: dataset, _ui.CONFIG_KEY: _ui.settings_of(config)}
+        state.MODEL_PAGE,
+        **{state.DATASET_KEY: dataset, state.CONFIG_KEY: state.settings_of(config)},
     )
 
 
@@ -36,7 +39,7 @@ def mode_radio(at):
 
 
 def saved(at) -> dict:
-    return at.session_state[_ui.CONFIG_KEY]
+    return at.session_state[state.CONFIG_KEY]
 
 
 def test_each_mode_saves_its_freeze_and_says_when_to_use_it(ws, dataset):
@@ -89,10 +92,10 @@ def test_the_advanced_settings_reach_the_saved_config(ws, dataset):
 
 def test_the_finder_plots_a_curve_and_its_rate_fills_the_setting(ws, dataset):
     at = tiny_page(dataset)
-    button(at, _recipes.FINDER_LABEL).click().run()
+    button(at, recipes.FINDER_LABEL).click().run()
     assert not at.exception
     # The finder is a job now, like training: the page shows its curve once it has ended.
-    finder = _ui.registry().latest((LR_FIND,))
+    finder = state.scheduler().latest((LR_FIND,))
     assert finder.wait(120).status == "completed"
     at.run()
     assert any("Learning-rate finder" in c.proto.spec for c in at.get("plotly_chart"))
@@ -108,18 +111,18 @@ def test_the_finder_plots_a_curve_and_its_rate_fills_the_setting(ws, dataset):
 
 def test_the_finder_waits_while_a_training_job_runs(ws, dataset):
     at = tiny_page(dataset)
-    job = _ui.registry().start(tiny_config(dataset))
+    job = state.scheduler().start(tiny_config(dataset))
     job.pause()  # holds the job active for as long as the test needs
     try:
-        button(at, _recipes.FINDER_LABEL).click().run()
+        button(at, recipes.FINDER_LABEL).click().run()
         assert not at.exception
-        assert button(at, _recipes.FINDER_LABEL).disabled
+        assert button(at, recipes.FINDER_LABEL).disabled
         # Adapted: the finder used to be refused; it now waits in line behind the training.
-        assert _recipes.BUSY_REASON in texts(at.caption)
+        assert recipes.BUSY_REASON in texts(at.caption)
         assert "Queued, 2nd in line, after Training test_efficientnet" in texts(at.info)
-        assert _recipes.RESULT_KEY not in at.session_state
+        assert recipes.RESULT_KEY not in at.session_state
         button(at, "Cancel").click().run()
-        assert not at.exception and not button(at, _recipes.FINDER_LABEL).disabled
+        assert not at.exception and not button(at, recipes.FINDER_LABEL).disabled
     finally:
         job.stop()
         job.wait(120)
@@ -130,11 +133,11 @@ def test_the_preview_shows_each_level_on_the_users_images_and_resamples(ws, data
     assert not at.get("image")
     at.toggle(key="settings_augment_preview").set_value(True).run()
     assert not at.exception
-    shown = [c.value for c in at.caption if c.value in _settings.AUGMENT_LABELS.values()]
-    assert shown == [_settings.AUGMENT_LABELS[level] for level in ("none", "light", "strong")]
+    shown = [c.value for c in at.caption if c.value in settings_panel.AUGMENT_LABELS.values()]
+    assert shown == [settings_panel.AUGMENT_LABELS[level] for level in ("none", "light", "strong")]
     images = at.get("image")
     assert len(images) == 3 * 3  # one image of each class, through each level
     button(at, "New samples").click().run()
     assert not at.exception
-    assert at.session_state[_settings.PREVIEW_SEED_KEY] == 1
+    assert at.session_state[settings_panel.PREVIEW_SEED_KEY] == 1
     assert len(at.get("image")) == 9

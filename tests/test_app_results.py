@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app_pages import _ui
+from app_pages.ui import state
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image, make_image_folder, make_zip
 from tests.training import tiny_config
@@ -24,7 +24,7 @@ from tl_core.runs import Workspace, list_runs, new_run_dir, read_note
 from tl_core.training import train
 
 CLASSES = {"red": 6, "green": 6, "blue": 6}
-PAGES = [_ui.EVALUATE_PAGE, _ui.PREDICT_PAGE, _ui.EXPORT_PAGE]
+PAGES = [state.EVALUATE_PAGE, state.PREDICT_PAGE, state.EXPORT_PAGE]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def metrics(at) -> dict[str, str]:
 @pytest.mark.parametrize("page", PAGES)
 def test_pages_start_on_the_best_completed_run_not_the_newest(ws, runs, page):
     at = open_page(page)
-    chosen = next(s for s in list_runs(ws.runs) if str(s.path) == at.session_state[_ui.RUN_KEY])
+    chosen = next(s for s in list_runs(ws.runs) if str(s.path) == at.session_state[state.RUN_KEY])
     assert chosen.path != runs["stopped"]
     completed = [s for s in list_runs(ws.runs) if s.status == "completed"]
     assert chosen.status == "completed"
@@ -93,12 +93,12 @@ def test_pages_start_on_the_best_completed_run_not_the_newest(ws, runs, page):
 
 @pytest.mark.parametrize("page", PAGES)
 def test_pages_start_on_the_run_just_trained_even_when_it_stopped(runs, page):
-    at = open_page(page, **{_ui.RUN_KEY: str(runs["stopped"])})
+    at = open_page(page, **{state.RUN_KEY: str(runs["stopped"])})
     assert picker(at).value == str(runs["stopped"])
 
 
 def test_run_titles_tell_runs_apart_and_take_a_note(runs):
-    at = open_page(_ui.EVALUATE_PAGE, **{_ui.RUN_KEY: str(runs["a"])})
+    at = open_page(state.EVALUATE_PAGE, **{state.RUN_KEY: str(runs["a"])})
     titles = picker(at).options
     assert len(set(titles)) == 3
     a_title = next(t for t in titles if "3/3 epochs" in t)
@@ -121,7 +121,7 @@ def test_run_titles_tell_runs_apart_and_take_a_note(runs):
 
 
 def test_evaluate_shows_the_interval_and_the_number_of_images(runs):
-    at = open_page(_ui.EVALUATE_PAGE, **{_ui.RUN_KEY: str(runs["b"])})
+    at = open_page(state.EVALUATE_PAGE, **{state.RUN_KEY: str(runs["b"])})
     expected = evaluate_run(runs["b"], device="cpu")
     correct = expected.num_images - expected.num_wrong
     low, high = wilson_interval(correct, expected.num_images)
@@ -133,7 +133,7 @@ def test_evaluate_shows_the_interval_and_the_number_of_images(runs):
 
 
 def test_a_picked_cell_is_forgotten_when_the_run_changes(runs):
-    at = open_page(_ui.EVALUATE_PAGE, **{_ui.RUN_KEY: str(runs["a"])})
+    at = open_page(state.EVALUATE_PAGE, **{state.RUN_KEY: str(runs["a"])})
     default_b = evaluate_run(runs["b"], device="cpu").default_cell()
     picked = next((t, p) for t in CLASSES for p in CLASSES if t != p and (t, p) != default_b)
     next(s for s in at.selectbox if s.label == "True class").set_value(picked[0])
@@ -148,7 +148,7 @@ def test_a_picked_cell_is_forgotten_when_the_run_changes(runs):
 
 
 def open_test_set_form(run: Path):
-    at = open_page(_ui.EVALUATE_PAGE, **{_ui.RUN_KEY: str(run)})
+    at = open_page(state.EVALUATE_PAGE, **{state.RUN_KEY: str(run)})
     next(r for r in at.radio if r.label == "Evaluate on").set_value("A labelled test set").run()
     assert not at.exception
     return at
@@ -226,7 +226,7 @@ def test_the_confusion_matrix_hover_counts_in_words():
 
 def test_a_batch_table_of_one_run_is_not_shown_for_another(runs, tmp_path):
     folder = make_image_folder(tmp_path / "new", {"x": 2})
-    at = open_page(_ui.PREDICT_PAGE, **{_ui.RUN_KEY: str(runs["a"])})
+    at = open_page(state.PREDICT_PAGE, **{state.RUN_KEY: str(runs["a"])})
     next(t for t in at.text_input if t.label == "Or a folder on this computer").set_value(
         str(folder)
     )
@@ -238,6 +238,6 @@ def test_a_batch_table_of_one_run_is_not_shown_for_another(runs, tmp_path):
 
 
 def test_export_says_how_to_read_the_class_names(runs):
-    at = open_page(_ui.EXPORT_PAGE, **{_ui.RUN_KEY: str(runs["a"])})
+    at = open_page(state.EXPORT_PAGE, **{state.RUN_KEY: str(runs["a"])})
     assert "model.class_names" in texts(at.code)
     assert "class names" in texts(at.markdown)

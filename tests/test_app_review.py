@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app_pages import _decisions, _review, _ui
+from app_pages.panels import decisions, review
+from app_pages.ui import state
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image_folder
 from tests.test_dataset_versions import fingerprints
@@ -33,23 +34,23 @@ def mislabelled(ws) -> Path:
 
 def test_a_flipped_label_is_found_and_relabelled_into_a_new_version(ws, mislabelled):
     before = fingerprints(mislabelled)
-    at = open_page(_ui.DATA_PAGE, **{_ui.DATASET_KEY: str(mislabelled)})
-    button(at, _review.FIND_LABEL).click().run()
-    search = _review.latest_search(str(mislabelled))
+    at = open_page(state.DATA_PAGE, **{state.DATASET_KEY: str(mislabelled)})
+    button(at, review.FIND_LABEL).click().run()
+    search = review.latest_search(str(mislabelled))
     snap = search.wait(300)
     assert snap.status == "completed", snap.error
     at.run()
     assert not at.exception, at.exception
 
     assert "green/odd_one.png: labelled **green**, looks like **red**" in texts(at.caption)
-    save = button(at, f"{_decisions.SAVE_LABEL} (0 decisions)")
+    save = button(at, f"{decisions.SAVE_LABEL} (0 decisions)")
     assert save.disabled
-    choice = _decisions.widget_key(_review.SCOPE, str(mislabelled), "green/odd_one.png")
+    choice = decisions.widget_key(review.SCOPE, str(mislabelled), "green/odd_one.png")
     at.selectbox(key=choice).set_value("Relabel as red").run()
-    button(at, f"{_decisions.SAVE_LABEL} (1 decision)").click().run()
+    button(at, f"{decisions.SAVE_LABEL} (1 decision)").click().run()
     assert not at.exception, at.exception
 
-    version_path = Path(at.session_state[_ui.DATASET_KEY])
+    version_path = Path(at.session_state[state.DATASET_KEY])
     assert version_path == ws.datasets / "colours-v2"
     assert "Saved version 2 of colours: 1 relabelled" in texts(at.success)
     assert "Version 2 of colours" in texts(at.caption)

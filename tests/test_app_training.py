@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from app_pages import _ui
+from app_pages.ui import state as ui_state
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image, make_image_folder
 from tests.training import tiny_config
@@ -40,7 +40,7 @@ def dataset(ws, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run_path(ws, dataset) -> Path:
     """A finished run, trained through the app's own job registry."""
-    job = _ui.registry().start(tiny_config(dataset))
+    job = ui_state.scheduler().start(tiny_config(dataset))
     snap = job.wait(120)
     assert snap.status == "completed", snap.error
     return Path(snap.run_dir)
@@ -63,12 +63,15 @@ def wait_for(condition, timeout: float = 60.0) -> None:
 
 
 def test_start_trains_and_the_page_shows_the_finished_job(ws, dataset, run_path):
-    state = {_ui.DATASET_KEY: str(dataset), _ui.CONFIG_KEY: tiny_config(dataset).to_dict()}
-    at = open_page(_ui.TRAIN_PAGE, **state)
+    state = {
+        ui_state.DATASET_KEY: str(dataset),
+        ui_state.CONFIG_KEY: tiny_config(dataset).to_dict(),
+    }
+    at = open_page(ui_state.TRAIN_PAGE, **state)
     assert "test_efficientnet" in texts(at.caption)
     button(at, "Start training").click().run()
     assert not at.exception
-    job = _ui.registry().get(at.session_state[_ui.JOB_KEY])
+    job = ui_state.scheduler().get(at.session_state[ui_state.JOB_KEY])
     assert job is not None and job.run_dir != run_path
     # The sidebar names the job just started in the same page run, not the earlier one.
     assert job.run_dir.name in texts(at.sidebar.markdown)
@@ -87,7 +90,7 @@ def test_start_trains_and_the_page_shows_the_finished_job(ws, dataset, run_path)
     # The dataset's health warnings (6 images per class is few) are shown with the job.
     assert snap.warnings and all(w in texts(at.warning) for w in snap.warnings)
     assert "has only 6 images" in texts(at.warning)
-    assert at.session_state[_ui.RUN_KEY] == str(job.run_dir)
+    assert at.session_state[ui_state.RUN_KEY] == str(job.run_dir)
     assert {link.label for link in at.page_link} >= {"Evaluate", "Predict", "Export"}
     # The sidebar reports the job too, with the same accuracy and interval.
     assert "completed" in texts(at.sidebar.markdown)
@@ -95,13 +98,13 @@ def test_start_trains_and_the_page_shows_the_finished_job(ws, dataset, run_path)
 
 
 def test_a_fresh_session_reattaches_to_the_latest_job(ws, run_path):
-    at = open_page(_ui.TRAIN_PAGE)  # no job id in this session
-    latest = _ui.registry().latest()
-    assert at.session_state[_ui.JOB_KEY] == latest.job_id
+    at = open_page(ui_state.TRAIN_PAGE)  # no job id in this session
+    latest = ui_state.scheduler().latest()
+    assert at.session_state[ui_state.JOB_KEY] == latest.job_id
     assert f"Run {latest.run_dir.name}" in texts(at.subheader)
     # ...and carries on with that job's dataset and settings.
-    assert at.session_state[_ui.DATASET_KEY] == latest.config.data
-    assert at.session_state[_ui.CONFIG_KEY] == _ui.settings_of(latest.config)
+    assert at.session_state[ui_state.DATASET_KEY] == latest.config.data
+    assert at.session_state[ui_state.CONFIG_KEY] == ui_state.settings_of(latest.config)
     assert button(at, "Start training")
 
 
@@ -115,12 +118,12 @@ def button_labels(at) -> set[str]:
 
 def test_pause_resume_stop_and_start_queues_while_one_runs(ws, dataset, run_path):
     long_config = tiny_config(dataset, epochs=500)
-    job = _ui.registry().start(long_config)
+    job = ui_state.scheduler().start(long_config)
     try:
         wait_for(lambda: job.snapshot().status == "running" and job.snapshot().step > 0)
-        state = {_ui.DATASET_KEY: str(dataset), _ui.CONFIG_KEY: long_config.to_dict()}
-        at = open_page(_ui.TRAIN_PAGE, **state)
-        assert at.session_state[_ui.JOB_KEY] == job.job_id  # attached to the active job
+        state = {ui_state.DATASET_KEY: str(dataset), ui_state.CONFIG_KEY: long_config.to_dict()}
+        at = open_page(ui_state.TRAIN_PAGE, **state)
+        assert at.session_state[ui_state.JOB_KEY] == job.job_id  # attached to the active job
         assert at.get("progress")
         assert re.search(r"Running · Epoch \d+ of 500 in progress", progress_text(at))
 
@@ -161,41 +164,47 @@ def test_a_start_clicked_while_another_session_trains_queues_and_cancel_removes_
 ):
     # This page drew its Start button; meanwhile another session started a job. The click
     # queues a second job behind it (it used to start nothing), which Cancel takes out.
-    state = {_ui.DATASET_KEY: str(dataset), _ui.CONFIG_KEY: tiny_config(dataset).to_dict()}
-    at = open_page(_ui.TRAIN_PAGE, **state)
-    job = _ui.registry().start(tiny_config(dataset, epochs=500))
+    state = {
+        ui_state.DATASET_KEY: str(dataset),
+        ui_state.CONFIG_KEY: tiny_config(dataset).to_dict(),
+    }
+    at = open_page(ui_state.TRAIN_PAGE, **state)
+    job = ui_state.scheduler().start(tiny_config(dataset, epochs=500))
     try:
         button(at, "Start training").click().run()
         assert not at.exception
-        queued = _ui.registry().latest()
-        assert _ui.registry().active() is job and queued is not job
-        assert at.session_state[_ui.JOB_KEY] == queued.job_id
+        queued = ui_state.scheduler().latest()
+        assert ui_state.scheduler().active() is job and queued is not job
+        assert at.session_state[ui_state.JOB_KEY] == queued.job_id
         waiting = "Queued, 2nd in line, after Training test_efficientnet on colours"
         assert waiting in texts(at.info)
         assert waiting in texts(at.sidebar.markdown)
         button(at, "Cancel").click().run()
         assert not at.exception
         assert queued.snapshot().status == "cancelled"
-        assert _ui.registry().line() == [job]  # out of the line: it will never run
+        assert ui_state.scheduler().line() == [job]  # out of the line: it will never run
         assert waiting not in texts(at.info) and "Cancel" not in button_labels(at)
-        assert at.session_state[_ui.JOB_KEY] == job.job_id  # the page follows the running job
+        assert at.session_state[ui_state.JOB_KEY] == job.job_id  # the page follows the running job
     finally:
         job.stop()
         job.wait(60)
 
 
 def test_the_sidebar_names_the_run_a_page_just_picked(ws, run_path):
-    at = open_page(_ui.EVALUATE_PAGE)  # no run chosen yet: the page's picker chooses one
-    picked = at.session_state[_ui.RUN_KEY]
+    at = open_page(ui_state.EVALUATE_PAGE)  # no run chosen yet: the page's picker chooses one
+    picked = at.session_state[ui_state.RUN_KEY]
     assert f"Run: {Path(picked).name}" in texts(at.sidebar.caption)
 
 
 def test_a_failed_job_explains_itself_in_words(ws, tmp_path, run_path):
     missing = tmp_path / "gone"
-    state = {_ui.DATASET_KEY: str(missing), _ui.CONFIG_KEY: tiny_config(missing).to_dict()}
-    at = open_page(_ui.TRAIN_PAGE, **state)
+    state = {
+        ui_state.DATASET_KEY: str(missing),
+        ui_state.CONFIG_KEY: tiny_config(missing).to_dict(),
+    }
+    at = open_page(ui_state.TRAIN_PAGE, **state)
     button(at, "Start training").click().run()
-    job = _ui.registry().get(at.session_state[_ui.JOB_KEY])
+    job = ui_state.scheduler().get(at.session_state[ui_state.JOB_KEY])
     assert job.wait(60).status == "failed"
     at.run()
     assert not at.exception
@@ -208,7 +217,7 @@ def test_a_failed_job_explains_itself_in_words(ws, tmp_path, run_path):
 
 
 def test_evaluate_shows_confusion_scores_and_the_chosen_cell(ws, run_path):
-    at = open_page(_ui.EVALUATE_PAGE, **{_ui.RUN_KEY: str(run_path)})
+    at = open_page(ui_state.EVALUATE_PAGE, **{ui_state.RUN_KEY: str(run_path)})
     expected = evaluate_run(run_path)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Validation accuracy"] == f"{expected.accuracy:.1%}"
@@ -228,7 +237,7 @@ def test_evaluate_shows_confusion_scores_and_the_chosen_cell(ws, run_path):
 
 
 def test_evaluate_offers_every_run_on_disk_newest_first(ws, run_path):
-    at = open_page(_ui.EVALUATE_PAGE)
+    at = open_page(ui_state.EVALUATE_PAGE)
     picker = next(s for s in at.selectbox if s.label == "Run")
     runs = [summary for summary in list_runs(ws.runs) if summary.has_weights]
     assert picker.options == [summary.title for summary in runs]
@@ -241,7 +250,7 @@ def test_evaluate_offers_every_run_on_disk_newest_first(ws, run_path):
 
 
 def test_predict_shows_top_k_bars_per_image_and_flags_unreadable_ones(ws, run_path):
-    at = open_page(_ui.PREDICT_PAGE, **{_ui.RUN_KEY: str(run_path)})
+    at = open_page(ui_state.PREDICT_PAGE, **{ui_state.RUN_KEY: str(run_path)})
     at.slider[0].set_value(2).run()
     at.file_uploader[0].set_value(
         [
@@ -265,7 +274,7 @@ def test_predict_a_zip_gives_a_table_and_a_csv(ws, run_path, tmp_path):
         archive.writestr("new/a.png", image_bytes((220, 40, 40), seed=7))
         archive.writestr("new/deeper/b.png", image_bytes((40, 200, 60), seed=8))
         archive.writestr("new/notes.txt", "not an image")
-    at = open_page(_ui.PREDICT_PAGE, **{_ui.RUN_KEY: str(run_path)})
+    at = open_page(ui_state.PREDICT_PAGE, **{ui_state.RUN_KEY: str(run_path)})
     at.file_uploader[1].set_value(("new.zip", buffer.getvalue(), "application/zip"))
     button(at, "Predict all").click().run()
     assert not at.exception
@@ -276,7 +285,7 @@ def test_predict_a_zip_gives_a_table_and_a_csv(ws, run_path, tmp_path):
 
 
 def test_predict_a_folder_path_and_explain_bad_ones(ws, run_path, dataset):
-    at = open_page(_ui.PREDICT_PAGE, **{_ui.RUN_KEY: str(run_path)})
+    at = open_page(ui_state.PREDICT_PAGE, **{ui_state.RUN_KEY: str(run_path)})
     folder_input = next(t for t in at.text_input if t.label == "Or a folder on this computer")
     folder_input.set_value(str(dataset / "red"))
     button(at, "Predict all").click().run()
@@ -294,7 +303,7 @@ def test_predict_a_folder_path_and_explain_bad_ones(ws, run_path, dataset):
 
 
 def test_export_offers_the_zip_and_builds_model_files_on_request(ws, run_path):
-    at = open_page(_ui.EXPORT_PAGE, **{_ui.RUN_KEY: str(run_path)})
+    at = open_page(ui_state.EXPORT_PAGE, **{ui_state.RUN_KEY: str(run_path)})
     assert [d.label for d in at.get("download_button")] == ["Download run (.zip)"]
     assert "test_efficientnet" in texts(at.code)  # how to load it
     assert "TorchScript" not in " ".join(b.label for b in at.button)  # deprecated: CLI only

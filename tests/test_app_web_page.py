@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from app_pages import _ui, _web_page
+from app_pages.panels import web_page
+from app_pages.ui import state
 from tests.apptest_helpers import button, open_page, texts
 from tests.conftest import TINY_CLASSES
 from tests.helpers import make_image_folder
@@ -37,12 +38,12 @@ def _fetch(url: str) -> tuple[int, bytes]:
 
 
 def test_the_page_is_built_checked_offered_and_shared_until_stopped(ws, run_path):
-    at = open_page(_ui.EXPORT_PAGE, **{_ui.RUN_KEY: str(run_path)})
+    at = open_page(state.EXPORT_PAGE, **{state.RUN_KEY: str(run_path)})
     button(at, "Build web page").click().run()
     assert not at.exception
     assert "Download web page" in [d.label for d in at.get("download_button")]
     assert "Check:" in texts(at.success)
-    page = ws.uploads / _web_page.WEB_PAGES / "web-run.html"
+    page = ws.uploads / web_page.WEB_PAGES / "web-run.html"
     assert page.is_file()
 
     at.toggle[0].set_value(True).run()

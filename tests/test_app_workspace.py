@@ -12,7 +12,7 @@ import pytest
 import streamlit
 from streamlit.testing.v1 import AppTest
 
-from app_pages import _ui
+from app_pages.ui import state
 from tests.apptest_helpers import button, open_page, texts
 from tests.helpers import make_image, make_image_folder, make_zip
 from tl_core.runs import WORKSPACE_ENV, FolderLock, Workspace
@@ -38,7 +38,7 @@ def age(path: Path, days: float) -> None:
 def test_the_workspace_page_shows_sizes_and_deletes_a_dataset_only_once_confirmed(ws):
     keep = make_image_folder(ws.datasets / "keep", {"a": 2, "b": 2})
     old = make_image_folder(ws.datasets / "old", {"a": 2, "b": 2})
-    at = open_page(_ui.WORKSPACE_PAGE, **{_ui.DATASET_KEY: str(old)})
+    at = open_page(state.WORKSPACE_PAGE, **{state.DATASET_KEY: str(old)})
     metrics = {m.label: m.value for m in at.metric}
     assert set(metrics) == {
         "Datasets",
@@ -63,7 +63,7 @@ def test_the_workspace_page_shows_sizes_and_deletes_a_dataset_only_once_confirme
     assert not at.exception
     assert not old.exists() and keep.is_dir()
     assert "Deleted 1 dataset" in texts(at.success)
-    assert _ui.DATASET_KEY not in at.session_state  # the session forgets what is gone
+    assert state.DATASET_KEY not in at.session_state  # the session forgets what is gone
     picker = next(m for m in at.multiselect if m.label == "Datasets to delete")
     assert picker.options == [picker.format_func(str(keep))]  # only what is left
 
@@ -75,7 +75,7 @@ def test_a_run_a_training_is_writing_to_is_not_offered_for_deletion(ws):
         (run / "config.json").write_text("{}")
     lock = FolderLock.acquire(live)
     try:
-        at = open_page(_ui.WORKSPACE_PAGE)
+        at = open_page(state.WORKSPACE_PAGE)
         picker = next(m for m in at.multiselect if m.label == "Runs to delete")
         assert picker.options == [picker.format_func(str(done))]
         assert "a training is writing to it: 1 run" in texts(at.caption)
@@ -95,7 +95,7 @@ def test_uploads_older_than_a_day_are_cleaned_when_a_session_starts(ws):
     stale_csv.write_text("image\n")
     age(stale_csv, 3)
     fresh = ws.save_upload_once(io.BytesIO(b"x"), "new-id", "b.png", ws.predict_uploads)
-    at = open_page(_ui.DATA_PAGE)
+    at = open_page(state.DATA_PAGE)
     assert not old.parent.exists() and not stale_csv.exists()
     assert fresh.is_file()
     # Once per session: an upload that ages while the session lasts is left to the next one.
@@ -110,24 +110,24 @@ def test_uploads_older_than_a_day_are_cleaned_when_a_session_starts(ws):
 def test_a_zip_with_a_300_character_name_is_imported_on_the_data_page(ws, tmp_path):
     folder = make_image_folder(tmp_path / "pets", {"cats": 2, "dogs": 2})
     archive = make_zip(folder, tmp_path / "pets.zip")
-    at = open_page(_ui.DATA_PAGE)
+    at = open_page(state.DATA_PAGE)
     at.file_uploader[0].set_value((LONG + ".zip", archive.read_bytes(), "application/zip"))
     at.run()
     assert not at.exception and not at.error
     assert "4 images in 2 classes" in texts(at.success)
-    dataset = Path(at.session_state[_ui.DATASET_KEY])
+    dataset = Path(at.session_state[state.DATASET_KEY])
     assert dataset.is_relative_to(ws.datasets) and len(dataset.name.encode()) <= 255
 
 
 def test_a_class_and_images_with_300_character_names_are_added_on_the_data_page(ws):
     buffer = io.BytesIO()
     make_image().save(buffer, format="PNG")
-    at = open_page(_ui.DATA_PAGE)
+    at = open_page(state.DATA_PAGE)
     next(t for t in at.text_input if t.label == "Class name").set_value(LONG)
     at.file_uploader[1].set_value([(LONG + ".png", buffer.getvalue(), "image/png")])
     button(at, "Add to class").click().run()
     assert not at.exception
-    dataset = Path(at.session_state[_ui.DATASET_KEY])
+    dataset = Path(at.session_state[state.DATASET_KEY])
     (image,) = dataset.rglob("*.png")
     assert image.suffix == ".png" and all(len(p.encode()) <= 255 for p in image.parts)
 
@@ -137,7 +137,7 @@ def test_a_class_and_images_with_300_character_names_are_added_on_the_data_page(
 
 def test_class_and_dataset_names_show_as_typed_not_as_markdown(ws):
     dataset = make_image_folder(ws.datasets / "<i>set", {HOSTILE: 2, "<b>": 2, "_x_": 2})
-    at = open_page(_ui.DATA_PAGE, **{_ui.DATASET_KEY: str(dataset)})
+    at = open_page(state.DATA_PAGE, **{state.DATASET_KEY: str(dataset)})
     assert not at.exception
     shown = texts(at.markdown)
     assert "**\\*\\*bold\\*\\* \\[x\\](javascript:alert(1))** · 2 images" in shown
@@ -149,7 +149,7 @@ def test_class_and_dataset_names_show_as_typed_not_as_markdown(ws):
 
 def test_a_class_name_in_a_health_message_shows_as_typed(ws):
     dataset = make_image_folder(ws.datasets / "solo", {HOSTILE: 2})
-    at = open_page(_ui.DATA_PAGE, **{_ui.DATASET_KEY: str(dataset)})
+    at = open_page(state.DATA_PAGE, **{state.DATASET_KEY: str(dataset)})
     assert not at.exception
     error = texts(at.error)
     assert "at least 2 are needed" in error  # one class is not enough
@@ -160,11 +160,11 @@ def test_a_class_name_in_a_health_message_shows_as_typed(ws):
 
 
 def _predict_form(folder_text):  # AppTest runs this function's source alone
-    from app_pages import _ui
+    from app_pages.ui import feedback, inputs, state  # noqa: F811  (AppTest runs this source alone)
 
-    with _ui.safety_net():
-        _ui.folder_from_form(None, folder_text)
-        _ui.st.success("read")
+    with feedback.safety_net():
+        inputs.folder_from_form(None, folder_text)
+        state.st.success("read")
 
 
 def test_a_server_that_answers_other_computers_reads_only_home_and_workspace_folders(

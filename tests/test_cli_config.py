@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from app_pages.panels import groups
 from tests.training import tiny_config
 from tl_core.cli.main import build_parser, main
 from tl_core.cli.options import config_from_args
@@ -86,10 +87,9 @@ def test_train_without_data_or_config_says_what_is_missing(tmp_path):
 
 
 def test_the_app_and_the_command_line_sweep_the_same_epochs_by_default():
-    from app_pages import _groups
 
     args = build_parser().parse_args(["sweep", "data", "--out", "sweep"])
-    assert args.epochs == _groups.SWEEP_EPOCHS == defaults.SWEEP_EPOCHS == 3
+    assert args.epochs == groups.SWEEP_EPOCHS == defaults.SWEEP_EPOCHS == 3
     assert config_from_args(args).epochs == defaults.SWEEP_EPOCHS
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from app_pages import _ui
+from app_pages.ui import state as ui_state
 from tests.apptest_helpers import open_page, texts
 from tests.helpers import make_image
 from tests.training import train_tiny_run
@@ -245,12 +245,14 @@ def test_the_run_list_keeps_damaged_runs_it_can_describe(trained_run, tmp_path):
     assert preferred_run(list(runs.values())) is not None
 
 
-@pytest.mark.parametrize("page", [_ui.EVALUATE_PAGE, _ui.PREDICT_PAGE, _ui.EXPORT_PAGE])
+@pytest.mark.parametrize(
+    "page", [ui_state.EVALUATE_PAGE, ui_state.PREDICT_PAGE, ui_state.EXPORT_PAGE]
+)
 @pytest.mark.parametrize("name", ["truncated weights", "image size 0"])
 def test_the_result_pages_say_the_run_folder_is_damaged(module_workspace, trained_run, page, name):
     damage = DAMAGES[name]
     folder = module_workspace.runs / f"{Path(page).stem}-{name.replace(' ', '-')}"
     run = damaged_copy(trained_run, folder, damage)
-    at = open_page(page, **{_ui.RUN_KEY: str(run)})  # fails on any uncaught exception
+    at = open_page(page, **{ui_state.RUN_KEY: str(run)})  # fails on any uncaught exception
     assert SENTENCE in texts(at.error) and damage.says in texts(at.error)
     assert HINT in texts(at.info)

@@ -12,7 +12,7 @@ import timm
 import torch
 from PIL import Image
 
-from app_pages import _ui
+from app_pages.ui import state as ui_state
 from tests.apptest_helpers import open_page, texts
 from tests.helpers import make_image
 from tests.training import train_tiny_run
@@ -283,7 +283,7 @@ def captions(at) -> list[str]:
 
 
 def test_predict_page_shows_where_the_model_looked_when_asked(app_run):
-    at = open_page(_ui.PREDICT_PAGE, **{_ui.RUN_KEY: str(app_run)})
+    at = open_page(ui_state.PREDICT_PAGE, **{ui_state.RUN_KEY: str(app_run)})
     at.file_uploader[0].set_value(
         [
             ("red.png", png_bytes((220, 40, 40), 1), "image/png"),
@@ -314,7 +314,7 @@ def most_wrong_urls(at) -> list[str]:
 
 
 def test_evaluate_page_can_show_the_most_wrong_images_with_their_saliency(app_run):
-    at = open_page(_ui.EVALUATE_PAGE, **{_ui.RUN_KEY: str(app_run)})
+    at = open_page(ui_state.EVALUATE_PAGE, **{ui_state.RUN_KEY: str(app_run)})
     thumbnails = most_wrong_urls(at)
     worst = [c for c in captions(at) if c.startswith("true ")]
     assert worst

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from app_pages import _ui
+from app_pages.ui import state as ui_state
 from tests.apptest_helpers import open_page, texts
 from tests.helpers import make_image_folder
 from tests.training import tiny_config
@@ -116,14 +116,14 @@ def test_the_cli_takes_the_setting_and_refuses_a_wrong_one(imbalanced, tmp_path,
 
 
 def test_the_train_page_shows_each_class_recall_after_a_run(module_workspace, imbalanced):
-    job = _ui.registry().start(tiny_config(imbalanced, epochs=2))
+    job = ui_state.scheduler().start(tiny_config(imbalanced, epochs=2))
     assert job.wait(120).status == "completed"
     state = {
-        _ui.DATASET_KEY: str(imbalanced),
-        _ui.CONFIG_KEY: tiny_config(imbalanced).to_dict(),
-        _ui.JOB_KEY: job.job_id,
+        ui_state.DATASET_KEY: str(imbalanced),
+        ui_state.CONFIG_KEY: tiny_config(imbalanced).to_dict(),
+        ui_state.JOB_KEY: job.job_id,
     }
-    at = open_page(_ui.TRAIN_PAGE, **state)
+    at = open_page(ui_state.TRAIN_PAGE, **state)
     assert not at.exception
     table = next(frame.value for frame in at.dataframe if "recall" in frame.value)
     # The recall of each class, worked out here from the recorded predictions.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app_pages import _ui
+from app_pages.ui import state as ui_state
 from tests.apptest_helpers import open_page
 from tests.test_job_events import Recorder
 from tests.training import tiny_config
@@ -83,7 +83,7 @@ def test_train_events_replay_into_what_the_run_recorded(tiny_dataset, tmp_path, 
 
 
 def test_a_two_process_job_is_followed_batch_by_batch(module_workspace, tiny_dataset):
-    job = _ui.registry().start(tiny_config(tiny_dataset, epochs=3), TRAIN, nproc=2)
+    job = ui_state.scheduler().start(tiny_config(tiny_dataset, epochs=3), TRAIN, nproc=2)
     assert isinstance(job, ProcessJob) and job.nproc == 2
     snap = job.wait(SAFETY_TIMEOUT)
     assert snap.status == "completed", snap.error
@@ -96,19 +96,19 @@ def test_a_two_process_job_is_followed_batch_by_batch(module_workspace, tiny_dat
 
 
 def train_page_buttons(state: dict) -> set[str]:
-    return {button.label for button in open_page(_ui.TRAIN_PAGE, **state).button}
+    return {button.label for button in open_page(ui_state.TRAIN_PAGE, **state).button}
 
 
 def test_pause_resume_and_stop_reach_every_process(module_workspace, tiny_dataset):
     config = tiny_config(tiny_dataset, epochs=10_000)
-    job = _ui.registry().start(config, TRAIN, nproc=2)
+    job = ui_state.scheduler().start(config, TRAIN, nproc=2)
     wait_until(lambda: job.snapshot().epoch >= 1, "a first epoch")
     state = {
-        _ui.DATASET_KEY: str(tiny_dataset), _ui.CONFIG_KEY: config.to_dict(),
-        _ui.JOB_KEY: job.job_id,
+        ui_state.DATASET_KEY: str(tiny_dataset), ui_state.CONFIG_KEY: config.to_dict(),
+        ui_state.JOB_KEY: job.job_id,
     }  # fmt: skip
     assert {"Pause", "Stop"} <= {
-        button.label for button in open_page(_ui.TRAIN_PAGE, **state).button
+        button.label for button in open_page(ui_state.TRAIN_PAGE, **state).button
     }
 
     job.pause()
@@ -131,7 +131,7 @@ def test_pause_resume_and_stop_reach_every_process(module_workspace, tiny_datase
 def test_a_failure_in_the_processes_comes_back_in_words(module_workspace, tmp_path):
     lonely = tmp_path / "one-class"
     (lonely / "only").mkdir(parents=True)
-    job = _ui.registry().start(tiny_config(lonely), TRAIN, nproc=2)
+    job = ui_state.scheduler().start(tiny_config(lonely), TRAIN, nproc=2)
     snap = job.wait(SAFETY_TIMEOUT)
     assert snap.status == "failed"
     assert "error:" not in snap.error and "Traceback" not in snap.error
@@ -147,11 +147,11 @@ def test_a_crash_without_words_is_still_explained():
 
 def test_the_train_page_offers_every_gpu_only_when_there_are_several(monkeypatch, tiny_dataset):
     state = {
-        _ui.DATASET_KEY: str(tiny_dataset),
-        _ui.CONFIG_KEY: tiny_config(tiny_dataset).to_dict(),
+        ui_state.DATASET_KEY: str(tiny_dataset),
+        ui_state.CONFIG_KEY: tiny_config(tiny_dataset).to_dict(),
     }
-    at = open_page(_ui.TRAIN_PAGE, **state)
+    at = open_page(ui_state.TRAIN_PAGE, **state)
     assert not [t for t in at.toggle if t.label.startswith("Use all")]
     monkeypatch.setattr("tl_core.common.devices.gpu_count", lambda: 4)
-    at = open_page(_ui.TRAIN_PAGE, **state)
+    at = open_page(ui_state.TRAIN_PAGE, **state)
     assert [t.label for t in at.toggle if t.label.startswith("Use all")] == ["Use all 4 GPUs"]

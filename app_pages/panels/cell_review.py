@@ -14,7 +14,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_pages import _decisions, _ui
+from app_pages.panels import decisions as decisions_panel
+from app_pages.ui import dataset_view
 from tl_core.common import TLStudioError, escape_markdown
 from tl_core.data import image_keys
 from tl_core.runs import run_dataset
@@ -29,16 +30,16 @@ def cell_review(run_path: Path, rows: pd.DataFrame, predicted_label: str) -> Non
     rows = rows.head(MAX_SHOWN)
     images = [str(image) for image in rows.image]
     try:
-        report = _ui.scan(run_dataset(run_path))
+        report = dataset_view.scan(run_dataset(run_path))
         keys = image_keys(report.root, images)
     except TLStudioError as error:
-        _ui.image_grid(images, [f"{c:.0%}" for c in rows.confidence])
+        dataset_view.image_grid(images, [f"{c:.0%}" for c in rows.confidence])
         st.caption(f"These images cannot be fixed from here: {escape_markdown(error.message)}")
         if error.hint:
             st.caption(escape_markdown(error.hint))
         return
     candidates = [
-        _decisions.Candidate(
+        decisions_panel.Candidate(
             key=keys[image],
             path=image,
             label=true_label,
@@ -50,9 +51,9 @@ def cell_review(run_path: Path, rows: pd.DataFrame, predicted_label: str) -> Non
         )
     ]
     dataset = str(report.root)
-    decisions = _decisions.gallery(SCOPE, dataset, candidates, report.class_names)
+    decisions = decisions_panel.gallery(SCOPE, dataset, candidates, report.class_names)
     st.caption(
         "Decisions make a new version of the dataset this run trained on; your files are "
         "never changed."
     )
-    _decisions.save_button(SCOPE, dataset, report.root, report.class_names, decisions)
+    decisions_panel.save_button(SCOPE, dataset, report.root, report.class_names, decisions)

@@ -1,7 +1,7 @@
 """The Model page's training recipe: the mode (with its freeze depth) and the learning-rate
 finder.
 
-Widget keys start with ``model_`` so that adopting settings (``_ui.adopt_settings``) makes
+Widget keys start with ``model_`` so that adopting settings (``state.adopt_settings``) makes
 them read their defaults from the saved settings again.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import _queue, _ui
+from app_pages.ui import feedback, queue, state
 from tl_core.common import TLStudioError
 from tl_core.config import (
     FEATURE_EXTRACTION,
@@ -113,7 +113,7 @@ def finder_job() -> tuple[Job | None, JobSnapshot | None]:
     """This session's finder job while it waits or runs; once it has ended, None and its last
     snapshot (taken once: a completed sweep's curve moves to ``RESULT_KEY``)."""
     swept, job_id = st.session_state.get(JOB_KEY) or (None, None)
-    job = _ui.registry().get(job_id)
+    job = state.scheduler().get(job_id)
     if job is None:  # cancelled before its turn, or never asked for
         st.session_state.pop(JOB_KEY, None)
         return None, None
@@ -141,18 +141,18 @@ def lr_finder(config: TrainConfig) -> None:
         )
         if job is not None:
             reason_col.caption(BUSY_REASON)
-        elif note := _queue.start_note():
+        elif note := queue.start_note():
             reason_col.caption(note)
         if clicked and job is None:
-            job = _ui.registry().submit(lr_find_job(config))  # runs now, or waits its turn
+            job = state.scheduler().submit(lr_find_job(config))  # runs now, or waits its turn
             st.session_state[JOB_KEY] = (_sweep_key(config), job.job_id)
             st.rerun()
         if job is not None and job.is_queued:
-            _queue.waiting(job, "lr_finder")
+            queue.waiting(job, "lr_finder")
         elif job is not None:
-            _queue.live_analysis(job, "lr_finder")
+            queue.live_analysis(job, "lr_finder")
         elif ended is not None and ended.status == "failed":
-            _ui.show_error(ended.failure)
+            feedback.show_error(ended.failure)
         elif ended is not None and ended.status != "completed":
             st.info(STOPPED, icon=":material/stop_circle:")
         if current:
@@ -177,7 +177,7 @@ def render_result(result: LRFinderResult, config: TrainConfig) -> None:
     st.button(
         f"Use {rate:.2g}",
         type="primary",
-        on_click=_ui.adopt_settings,
+        on_click=state.adopt_settings,
         kwargs={"lr": rate},
         disabled=in_use,
         help="The settings above use it already." if in_use else None,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _ui
+from app_pages.ui import dataset_view, feedback, state
 from tl_core.common import TLStudioError, escape_markdown, plural
 from tl_core.data import EXCLUDE, KEEP, RELABEL, Decision, create_version
 
@@ -26,7 +26,7 @@ EXCLUDE_CHOICE = "Exclude from training"
 KEEP_CHOICE = "Keep: the label is right"
 NOTHING_DECIDED = "Pick a decision for at least one image first: nothing is saved until then."
 NOTICE_KEY = "decisions_notice"
-CARD_SIZE = _ui.THUMB_SIZE * 2  # wide enough for the choice's text under the thumbnail
+CARD_SIZE = dataset_view.THUMB_SIZE * 2  # wide enough for the choice's text under the thumbnail
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def gallery(
     with st.container(horizontal=True, gap="medium"):
         for candidate in candidates:
             with st.container(width=size):
-                thumb = _ui.thumbnail(candidate.path, size)
+                thumb = dataset_view.thumbnail(candidate.path, size)
                 if thumb is not None:
                     st.image(thumb, width=size)
                 st.caption(candidate.caption)
@@ -140,9 +140,9 @@ def save(
 ) -> None:
     """Builds the version and makes it the current dataset (or shows why it could not)."""
     try:
-        version = create_version(root, decisions, list(class_names), _ui.workspace().datasets)
+        version = create_version(root, decisions, list(class_names), state.workspace().datasets)
     except TLStudioError as error:
-        _ui.show_error(error)
+        feedback.show_error(error)
         return
     for image in decisions:  # the next version starts with no pending choice
         st.session_state.pop(widget_key(scope, dataset, image), None)
@@ -150,7 +150,7 @@ def save(
         f"Saved {escape_markdown(version.describe())}. It is now the current dataset and the "
         "next training uses it; your original files are unchanged."
     )
-    st.session_state[_ui.DATASET_KEY] = str(version.path)
+    st.session_state[state.DATASET_KEY] = str(version.path)
     st.rerun()  # the page, the sidebar and the health report all show the new version
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _ui
+from app_pages.ui import feedback, state
 from tl_core.common import TLStudioError, escape_markdown, format_size
 from tl_core.export import (
     ShareServer,
@@ -41,7 +41,7 @@ def _agreement(run_path: str, weights_mtime: int) -> tuple[bool, str]:
 
 
 def _page_path(name: str, quantized: bool) -> Path:
-    folder = _ui.workspace().uploads / WEB_PAGES
+    folder = state.workspace().uploads / WEB_PAGES
     return folder / f"{name}{'-int8' if quantized else ''}.html"
 
 
@@ -119,7 +119,7 @@ def web_page_section(run_path: str, weights_mtime: int, name: str) -> None:
                 f"The built page could not be read back: {error.strerror or error}.",
                 "Build it again.",
             )
-        _ui.show_error(error)
+        feedback.show_error(error)
         return
     st.success(
         escape_markdown(summary.splitlines()[-1]) + f" · {format_size(len(data))}",

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _decisions, _queue, _ui
+from app_pages.panels import decisions as decisions_panel
+from app_pages.ui import feedback, queue, state
 from tl_core.analysis import LabelIssue
 from tl_core.common import escape_markdown, plural
 from tl_core.data import DatasetReport, original_image, reviewed
@@ -33,7 +34,7 @@ INTRO = (
 
 def latest_search(dataset: str) -> Job | None:
     """The newest search of ``dataset`` in this workspace, so a reload finds it again."""
-    return _ui.registry().latest((LABEL_SEARCH,), dataset)
+    return state.scheduler().latest((LABEL_SEARCH,), dataset)
 
 
 def label_review(dataset: str, report: DatasetReport, cache_dir: Path) -> None:
@@ -45,14 +46,14 @@ def label_review(dataset: str, report: DatasetReport, cache_dir: Path) -> None:
         if search is None:
             return
         if search.is_queued:
-            _queue.waiting(search, "review")
+            queue.waiting(search, "review")
             return
         if search.is_active:
-            _queue.live_analysis(search, "review")
+            queue.live_analysis(search, "review")
             return
         snap = search.snapshot()
         if snap.status == "failed":
-            _ui.show_error(snap.failure)
+            feedback.show_error(snap.failure)
         elif snap.status in ("stopped", "cancelled"):
             st.info("Stopped: nothing was checked.", icon=":material/stop_circle:")
         elif snap.status == "completed":
@@ -68,11 +69,11 @@ def start_button(dataset: str, report: DatasetReport, cache_dir: Path) -> None:
     elif not report.can_train:
         reason = "Fix the problems above first: the search needs a dataset that can train."
     if st.button(FIND_LABEL, icon=":material/search:", disabled=reason is not None):
-        _ui.registry().submit(label_search_job(report, dataset, cache_dir))
+        state.scheduler().submit(label_search_job(report, dataset, cache_dir))
         st.rerun()
     if reason:
         st.caption(reason)
-    elif note := _queue.start_note():
+    elif note := queue.start_note():
         st.caption(note)
 
 
@@ -89,7 +90,7 @@ def suspects(dataset: str, report: DatasetReport, issues: list[LabelIssue]) -> N
         + (f"; {len(issues) - len(open_issues)} already decided in this version." if done else ".")
     )
     candidates = [
-        _decisions.Candidate(
+        decisions_panel.Candidate(
             key=image,
             path=str(issue.path),
             label=issue.given,
@@ -99,7 +100,7 @@ def suspects(dataset: str, report: DatasetReport, issues: list[LabelIssue]) -> N
         )
         for image, issue in open_issues[:MAX_SHOWN]
     ]
-    decisions = _decisions.gallery(SCOPE, dataset, candidates, report.class_names)
+    decisions = decisions_panel.gallery(SCOPE, dataset, candidates, report.class_names)
     if len(open_issues) > MAX_SHOWN:
         st.caption(f"{len(open_issues) - MAX_SHOWN} more suspects, less likely, not shown.")
-    _decisions.save_button(SCOPE, dataset, report.root, report.class_names, decisions)
+    decisions_panel.save_button(SCOPE, dataset, report.root, report.class_names, decisions)

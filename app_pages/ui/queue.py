@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from app_pages import _ui
+from app_pages.ui import feedback, state
 from tl_core.common import escape_markdown
 from tl_core.jobs import Job, JobSnapshot, ordinal
 
@@ -21,7 +21,7 @@ DISMISS_LABEL = "Dismiss"
 
 def start_note() -> str | None:
     """What pressing Start does while another job runs, or None when it starts at once."""
-    place = _ui.registry().next_place()
+    place = state.scheduler().next_place()
     if place == 1:
         return None
     return f"Another job is running: a job started now waits its turn, {ordinal(place)} in line."
@@ -33,7 +33,7 @@ def queued_line(snap: JobSnapshot) -> str:
 
 
 def _cancel(job_id: str) -> None:
-    _ui.registry().cancel(job_id)
+    state.scheduler().cancel(job_id)
 
 
 def _redraw_while(
@@ -42,7 +42,7 @@ def _redraw_while(
     """Draws ``draw(snapshot)`` every second while ``still(snapshot)`` holds, then reruns the
     whole page once, so it shows what came next."""
 
-    @_ui.fragment(run_every=1.0)
+    @feedback.fragment(run_every=1.0)
     def following() -> None:
         snap = job.snapshot()
         if not still(snap):
@@ -93,7 +93,7 @@ def live_analysis(job: Job, key: str) -> None:
 def interrupted_notices() -> None:
     """The jobs that were running or waiting when the server last stopped, each in a
     sentence, until dismissed."""
-    scheduler = _ui.registry()
+    scheduler = state.scheduler()
     for lost in scheduler.interrupted():
         st.warning(
             f"**{escape_markdown(lost.title)}**: {escape_markdown(lost.sentence)}",

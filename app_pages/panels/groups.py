@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_pages import _ui
+from app_pages.ui import state
 from tl_core.analysis import (
     SweepResult,
     default_depths,
@@ -41,8 +41,8 @@ def backbone_groups(backbone: str) -> int:
 def start(
     config: TrainConfig, kind: str, depths: Sequence[str] | None = None, nproc: int = 1
 ) -> None:
-    job = _ui.registry().start(config, kind, depths, nproc)  # it runs now, or waits its turn
-    st.session_state[_ui.JOB_KEY] = job.job_id
+    job = state.scheduler().start(config, kind, depths, nproc)  # it runs now, or waits its turn
+    st.session_state[state.JOB_KEY] = job.job_id
     st.rerun()  # the buttons, the live view and the sidebar all show the new job at once
 
 
@@ -155,7 +155,7 @@ def render_live(snap: JobSnapshot) -> None:
 
 
 def adopt_freeze(freeze: str) -> None:
-    _ui.adopt_settings(mode="fine-tune", freeze=freeze)
+    state.adopt_settings(mode="fine-tune", freeze=freeze)
 
 
 def _saved_depth(settings: dict) -> FreezeDepth | None:
@@ -179,7 +179,7 @@ def render_sweep_outcome(snap: JobSnapshot) -> None:
     )
     best = result.best
     if best is not None:
-        settings = st.session_state.get(_ui.CONFIG_KEY) or {}
+        settings = st.session_state.get(state.CONFIG_KEY) or {}
         # Depths are equal when they freeze the same groups ("none" and "0"); a gradual
         # recipe's freeze means something else (where unfreezing stops).
         in_use = (
@@ -258,7 +258,7 @@ def render_outcome(snap: JobSnapshot) -> None:
     else:
         render_transfer_outcome(snap)
     render_runs_so_far(snap, "group_done")
-    st.page_link(_ui.COMPARE_PAGE, label="Compare these runs", icon=":material/compare:")
+    st.page_link(state.COMPARE_PAGE, label="Compare these runs", icon=":material/compare:")
 
 
 def group_name(snap: JobSnapshot) -> str:

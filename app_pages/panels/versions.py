@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _ui
+from app_pages.ui import state
 from tl_core.common import escape_markdown
 from tl_core.data import DatasetVersion, base_dataset, list_versions, read_version
 
@@ -32,7 +32,7 @@ def _same(a: str | Path, b: str | Path) -> bool:
 
 
 def _switch(path: Path) -> None:
-    st.session_state[_ui.DATASET_KEY] = str(path)
+    st.session_state[state.DATASET_KEY] = str(path)
     st.rerun()  # the sidebar, drawn before this page, names the dataset
 
 

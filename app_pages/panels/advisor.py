@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages import _queue, _ui
+from app_pages.ui import feedback, queue, state
 from tl_core.analysis import AdvisorResult
 from tl_core.common import escape_markdown
 from tl_core.config import ADVISOR_FOLDS, ADVISOR_MAX_IMAGES
@@ -61,7 +61,7 @@ COLUMNS = {
 
 def latest_comparison(dataset: str) -> Job | None:
     """The newest comparison of ``dataset`` in this workspace: waiting, running or ended."""
-    return _ui.registry().latest((COMPARISON,), dataset)
+    return state.scheduler().latest((COMPARISON,), dataset)
 
 
 def backbone_advisor(dataset: str, report: DatasetReport, cache_dir: Path) -> None:
@@ -77,9 +77,9 @@ def backbone_advisor(dataset: str, report: DatasetReport, cache_dir: Path) -> No
         if comparison is None:
             return
         if comparison.is_queued:
-            _queue.waiting(comparison, "advisor")
+            queue.waiting(comparison, "advisor")
         elif comparison.is_active:
-            _queue.live_analysis(comparison, "advisor")
+            queue.live_analysis(comparison, "advisor")
         else:
             render_outcome(comparison.snapshot())
 
@@ -104,10 +104,10 @@ def start_button(dataset: str, report: DatasetReport, cache_dir: Path) -> None:
     if reason is not None:
         reason_col.caption(reason)
         return  # a click that raced the disabling starts nothing
-    if note := _queue.start_note():
+    if note := queue.start_note():
         reason_col.caption(note)
     if clicked:
-        _ui.registry().submit(comparison_job(report, dataset, cache_dir))
+        state.scheduler().submit(comparison_job(report, dataset, cache_dir))
         st.rerun()  # the button, the reason and the progress all show the new comparison
 
 
@@ -115,7 +115,7 @@ def render_outcome(snap: JobSnapshot) -> None:
     if snap.status in ("stopped", "cancelled"):
         st.info(STOPPED, icon=":material/stop_circle:")
     elif snap.status == "failed":
-        _ui.show_error(snap.failure)
+        feedback.show_error(snap.failure)
     else:
         render_result(snap.result)
 
@@ -127,7 +127,7 @@ def render_result(result: AdvisorResult) -> None:
         f"**Recommended: {escape_markdown(best)}.** {escape_markdown(result.reason)}",
         icon=":material/recommend:",
     )
-    in_use = (st.session_state.get(_ui.CONFIG_KEY) or {}).get("backbone") == best
+    in_use = (st.session_state.get(state.CONFIG_KEY) or {}).get("backbone") == best
     st.button(
         f"Use {escape_markdown(best)}",
         type="primary",
@@ -158,4 +158,4 @@ def render_result(result: AdvisorResult) -> None:
 
 def use_backbone(name: str) -> None:
     """Makes ``name`` the saved backbone; the Model page's widgets start again from it."""
-    _ui.adopt_settings(backbone=name, weights=None)  # a weights file belongs to the old backbone
+    state.adopt_settings(backbone=name, weights=None)  # a weights file belongs to the old backbone

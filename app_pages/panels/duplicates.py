@@ -8,7 +8,7 @@ from collections import Counter
 
 import streamlit as st
 
-from app_pages import _decisions
+from app_pages.panels import decisions as decisions_panel
 from tl_core.common import escape_markdown, plural
 from tl_core.data import DatasetReport, Decision, DuplicateGroup, original_image, reviewed
 
@@ -33,9 +33,9 @@ def _suggested(group: DuplicateGroup, index: int) -> str | None:
     return label if label != group.labels[index] else None
 
 
-def _candidates(report: DatasetReport, group: DuplicateGroup) -> list[_decisions.Candidate]:
+def _candidates(report: DatasetReport, group: DuplicateGroup) -> list[decisions_panel.Candidate]:
     return [
-        _decisions.Candidate(
+        decisions_panel.Candidate(
             key=original_image(report.root, path),
             path=str(path),
             label=label,
@@ -74,9 +74,9 @@ def duplicates_review(dataset: str, report: DatasetReport) -> None:
             if group.across_classes:
                 head += " · :red-badge[conflict]"
             st.markdown(head)
-            decisions |= _decisions.gallery(
+            decisions |= decisions_panel.gallery(
                 SCOPE, dataset, _candidates(report, group), report.class_names
             )
         if len(open_groups) > MAX_GROUPS:
             st.caption(f"{len(open_groups) - MAX_GROUPS} more groups not shown.")
-        _decisions.save_button(SCOPE, dataset, report.root, report.class_names, decisions)
+        decisions_panel.save_button(SCOPE, dataset, report.root, report.class_names, decisions)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app_pages import _ui
+from app_pages.ui import state
 from tl_core.analysis import check_health
 from tl_core.common import TLStudioError, escape_markdown, plural
 from tl_core.config import TrainConfig
@@ -19,7 +19,7 @@ from tl_core.data import DatasetReport
 def _split_settings(dataset: str) -> TrainConfig:
     # Settings saved on the Model page decide the split; before any, the defaults do.
     try:
-        return _ui.train_config(dataset)
+        return state.train_config(dataset)
     except TLStudioError:
         return TrainConfig(data=dataset)
 
@@ -34,7 +34,9 @@ def readiness(dataset: str, report: DatasetReport) -> None:
             f"{plural(len(report.class_names), 'class')}. {health.split_sentence()}",
             icon=":material/check_circle:",
         )
-        st.page_link(_ui.MODEL_PAGE, label="Next: choose a model", icon=":material/arrow_forward:")
+        st.page_link(
+            state.MODEL_PAGE, label="Next: choose a model", icon=":material/arrow_forward:"
+        )
     elif report.can_train:  # the scan passed, but the split cannot be made
         st.error(
             "Cannot train on this dataset yet: "
