@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from tl_core.common import WeightsError
-from tl_core.models import create_model, weights
+from tl_core.models import create_model, hub, weights
 
 TINY = "test_efficientnet"
 UNPICKLED_CALLS: list[str] = []
@@ -180,11 +180,11 @@ def test_unreachable_hub_is_detected_without_offline_flag(offline, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     probed = []
 
-    def unreachable(host, port, timeout=weights.HUB_PROBE_TIMEOUT_S):
+    def unreachable(host, port, timeout=hub.HUB_PROBE_TIMEOUT_S):
         probed.append((host, port))
         return False
 
-    monkeypatch.setattr(weights, "can_connect", unreachable)
+    monkeypatch.setattr(hub, "can_connect", unreachable)
 
     started = time.monotonic()
     with pytest.raises(WeightsError, match="cannot be reached"):
@@ -194,8 +194,8 @@ def test_unreachable_hub_is_detected_without_offline_flag(offline, monkeypatch):
 
 
 def test_hub_counts_as_unreachable_in_offline_mode_without_probing(offline, monkeypatch):
-    monkeypatch.setattr(weights, "can_connect", lambda *a, **k: pytest.fail("probed the network"))
-    assert not weights.hub_reachable()
+    monkeypatch.setattr(hub, "can_connect", lambda *a, **k: pytest.fail("probed the network"))
+    assert not hub.hub_reachable()
 
 
 def test_can_connect_to_a_closed_port_fails_fast():
@@ -205,7 +205,7 @@ def test_can_connect_to_a_closed_port_fails_fast():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # free once the socket closes
     started = time.monotonic()
-    assert not weights.can_connect("127.0.0.1", port, timeout=2)
+    assert not hub.can_connect("127.0.0.1", port, timeout=2)
     assert time.monotonic() - started < 2.5
 
 

@@ -2,7 +2,7 @@
 preprocessing, batch norms folded for forward-only passes.
 
 Modules (each says what it holds in its own docstring):
-    batchnorm_folding, catalog, creation, freezing, grouping, preprocessing, weights
+    batchnorm_folding, catalog, creation, freezing, grouping, hub, preprocessing, weights
 """
 
 from tl_core.common.faces import lazy_face
