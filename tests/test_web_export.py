@@ -192,3 +192,26 @@ def page_facts_stub():
     from tl_core.export.web_page import PageFacts
 
     return PageFacts("run", "accuracy", "dates", "card", "footer")
+
+
+def test_the_page_gives_the_calibrated_probabilities_and_rejections_of_the_app(run_dir, tmp_path):
+    # A run whose temperature was fitted (2.5 here): the page must show the app's calibrated
+    # percentages, not the softmax of the logits, or the export refuses its own page.
+    from tl_core.export.web_check import classify_in_onnxruntime
+    from tl_core.inference import Calibration, Predictor
+    from tl_core.runs import CALIBRATION_FILE
+
+    warm = tmp_path / "warm-run"
+    shutil.copytree(run_dir, warm)
+    calibration = Calibration(temperature=2.5, num_images=30, fitted=True)
+    (warm / CALIBRATION_FILE).write_text(json.dumps(calibration.to_dict()))
+    result = export_web_page(warm, tmp_path / "warm.html", browser=False)
+    assert result.check.passed, result.check.text
+    images = sorted((run_dir.parent / "data").rglob("*.png"))[:4]
+    page = classify_in_onnxruntime(result.path.read_text(), images)
+    app = Predictor.from_run(warm, device="cpu").predict_paths(images, top_k=3)
+    for mine, theirs in zip(page, app, strict=True):
+        top = mine["predictions"][0]
+        assert top["label"] == theirs.predictions[0][0]
+        assert top["probability"] == pytest.approx(theirs.predictions[0][1], abs=1e-4)
+        assert mine["unknown"] == theirs.unknown

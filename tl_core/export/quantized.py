@@ -116,10 +116,9 @@ def quantize_model(full_model: Path, out: Path) -> None:
 
 
 def _probabilities(session, config: dict, pixels: np.ndarray) -> np.ndarray:
-    logits = session.run([config["output_name"]], {config["input_name"]: pixels})[0]
-    logits = logits.astype(np.float64)
-    exps = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return exps / exps.sum(axis=1, keepdims=True)
+    # The calibrated probabilities the page shows (the model's reliable head computes them).
+    names = [config["probabilities_name"]]
+    return session.run(names, {config["input_name"]: pixels})[0].astype(np.float64)
 
 
 def measure_agreement(

@@ -167,9 +167,10 @@ def classify_in_onnxruntime(page_html: str, images: Sequence[Path]) -> Answers:
     answers: Answers = []
     for path in images:
         pixels = page_pixels(config, load_image(path))[None]
-        logits = session.run([config["output_name"]], {config["input_name"]: pixels})[0][0]
-        exps = np.exp(logits.astype(np.float64) - logits.max())
-        probabilities = exps / exps.sum()
+        probabilities, unknown = session.run(
+            [config["probabilities_name"], config["unknown_name"]], {config["input_name"]: pixels}
+        )
+        probabilities = probabilities[0].astype(np.float64)
         order = np.argsort(-probabilities, kind="stable")[: config["top_k"]]
         answers.append(
             {
@@ -178,6 +179,7 @@ def classify_in_onnxruntime(page_html: str, images: Sequence[Path]) -> Answers:
                     {"label": config["labels"][i], "probability": float(probabilities[i])}
                     for i in order
                 ],
+                "unknown": bool(unknown[0]),
             }
         )
     return answers

@@ -31,6 +31,7 @@ from tl_core.export.run_export import (
     GENERATED_IMAGE,
     ExportError,
     generated_images,
+    reliable_network,
     run_image_files,
 )
 from tl_core.export.web_check import (
@@ -131,6 +132,8 @@ def compare_answers(
         expected = {p["label"]: p["probability"] for p in theirs["predictions"]}
         if not ranked or ranked[0]["label"] != theirs["predictions"][0]["label"]:
             differences += 1
+        elif bool(mine.get("unknown")) != bool(theirs.get("unknown")):
+            differences += 1  # the same class, but only one of them says "not one of mine"
         for prediction in ranked:
             gap = abs(prediction["probability"] - expected.get(prediction["label"], -1.0))
             worst = max(worst, gap)
@@ -147,6 +150,7 @@ def predict_answers(run: Run, images: list[Path]) -> Answers:
         {
             "image": Path(result.image).name,
             "predictions": [{"label": lab, "probability": p} for lab, p in result.predictions],
+            "unknown": bool(result.unknown),
         }
         for result in predictor.predict_paths(images, top_k=len(run.labels))
     ]
@@ -181,7 +185,9 @@ def _write_model(run: Run, folder: Path, step) -> tuple[Path, dict[str, object]]
     preprocessing = page_preprocessing(run)
     labels = list(run.labels)
     model = folder / "model.onnx"
-    network = run.build_model("cpu")  # a damaged run says so here, before any step is shown
+    # With its calibration and open-set model, so the page gives the app's calibrated
+    # probabilities and answers "Not one of my classes" for the same images.
+    network = reliable_network(run, run.build_model("cpu"))  # a damaged run says so here
     step("Exporting to ONNX")
     try:
         write_onnx(network, labels, preprocessing, model)

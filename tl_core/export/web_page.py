@@ -26,7 +26,7 @@ from importlib import resources
 
 from tl_core.common import format_accuracy, plural
 from tl_core.export.formats import INPUT_NAME, OUTPUT_NAME, resize_size
-from tl_core.inference import recorded_validation_scores
+from tl_core.inference import OUTPUT_NAMES, recorded_validation_scores
 from tl_core.models import Preprocessing
 from tl_core.runs import CONFIG_FILE, Run, read_json
 
@@ -99,6 +99,9 @@ def page_config(
         },
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
+        # The calibrated probabilities and the "not one of my classes" verdict (reliable head).
+        "probabilities_name": OUTPUT_NAMES[1],
+        "unknown_name": OUTPUT_NAMES[3],
         "top_k": min(TOP_K, len(labels)),
     }
 

@@ -81,27 +81,23 @@ async function decode(file) {
   return { rgb, width: canvas.width, height: canvas.height };
 }
 
-function softmax(logits) {
-  const top = Math.max(...logits);
-  const exps = Array.from(logits, (v) => Math.exp(v - top));
-  const total = exps.reduce((a, b) => a + b, 0);
-  return exps.map((v) => v / total);
-}
-
 async function classify(file) {
   const { rgb, width, height } = await decode(file);
   const size = config.preprocessing.image_size;
   const pixels = preprocess(rgb, width, height, config.preprocessing);
   const input = new ort.Tensor("float32", pixels, [1, 3, size, size]);
   const output = await session.run({ [config.input_name]: input });
-  const probabilities = softmax(output[config.output_name].data);
-  return probabilities
+  // Calibrated probabilities and the "not one of my classes" verdict, as the app gives them.
+  const probabilities = Array.from(output[config.probabilities_name].data);
+  const unknown = Boolean(Number(output[config.unknown_name].data[0]));
+  const predictions = probabilities
     .map((probability, index) => ({ label: config.labels[index], probability }))
     .sort((a, b) => b.probability - a.probability)
     .slice(0, config.top_k);
+  return { predictions, unknown };
 }
 
-function card(file, predictions, error) {
+function card(file, predictions, error, unknown) {
   const element = document.createElement("div");
   element.className = "card";
   const image = document.createElement("img");
@@ -114,6 +110,13 @@ function card(file, predictions, error) {
   name.className = "name";
   name.textContent = file.name;
   body.append(name);
+  if (unknown && predictions && predictions.length) {
+    const verdict = document.createElement("div");
+    verdict.className = "error";
+    const closest = predictions[0];
+    verdict.textContent = `Not one of my classes (closest: ${closest.label}, ${Math.round(closest.probability * 100)} %)`;
+    body.append(verdict);
+  }
   if (error) {
     const message = document.createElement("div");
     message.className = "error";
@@ -143,14 +146,14 @@ async function classifyAll(files) {
   output.dataset.state = "working";
   for (const [index, file] of images.entries()) {
     status(`Classifying ${index + 1} of ${images.length}…`);
-    let predictions = null, error = null;
+    let predictions = null, unknown = false, error = null;
     try {
-      predictions = await classify(file);
+      ({ predictions, unknown } = await classify(file));
     } catch (problem) {
       error = problem && problem.message ? problem.message : String(problem);
     }
-    results.push(error ? { image: file.name, predictions: [], error } : { image: file.name, predictions });
-    $("tl-cards").prepend(card(file, predictions, error));
+    results.push(error ? { image: file.name, predictions: [], error } : { image: file.name, predictions, unknown });
+    $("tl-cards").prepend(card(file, predictions, error, unknown));
   }
   output.textContent = JSON.stringify(results, null, 2);
   output.dataset.count = String(results.length);
