@@ -246,6 +246,19 @@ def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
     page.wait_for_function(f"({COUNT_POINTS_JS})() === 3")
     screenshot(page, "predict")
 
+    # A photo unlike anything the model was trained on gets no class of its own: it is answered
+    # "Not one of my classes", listed first, and the batch says how many such images it held.
+    from PIL import Image
+    from skimage import data as photos
+
+    cat = tmp_path / "chelsea.png"
+    Image.fromarray(photos.chelsea()).save(cat)
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files([str(image), str(cat)])
+    expect(page.get_by_text("Not one of my classes (closest: ", exact=False).first).to_be_visible()
+    expect(page.get_by_text("of 2 images look unlike what this model", exact=False)).to_be_visible()
+    wait_until_idle(page)
+    screenshot(page, "predict_foreign")
+
     # Export: download the run as a zip and check it holds a reloadable model.
     go_to(page, "Export")
     with page.expect_download() as download_info:
