@@ -8,7 +8,10 @@ first session after a start, would run a deep-linked page without this frame.
 import streamlit as st
 
 from app_pages import _ui
+from tl_core.common import setup_logging
 
+# The server's terminal is its log: one line per warning, the traceback of an error.
+setup_logging(error_tracebacks=True)
 st.set_page_config(page_title="TL Studio", page_icon=_ui.FAVICON, layout="wide")
 
 navigation = st.navigation(

@@ -2,7 +2,8 @@
 progress, devices, job control, atomic file writes and safe names.
 
 Modules (each says what it holds in its own docstring):
-    control, count_progress, devices, errors, faces, failures, files, intervals, outputs, text
+    control, count_progress, devices, errors, faces, failures, files, intervals, logs, outputs,
+    text
 """
 
 from tl_core.common.faces import lazy_face
@@ -58,6 +59,10 @@ __getattr__, __dir__ = lazy_face(
             "unique_path",
             "write_frame_csv",
             "write_json",
+        ),
+        "logs": (
+            "cause_in_words",
+            "setup_logging",
         ),
         "intervals": (
             "format_accuracy",
