@@ -1,6 +1,7 @@
 """Faults the code handles end in words on the real command line: one line per warning (the
-traceback only with --debug), and a run that could not be saved marked failed with the reason.
-``Traceback`` never appears in the output of a fault without --debug.
+traceback only with --debug), a run that could not be saved marked failed with the reason, and
+the files of a dataset that cannot be used listed by ``advise``. ``Traceback`` never appears in
+the output of a fault without --debug.
 
 Where the old output went through Python's last-resort log handler, only a process of its own
 shows it (pytest installs log handlers of its own), so those cases run ``tl-studio`` in a
@@ -21,6 +22,9 @@ import torch
 from safetensors.torch import save_file
 
 from tests.conftest import TINY_CLASSES
+from tests.helpers import make_zip
+from tests.test_advisor import known_factory
+from tl_core.analysis import advisor
 from tl_core.cli.main import main
 from tl_core.common import setup_logging
 from tl_core.models import create_model
@@ -200,3 +204,31 @@ def test_a_completed_run_whose_weights_are_gone_lists_as_failed(tiny_dataset, tm
     (run / "model.safetensors").unlink()
     summary = summarize_run(run)
     assert summary.status == "failed" and summary.error == NO_WEIGHTS_REASON
+
+
+# ---- 2. advise lists the files it cannot use --------------------------------------------------
+
+
+def test_advise_lists_the_files_it_cannot_use_in_text_and_json(
+    tiny_dataset, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(advisor, "pretrained_factory", known_factory)
+    whole = (tiny_dataset / "red" / "red_0.png").read_bytes()
+    (tiny_dataset / "red" / "broken.png").write_bytes(whole[: len(whole) // 2])
+    (tiny_dataset / "blue" / "notes.txt").write_text("not an image")
+    data = make_zip(tiny_dataset, tmp_path / "tiny.zip", wrap="tiny")
+    flags = ["--backbones", "test_efficientnet", "--folds", "3", "--no-cache"]
+    expected = [
+        {"path": "blue/notes.txt", "reason": "not an image"},
+        {"path": "red/broken.png", "reason": "truncated or corrupt image"},
+    ]
+
+    assert main(["advise", str(data), *flags, "--json"]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert sorted(answer["skipped_files"], key=lambda s: s["path"]) == expected
+
+    assert main(["advise", str(data), *flags]) == 0
+    text = capsys.readouterr().out
+    assert "Skipped 2 files:" in text
+    for skipped in expected:
+        assert f"  {skipped['path']}: {skipped['reason']}" in text
