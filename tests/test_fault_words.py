@@ -1,7 +1,7 @@
 """Faults the code handles end in words on the real command line: one line per warning (the
-traceback only with --debug), a run that could not be saved marked failed with the reason, and
-the files of a dataset that cannot be used listed by ``advise``. ``Traceback`` never appears in
-the output of a fault without --debug.
+traceback only with --debug), a run that could not be saved marked failed with the reason, the
+files of a dataset that cannot be used listed by ``advise``, and a training process that died
+named as such. ``Traceback`` never appears in the output of a fault without --debug.
 
 Where the old output went through Python's last-resort log handler, only a process of its own
 shows it (pytest installs log handlers of its own), so those cases run ``tl-studio`` in a
@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,11 +24,12 @@ import torch
 from safetensors.torch import save_file
 
 from tests.conftest import TINY_CLASSES
-from tests.helpers import make_zip
+from tests.helpers import make_image_folder, make_zip
 from tests.test_advisor import known_factory
 from tl_core.analysis import advisor
 from tl_core.cli.main import main
 from tl_core.common import setup_logging
+from tl_core.jobs.processes import failure_from
 from tl_core.models import create_model
 from tl_core.runs import list_runs, preferred_run, summarize_run
 from tl_core.runs.reader import NO_WEIGHTS_REASON
@@ -232,3 +235,62 @@ def test_advise_lists_the_files_it_cannot_use_in_text_and_json(
     assert "Skipped 2 files:" in text
     for skipped in expected:
         assert f"  {skipped['path']}: {skipped['reason']}" in text
+
+
+# ---- 2. a training process that dies ----------------------------------------------------------
+
+
+DDP_FLAGS = [
+    "--backbone", "test_efficientnet", "--no-pretrained", "--freeze", "all", "--lr", "0.05",
+    "--image-size", "32", "--device", "cpu", "--workers", "0", "--patience", "0",
+    "--no-feature-cache", "--quiet", "--batch-size", "8", "--epochs", "100000", "--nproc", "2",
+]  # fmt: skip
+
+
+def training_processes(main_pid: int) -> list[int]:
+    """Rank 0's process id and its sibling's (torchrun starts both)."""
+    table = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout
+    parents = dict(tuple(map(int, line.split())) for line in table.splitlines())
+    launcher = parents[main_pid]
+    siblings = [pid for pid, parent in parents.items() if parent == launcher and pid != main_pid]
+    return [main_pid, *siblings]
+
+
+@pytest.mark.parametrize(
+    ("killed", "sentence"),
+    [
+        (1, "Process 2 of 2 stopped unexpectedly (killed, or out of memory)"),
+        (0, "Process 1 of 2 stopped unexpectedly (ended by SIGKILL: killed, or out of memory)"),
+    ],
+)
+def test_a_training_process_that_dies_is_named_in_words(tmp_path, killed, sentence):
+    data = make_image_folder(tmp_path / "data", {"red": 12, "green": 12, "blue": 12})
+    run, log = tmp_path / "run", tmp_path / "log.txt"
+    env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV}
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tl_core.cli", "train", data, "--out", run, *DDP_FLAGS],
+            stdout=output, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + DEADLINE
+            while not ((metrics := read_metrics(run)) and len(metrics["history"]) >= 2):
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "no epoch finished"
+                time.sleep(0.1)
+            main_pid = int((run / ".lock").read_text())
+            os.kill(training_processes(main_pid)[killed], signal.SIGKILL)  # as the OOM killer
+            code = process.wait(timeout=DEADLINE)
+        finally:
+            process.kill()
+    text = log.read_text()
+
+    assert code == 1 and "Traceback" not in text, text
+    epochs = len(read_metrics(run)["history"])
+    said = f"{sentence}; the run was stopped after epoch {epochs}."
+    assert f"error: {said}" in text and "hint: The run folder keeps the best weights" in text
+    assert text.count("error: ") == 1, text
+    if killed == 1:  # rank 0 survived and recorded it
+        assert read_metrics(run)["error"] == said
+    # The app's multi-GPU job reads the same sentence from this output.
+    assert failure_from(text, code).message == said
