@@ -9,7 +9,10 @@ import streamlit as st
 
 from app_pages.ui import feedback, state
 from app_pages.ui import sidebar as ui_sidebar
+from tl_core.common import setup_logging
 
+# The server's terminal is its log: one line per warning, the traceback of an error.
+setup_logging(error_tracebacks=True)
 st.set_page_config(page_title="TL Studio", page_icon=state.FAVICON, layout="wide")
 
 navigation = st.navigation(

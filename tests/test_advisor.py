@@ -345,7 +345,16 @@ def test_cli_advise_json_has_the_documented_shape(tiny_dataset_zip, tmp_path, mo
 
     assert code == 0
     answer = json.loads(capsys.readouterr().out)
-    assert set(answer) == {"recommended", "reason", "candidates", "skipped", "caveat", "warnings"}
+    assert set(answer) == {
+        "recommended",
+        "reason",
+        "candidates",
+        "skipped",
+        "skipped_files",
+        "caveat",
+        "warnings",
+    }
+    assert answer["skipped_files"] == []  # every file of the zip is an image
     assert answer["recommended"] == "test_efficientnet"
     assert [c["backbone"] for c in answer["candidates"]] == ["test_efficientnet", "test_vit"]
     assert set(answer["candidates"][0]) == {

@@ -48,7 +48,7 @@ from tl_core.common import (
     resolve_device,
 )
 from tl_core.config import ADVISOR_FOLDS, ADVISOR_MAX_IMAGES
-from tl_core.data import DatasetReport, ImageItem, scanned_dataset
+from tl_core.data import DatasetReport, ImageItem, SkippedFile, scanned_dataset
 from tl_core.features import (
     FeatureStore,
     Progress,
@@ -156,6 +156,10 @@ def advise(
         if not isinstance(data, DatasetReport):
             data = stack.enter_context(scanned_dataset(data))
         data.require_trainable()
+        # Named relative to the dataset: a .zip's folder is gone once the block ends.
+        skipped_files = tuple(
+            SkippedFile(Path(data.relative(s.path)), s.reason) for s in data.skipped
+        )
         sample = stratified_subsample(data.items, max_images, seed, min_per_class=folds)
         comparison = _Comparison(
             sample=sample,
@@ -188,6 +192,7 @@ def advise(
     return AdvisorResult(
         candidates=tuple(ranked),
         skipped=tuple(skipped),
+        skipped_files=skipped_files,
         recommended=recommended,
         reason=reason,
         num_images=len(sample),

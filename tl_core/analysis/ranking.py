@@ -13,6 +13,8 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tl_core.data import SkippedFile
+
 
 def percent(value: float) -> str:
     return f"{round(100 * value)} %"
@@ -112,6 +114,8 @@ class AdvisorResult:
     Attributes:
         candidates: Scored candidates, best first (probe mean, then LogME).
         skipped: Candidates without usable weights.
+        skipped_files: Files of the dataset that cannot be used, each with the reason (its
+            path relative to the dataset's root, as ``tl-studio check`` names it).
         recommended: Name of the recommended backbone.
         reason: Why, in one sentence.
         num_images: Images in the subsample the scores come from.
@@ -133,6 +137,7 @@ class AdvisorResult:
     folds: int
     warnings: tuple[str, ...] = ()
     seconds: float = 0.0
+    skipped_files: tuple[SkippedFile, ...] = ()
 
     @property
     def caveat(self) -> str:
@@ -145,12 +150,16 @@ class AdvisorResult:
         return next(c for c in self.candidates if c.backbone == name)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON answer: recommendation, candidates best first, skipped ones, caveat."""
+        """The JSON answer: recommendation, candidates best first, skipped ones, the files
+        that cannot be used (as ``tl-studio check --json`` lists them), caveat."""
         return {
             "recommended": self.recommended,
             "reason": self.reason,
             "candidates": [c.to_dict() for c in self.candidates],
             "skipped": [s.to_dict() for s in self.skipped],
+            "skipped_files": [
+                {"path": s.path.as_posix(), "reason": s.reason} for s in self.skipped_files
+            ],
             "caveat": self.caveat,
             "warnings": list(self.warnings),
         }

@@ -22,7 +22,13 @@ from tl_core.cli.output import (
     EXIT_USAGE,
     print_error,
 )
-from tl_core.common import TLStudioError, UsageError, explain_os_error, os_error_in
+from tl_core.common import (
+    TLStudioError,
+    UsageError,
+    explain_os_error,
+    os_error_in,
+    setup_logging,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    setup_logging(args.debug)  # one line per warning; tracebacks only with --debug
     try:
         return args.func(args)
     except TLStudioError as exc:

@@ -36,6 +36,15 @@ def print_error(message: str, hint: str) -> None:
         print(f"hint: {hint}", file=sys.stderr)
 
 
+def print_skipped_files(skipped: Sequence[tuple[str, str]]) -> None:
+    """The files of a dataset that cannot be used, each with the reason, as ``check`` and
+    ``advise`` list them: (path relative to the dataset, reason) pairs."""
+    if skipped:
+        print(f"\nSkipped {len(skipped)} files:")
+        for path, reason in skipped:
+            print(f"  {path}: {reason}")
+
+
 def note_unfinished(run: str | Path) -> None:
     """Says on stderr when a run is still training or was interrupted: its weights are used
     as they are on disk (the best epoch saved so far)."""

@@ -2,7 +2,8 @@
 progress, devices, job control, atomic file writes and safe names.
 
 Modules (each says what it holds in its own docstring):
-    control, count_progress, devices, errors, faces, failures, files, intervals, outputs, text
+    control, count_progress, devices, errors, faces, failures, files, intervals, logs, outputs,
+    text
 """
 
 from tl_core.common.faces import lazy_face
@@ -61,6 +62,10 @@ __getattr__, __dir__ = lazy_face(
         "intervals": (
             "format_accuracy",
             "wilson_interval",
+        ),
+        "logs": (
+            "cause_in_words",
+            "setup_logging",
         ),
         "outputs": (
             "check_output_file",

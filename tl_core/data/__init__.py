@@ -41,6 +41,7 @@ __getattr__, __dir__ = lazy_face(
             "DuplicateGroup",
             "ImageItem",
             "Issue",
+            "SkippedFile",
         ),
         "sample": (
             "SAMPLE_DATASET_DIR",

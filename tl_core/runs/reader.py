@@ -21,6 +21,7 @@ from tl_core.common import (
     WeightsError,
     atomic_write,
     format_accuracy,
+    shorten,
 )
 from tl_core.config import FreezeDepth, TrainConfig, frozen_words, gradual_words
 from tl_core.runs.checks import (
@@ -48,6 +49,16 @@ from tl_core.runs.layout import (
     read_json_or_none,
 )
 
+# A run that ended "completed", or whose metrics.json is missing or unreadable ("unknown"),
+# should hold weights; without them it is listed as failed, never as a usable run. (A run
+# stopped or interrupted before its first save says so itself.)
+WEIGHTS_PROMISED = ("completed", "unknown")
+NO_WEIGHTS_REASON = (
+    "Its weights are not on disk: the training ended before it could save them, or the "
+    "weights file was deleted."
+)
+MAX_TITLE_ERROR_CHARS = 80  # a run's title names the reason it failed, cut to this length
+
 
 def weights_metadata(path: str | Path) -> dict[str, str]:
     """The metadata in a safetensors file's header (for run weights: their epoch), or {}.
@@ -72,6 +83,7 @@ class RunSummary:
             stopped, failed or stopped early).
         num_val_images: The images ``best_val_accuracy`` was measured on, when known.
         note: The user's note on the run ("" when none).
+        error: Why a failed run failed, in words ("" when it did not fail, or did not say).
     """
 
     path: Path
@@ -88,6 +100,7 @@ class RunSummary:
     epochs_planned: int | None = None
     num_val_images: int | None = None
     note: str = ""
+    error: str = ""
 
     @property
     def accuracy_text(self) -> str:
@@ -107,7 +120,9 @@ class RunSummary:
         if not self.pretrained:
             parts.append("from scratch")
         parts.append(f"{self.epochs_done}/{planned} epochs")
-        if self.status != "completed":
+        if self.status == "failed" and self.error:
+            parts.append(f"failed ({shorten(self.error.rstrip('.'), MAX_TITLE_ERROR_CHARS)})")
+        elif self.status != "completed":
             parts.append(self.status)
         parts += [self.accuracy_text, f"{self.created:%Y-%m-%d %H:%M:%S}"]
         if self.note:
@@ -169,21 +184,27 @@ def summarize_run(path: Path) -> RunSummary:
     metrics = of_type(read_json_or_none(path / METRICS_FILE), dict, {})
     labels = of_type(read_json_or_none(path / LABELS_FILE), list, [])
     train = of_type(config.get("train"), dict, {})
+    has_weights = (path / WEIGHTS_FILE).exists()
+    status = live_status(of_type(metrics.get("status"), str, "unknown"), path)
+    error = of_type(metrics.get("error"), str, "") if status == "failed" else ""
+    if not has_weights and status in WEIGHTS_PROMISED:
+        status, error = "failed", NO_WEIGHTS_REASON
     return RunSummary(
         path=path,
         name=path.name,
         created=_created(config),
         backbone=of_type(of_type(config.get("model"), dict, {}).get("backbone"), str, "?"),
-        status=live_status(of_type(metrics.get("status"), str, "unknown"), path),
+        status=status,
         best_val_accuracy=of_type(metrics.get("best_val_accuracy"), (int, float)),
         epochs_done=len(of_type(metrics.get("history"), list, [])),
         labels=tuple(str(label) for label in labels),
-        has_weights=(path / WEIGHTS_FILE).exists(),
+        has_weights=has_weights,
         freeze=describe_freeze(config),
         pretrained=bool(train.get("pretrained", True)),
         epochs_planned=of_type(train.get("epochs"), int),
         num_val_images=_num_val_images(path),
         note=read_note(path),
+        error=error,
     )
 
 

@@ -3,8 +3,8 @@ the training step, the trainer (the one loop), a whole run, the learning-rate fi
 processes.
 
 Modules (each says what it holds in its own docstring):
-    class_weights, distributed, feature_loaders, features_first_pass, loaders, lr_finder, optim,
-    plan, recipes, reliability, steps, trainer, training_run
+    class_weights, distributed, feature_loaders, features_first_pass, loaders, lost_processes,
+    lr_finder, optim, plan, recipes, reliability, steps, torchrun, trainer, training_run
 """
 
 from tl_core.common.faces import lazy_face

@@ -382,13 +382,15 @@ def replica_output_silenced() -> Iterator[None]:
 # ---- launching ---------------------------------------------------------------------------------
 
 
-def torchrun_command(nproc: int, cli_args: Sequence[str]) -> list[str]:
+def torchrun_command(nproc: int, cli_args: Sequence[str], run_dir: str | Path) -> list[str]:
     """The command that runs ``tl_core.cli.main`` with ``cli_args`` in ``nproc`` processes on this
-    machine, through torchrun's module (``--standalone`` picks a free port)."""
+    machine, through torchrun (``--standalone`` picks a free port), which
+    ``tl_core.training.torchrun`` runs so that a process that dies is said in words."""
     return [
         sys.executable,
         "-m",
-        "torch.distributed.run",
+        "tl_core.training.torchrun",
+        str(run_dir),
         "--standalone",
         f"--nproc_per_node={nproc}",
         "-m",
@@ -418,7 +420,7 @@ def launch(nproc: int, cli_args: Sequence[str], run_dir: str | Path) -> int:
     Returns:
         torchrun's exit code (1 when it was ended by a signal).
     """
-    process = subprocess.Popen(torchrun_command(nproc, cli_args), start_new_session=True)
+    process = subprocess.Popen(torchrun_command(nproc, cli_args, run_dir), start_new_session=True)
     signals = (signal.SIGINT, signal.SIGTERM)
     asked = []
 

@@ -305,14 +305,23 @@ class Trainer(TrainingSteps):
         and the epoch whose weights are really on disk. When the disk refuses even that (it
         is full), the caller still reports the original error.
         """
+        # One line each (tl_core.common.logs): the caller reports the failure itself.
         try:
             self.save_best()
         except Exception:
-            logger.warning("Could not save the best weights of a failed run", exc_info=True)
+            kept = f"the weights of epoch {self.saved_epoch}" if self.saved_epoch else "no weights"
+            logger.warning(
+                "The best weights (epoch %s) could not be saved; the run folder keeps %s",
+                self.best_epoch,
+                kept,
+                exc_info=True,
+            )
         try:
             self.writer.write_metrics(self.history, self.saved_epoch, "failed", error)
         except Exception:
-            logger.warning("Could not record the failure in metrics.json", exc_info=True)
+            logger.warning(
+                "The failure could not be recorded in the run's metrics.json", exc_info=True
+            )
 
     def save_val_predictions(self) -> None:
         """The best model's predictions on the validation images, for the Evaluate page."""

@@ -34,6 +34,7 @@ from tl_core.training.loaders import (
     prefix_output_loaders,
     training_loaders,
 )
+from tl_core.training.lost_processes import lost_process_error
 from tl_core.training.plan import TrainingPlan, prepare_training
 from tl_core.training.trainer import Trainer
 
@@ -158,11 +159,15 @@ def train(
             trainer.record(status)  # may fail too (a full disk): then recorded as a failure
         return status
     except BaseException as exc:
+        # Another training process that died is said in words, not as a socket's error.
+        lost = lost_process_error(exc, len(trainer.history) if trainer else 0)
         if trainer:
-            trainer.record_failure(explain_failure(exc)[0])
+            trainer.record_failure(explain_failure(lost or exc)[0])
         else:
             # Nothing worth keeping was written (the data or model could not be prepared).
             writer.discard()
+        if lost is not None:
+            raise lost from exc
         raise
     finally:
         writer.close()

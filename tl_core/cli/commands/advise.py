@@ -11,7 +11,7 @@ from tl_core.cli.options import (
     at_least_two,
     positive_int,
 )
-from tl_core.cli.output import EXIT_OK, dump_json, print_table
+from tl_core.cli.output import EXIT_OK, dump_json, print_skipped_files, print_table
 from tl_core.cli.progress import measured_with_progress
 from tl_core.config import ADVISOR_FOLDS, ADVISOR_MAX_IMAGES
 
@@ -110,6 +110,7 @@ def cmd_advise(args: argparse.Namespace) -> int:
     )
     for skipped in result.skipped:
         print(f"Skipped {skipped.backbone}: {skipped.reason}")
+    print_skipped_files([(s.path.as_posix(), s.reason) for s in result.skipped_files])
     print(f"\nRecommended: {result.reason}")
     for warning in result.warnings:
         print(f"warning: {warning}")

@@ -13,7 +13,7 @@ from tl_core.cli.options import (
     add_json_option,
     fraction,
 )
-from tl_core.cli.output import EXIT_FAILED, EXIT_OK, dump_json, print_table
+from tl_core.cli.output import EXIT_FAILED, EXIT_OK, dump_json, print_skipped_files, print_table
 from tl_core.cli.progress import measured_with_progress, scan_progress
 from tl_core.config import DEFAULT_BACKBONE
 
@@ -67,10 +67,7 @@ def _check(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         f"{len(report.class_names)} classes, checked in {report.scan_seconds:.1f} s)"
     )
     print_table(list(report.counts.items()), ["class", "images"])
-    if report.skipped:
-        print(f"\nSkipped {len(report.skipped)} files:")
-        for skipped in report.skipped:
-            print(f"  {report.relative(skipped.path)}: {skipped.reason}")
+    print_skipped_files([(report.relative(s.path), s.reason) for s in report.skipped])
     if report.duplicates:
         print(f"\nDuplicate files ({len(report.duplicates)} groups):")
         for group in report.duplicates:
