@@ -71,11 +71,13 @@ class DomainShiftSummary:
         if not self.unknown:
             every = "The image looks" if self.total == 1 else f"All {self.total} images look"
             return f"{every} like what this model was trained on."
-        verb = "looks" if self.unknown == 1 else "look"
-        them = "it is" if self.unknown == 1 else "them are"
+        if self.unknown == 1:
+            verb, answers = "looks", "the prediction for it is"
+        else:
+            verb, answers = "look", "predictions for them are"
         return (
             f"{self.unknown} of {plural(self.total, 'image')} {verb} unlike what this model was "
-            f"trained on: predictions for {them} unreliable."
+            f"trained on: {answers} unreliable."
         )
 
 
