@@ -108,6 +108,16 @@ def go_to(page, title: str) -> None:
     """Opens a page from the sidebar and waits until it has drawn."""
     from playwright.sync_api import expect
 
-    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
-    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible()
+    link = page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True)
+    heading = page.get_by_role("heading", name=title, exact=True)
+    # A click that lands while the current page reruns (after st.rerun, say) can be dropped by
+    # Streamlit: click again until the page has changed, waiting on the heading, not on time.
+    for _ in range(3):
+        link.click()
+        try:
+            expect(heading).to_be_visible(timeout=20_000)
+            break
+        except AssertionError:
+            continue
+    expect(heading).to_be_visible()
     wait_until_idle(page)
