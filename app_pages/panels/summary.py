@@ -27,7 +27,7 @@ def class_recall(run: str) -> None:
             for name in ("recall", "precision")
         }
         | {"loss weight": st.column_config.NumberColumn(format="%.2f")},
-        key="class_recall",
+        key=f"class_recall:{run}",
     )
     worst = table.loc[table.recall.idxmin()]
     text = (

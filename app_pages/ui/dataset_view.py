@@ -135,8 +135,12 @@ def render_report(
     for issue in report.warnings:
         st.warning(escape_markdown(issue.message), icon=":material/warning:")
     if report.class_names:
+        # Keyed by the folder it shows: a page may draw two reports (a rejected upload beside
+        # the current dataset), and two equal keys would end the page.
         st.plotly_chart(
-            class_counts_figure(report.counts), key="class_counts", config=STATIC_CHART_CONFIG
+            class_counts_figure(report.counts),
+            key=f"class_counts:{report.root}",
+            config=STATIC_CHART_CONFIG,
         )
     if report.skipped:
         with st.expander(f"Skipped files ({len(report.skipped)})"):
