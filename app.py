@@ -30,6 +30,7 @@ navigation = st.navigation(
 # The last safety net: an error the page did not expect is a sentence, never a traceback
 # (fragments have their own, feedback.fragment; .streamlit/config.toml hides any that slips by).
 with feedback.safety_net():
+    state.new_script_run()  # the jobs' states are read afresh, once, for this run
     state.clean_uploads_once()
     # The sidebar's job and run lines are drawn again after the page, which may have started
     # a job or picked a run.

@@ -40,7 +40,11 @@ def render_job(snap: JobSnapshot) -> None:
     # A group's later runs train other depths or weights, at other speeds: only this run's
     # time left is known.
     eta_label = "ETA (this run)" if snap.is_group else "ETA"
-    cols[3].metric(eta_label, format_seconds(snap.eta_seconds) if snap.is_active else "–")
+    if snap.status == "paused":
+        eta = "on hold"
+    else:
+        eta = format_seconds(snap.eta_seconds) if snap.is_active else "–"
+    cols[3].metric(eta_label, eta)
     cols[4].metric("Device", snap.device or "…")
     loss, accuracy = live.live_figures(snap)
     left, right = st.columns(2)
@@ -55,17 +59,19 @@ def render_controls(job: TrainingJob, snap: JobSnapshot) -> None:
         return  # nothing left to ask for: the progress text says it is stopping
     pause_col, stop_col, _ = st.columns([1, 1, 4])
     if snap.status in ("pausing", "paused"):
-        pause_col.button("Resume", icon=":material/play_arrow:", on_click=job.resume)
+        pause_col.button(
+            "Resume", icon=":material/play_arrow:", on_click=feedback.callback(job.resume)
+        )
     else:
-        pause_col.button("Pause", icon=":material/pause:", on_click=job.pause)
-    stop_col.button("Stop", icon=":material/stop:", on_click=job.stop)
+        pause_col.button("Pause", icon=":material/pause:", on_click=feedback.callback(job.pause))
+    stop_col.button("Stop", icon=":material/stop:", on_click=feedback.callback(job.stop))
 
 
 @feedback.fragment(run_every=1.0)
 def live_job(job_id: str) -> None:
     """Redraws from the job's snapshot every second while it runs."""
     job = state.scheduler().get(job_id)
-    snap = job.snapshot()
+    snap = state.job_snapshot(job)  # in a full run, the state the sidebar shows too
     if not snap.is_active:
         adopt_run(snap)
         st.rerun()  # once, so the whole page (sidebar included) shows the finished state
@@ -81,7 +87,7 @@ def adopt_run(snap: JobSnapshot) -> bool:
     run = snap.result_run
     has_weights = run is not None and (Path(run) / WEIGHTS_FILE).is_file()
     if has_weights:
-        st.session_state[state.RUN_KEY] = run
+        state.choose_run(run)
     return has_weights
 
 
@@ -157,7 +163,7 @@ else:
 
 job = state.current_job()
 if job is not None:
-    snap = job.snapshot()
+    snap = state.job_snapshot(job)
     if snap.is_queued:
         st.subheader(escape_markdown(snap.title))
     elif snap.is_group:

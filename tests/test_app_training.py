@@ -22,7 +22,7 @@ from tests.helpers import make_image, make_image_folder
 from tests.training import tiny_config
 from tl_core.common import format_accuracy, plural
 from tl_core.inference import evaluate_run
-from tl_core.runs import Workspace, list_runs
+from tl_core.runs import Workspace, list_runs, summarize_run
 
 CLASSES = {"red": 6, "green": 6, "blue": 6}
 
@@ -193,7 +193,8 @@ def test_a_start_clicked_while_another_session_trains_queues_and_cancel_removes_
 def test_the_sidebar_names_the_run_a_page_just_picked(ws, run_path):
     at = open_page(ui_state.EVALUATE_PAGE)  # no run chosen yet: the page's picker chooses one
     picked = at.session_state[ui_state.RUN_KEY]
-    assert f"Run: {Path(picked).name}" in texts(at.sidebar.caption)
+    # By the run's title, as the picker shows it, not by its folder name.
+    assert f"Run: {summarize_run(Path(picked)).title}" in texts(at.sidebar.caption)
 
 
 def test_a_failed_job_explains_itself_in_words(ws, tmp_path, run_path):

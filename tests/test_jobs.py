@@ -138,12 +138,13 @@ def test_pause_shows_pausing_at_once_then_paused_where_the_loop_holds(tiny_datas
     total = sum(TINY_CLASSES.values())
     assert snapshot.phase == "features"
     assert snapshot.message == f"Computing backbone features: 0/{total} images"
-    assert snapshot.headline == f"Paused · Computing backbone features: 0/{total} images"
+    headline = f"Paused · Computing backbone features: 0/{total} images · ETA on hold"
+    assert snapshot.headline == headline
     assert snapshot.step == 0 and snapshot.total_steps > 0 and snapshot.progress == 0.0
     assert snapshot.num_val_images == len(
         json.loads((tmp_path / "run" / "split.json").read_text())["val"]
     )
-    assert snapshot.speed == ("Backbone images/s", "–")
+    assert snapshot.speed == ("Backbone images/s", "paused")  # not the pace before the pause
 
     job.resume()
     snapshot = job.snapshot()

@@ -131,7 +131,7 @@ def render_result(result: AdvisorResult) -> None:
     st.button(
         f"Use {escape_markdown(best)}",
         type="primary",
-        on_click=use_backbone,
+        on_click=feedback.callback(use_backbone),
         args=(best,),
         disabled=in_use,
         help="The page below uses it already." if in_use else None,

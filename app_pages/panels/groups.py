@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from app_pages.ui import state
+from app_pages.ui import feedback, state
 from tl_core.analysis import (
     SweepResult,
     default_depths,
@@ -189,7 +189,7 @@ def render_sweep_outcome(snap: JobSnapshot) -> None:
             f"Use {FreezeDepth.parse(best).label} for training",
             type="primary",
             icon=":material/check:",
-            on_click=adopt_freeze,
+            on_click=feedback.callback(adopt_freeze),
             args=(best,),
             disabled=in_use,
             help="Your settings use it already."

@@ -177,7 +177,7 @@ def render_result(result: LRFinderResult, config: TrainConfig) -> None:
     st.button(
         f"Use {rate:.2g}",
         type="primary",
-        on_click=state.adopt_settings,
+        on_click=feedback.callback(state.adopt_settings),
         kwargs={"lr": rate},
         disabled=in_use,
         help="The settings above use it already." if in_use else None,

@@ -12,6 +12,7 @@ from typing import Any
 
 import streamlit as st
 
+from app_pages.ui import feedback
 from tl_core.common import TLStudioError
 from tl_core.config import (
     AUGMENT_CHOICES,
@@ -196,7 +197,11 @@ def augmentation_preview_panel(backbone: str, image_size: int | None, paths: Seq
     except TLStudioError as error:
         st.caption(f"No preview: {error.message}")
         return
-    st.button("New samples", on_click=new_preview_samples, key="settings_preview_resample")
+    st.button(
+        "New samples",
+        on_click=feedback.callback(new_preview_samples),
+        key="settings_preview_resample",
+    )
     preview = augmentation_preview(
         preprocessing, images, AUGMENT_LEVELS, st.session_state.get(PREVIEW_SEED_KEY, 0)
     )

@@ -1,5 +1,5 @@
 """How the pages tell the user what happened: errors as sentences (never a traceback), the
-safety net every page and fragment runs inside, and the empty state that points elsewhere.
+safety net every page, fragment and callback runs inside, and the empty state that points elsewhere.
 """
 
 from __future__ import annotations
@@ -66,6 +66,25 @@ def safety_net() -> Iterator[None]:
         show_unexpected(error)
 
 
+def _guarded(func: Drawing) -> Drawing:
+    @functools.wraps(func)  # a fragment's identity comes from the function's name
+    def guarded(*args, **kwargs) -> None:
+        with safety_net():
+            func(*args, **kwargs)
+
+    return guarded
+
+
+def callback(func: Callable[..., object]) -> Drawing:
+    """A widget callback (``on_change``, ``on_click``) behind the app's safety net.
+
+    Streamlit runs a callback before the script and shows an exception raised in it in its
+    own error box, with the traceback, in place of the page: app.py's safety net never sees
+    it. Every callback of the app is passed through this (tests/test_app_safety.py checks).
+    """
+    return _guarded(func)
+
+
 def fragment(run_every: float | None = None) -> Callable[[Drawing], Drawing]:
     """``st.fragment`` behind the app's safety net.
 
@@ -75,12 +94,7 @@ def fragment(run_every: float | None = None) -> Callable[[Drawing], Drawing]:
     """
 
     def decorate(func: Drawing) -> Drawing:
-        @functools.wraps(func)  # the fragment's identity comes from the function's name
-        def guarded(*args, **kwargs) -> None:
-            with safety_net():
-                func(*args, **kwargs)
-
-        return st.fragment(guarded, run_every=run_every)
+        return st.fragment(_guarded(func), run_every=run_every)
 
     return decorate
 

@@ -21,7 +21,7 @@ DISMISS_LABEL = "Dismiss"
 
 def start_note() -> str | None:
     """What pressing Start does while another job runs, or None when it starts at once."""
-    place = state.scheduler().next_place()
+    place = len(state.line_snapshots()) + 1  # as the page's own status reads the line
     if place == 1:
         return None
     return f"Another job is running: a job started now waits its turn, {ordinal(place)} in line."
@@ -44,7 +44,7 @@ def _redraw_while(
 
     @feedback.fragment(run_every=1.0)
     def following() -> None:
-        snap = job.snapshot()
+        snap = state.job_snapshot(job)
         if not still(snap):
             st.rerun()
         draw(snap)
@@ -65,7 +65,7 @@ def waiting(job: Job, key: str) -> None:
         st.button(
             CANCEL_LABEL,
             icon=":material/cancel:",
-            on_click=_cancel,
+            on_click=feedback.callback(_cancel),
             args=(job.job_id,),
             key=f"{key}_cancel",
             help="Takes this job out of the line; it will not run.",
@@ -85,7 +85,12 @@ def live_analysis(job: Job, key: str) -> None:
     def draw(snap: JobSnapshot) -> None:
         st.progress(snap.progress, text=escape_markdown(snap.message))
         if snap.status != "stopping":  # the progress text already says it is stopping
-            st.button("Stop", icon=":material/stop:", on_click=job.stop, key=f"{key}_stop")
+            st.button(
+                "Stop",
+                icon=":material/stop:",
+                on_click=feedback.callback(job.stop),
+                key=f"{key}_stop",
+            )
 
     _redraw_while(job, lambda snap: snap.is_active, draw)
 
@@ -102,6 +107,6 @@ def interrupted_notices() -> None:
         st.button(
             DISMISS_LABEL,
             key=f"dismiss_{lost.job_id}",
-            on_click=scheduler.dismiss,
+            on_click=feedback.callback(scheduler.dismiss),
             args=(lost.job_id,),
         )

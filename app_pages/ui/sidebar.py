@@ -12,12 +12,20 @@ from streamlit.delta_generator import DeltaGenerator
 
 from app_pages.ui import queue as ui_queue
 from app_pages.ui.feedback import fragment
-from app_pages.ui.state import DATASET_KEY, RUN_KEY, current_job
+from app_pages.ui.state import (
+    DATASET_KEY,
+    VANISHED_RUN_KEY,
+    current_job,
+    current_run,
+    job_snapshot,
+)
 from tl_core.common import (
+    TLStudioError,
     describe_devices,
     escape_markdown,
 )
 from tl_core.jobs import TrainingJob
+from tl_core.runs import summarize_run
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -26,7 +34,7 @@ def _device_info() -> dict:
 
 
 def _job_status(job: TrainingJob) -> None:
-    snap = job.snapshot()
+    snap = job_snapshot(job)
     if snap.is_queued:
         st.markdown(ui_queue.queued_line(snap))
         st.empty()
@@ -57,17 +65,30 @@ def _sidebar_lines(slots: SidebarSlots, live: bool) -> None:
     job = current_job()
     if job is None:
         slots.job.empty()
-    elif live and (job.is_active or job.is_queued):
+    elif live and ((snap := job_snapshot(job)).is_active or snap.is_queued):
         with slots.job:  # refresh the status on every page while the job runs
             fragment(run_every=2.0)(_job_status)(job)
     else:
         with slots.job.container():
             _job_status(job)
-    for slot, label, key in ((slots.dataset, "Dataset", DATASET_KEY), (slots.run, "Run", RUN_KEY)):
-        if path := st.session_state.get(key):
-            slot.caption(f"{label}: {escape_markdown(Path(path).name)}")
-        else:
-            slot.empty()
+    if path := st.session_state.get(DATASET_KEY):
+        slots.dataset.caption(f"Dataset: {escape_markdown(Path(path).name)}")
+    else:
+        slots.dataset.empty()
+    if run := current_run():
+        slots.run.caption(f"Run: {escape_markdown(run_title(run))}")
+    elif vanished := st.session_state.get(VANISHED_RUN_KEY):
+        slots.run.caption(f"Run: {escape_markdown(Path(vanished).name)} was deleted")
+    else:
+        slots.run.empty()
+
+
+def run_title(path: str) -> str:
+    """The run's title, as every list of runs shows it (its folder name if unreadable)."""
+    try:
+        return summarize_run(Path(path)).title
+    except (TLStudioError, OSError):
+        return Path(path).name
 
 
 def render_sidebar() -> SidebarSlots:

@@ -11,10 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from tl_core.common import TLStudioError
 from tl_core.config import TrainConfig
-from tl_core.jobs import QUEUE_FILE, TRAINING_KINDS, JobScheduler, TrainingJob
+from tl_core.jobs import QUEUE_FILE, TRAINING_KINDS, Job, JobScheduler, JobSnapshot, TrainingJob
 from tl_core.runs import (
+    CONFIG_FILE,
     Workspace,
 )
 
@@ -22,6 +25,7 @@ DATASET_KEY = "dataset_path"
 CONFIG_KEY = "train_config"
 JOB_KEY = "job_id"
 RUN_KEY = "run_path"
+VANISHED_RUN_KEY = "vanished_run_path"  # the session's run, deleted in another tab or on disk
 CLEANED_KEY = "uploads_cleaned"
 # The Model page's backbone widgets, which the backbone advisor's "Use ..." button resets.
 BACKBONE_KEY = "model_backbone"
@@ -57,6 +61,51 @@ def scheduler() -> JobScheduler:
     return _scheduler(str(ws.runs), str(ws.feature_cache), str(ws.root / QUEUE_FILE))
 
 
+# The jobs' states as this script run read them: {job id: snapshot, LINE: the line's snapshots}.
+SNAPSHOTS_KEY = "script_run_snapshots"
+_LINE = "line"
+
+
+def new_script_run() -> None:
+    """Forgets the job states the last script run read; app.py calls it as each run starts."""
+    st.session_state.pop(SNAPSHOTS_KEY, None)
+
+
+def _read_this_run() -> dict | None:
+    """This script run's snapshots, or None in a fragment's own rerun (which reads afresh:
+    it redraws only itself, and app.py did not start it)."""
+    ctx = get_script_run_ctx()
+    if ctx is not None and ctx.fragment_ids_this_run:
+        return None
+    return st.session_state.setdefault(SNAPSHOTS_KEY, {})
+
+
+def job_snapshot(job: Job) -> JobSnapshot:
+    """The job's state as this script run shows it, read once per run.
+
+    A job may end between two reads; the page's status line and buttons, the Start note and
+    the sidebar all take the job's state from here, so they cannot disagree about it.
+    """
+    read = _read_this_run()
+    if read is None:
+        return job.snapshot()
+    if job.job_id not in read:
+        read[job.job_id] = job.snapshot()
+    return read[job.job_id]
+
+
+def line_snapshots() -> list[JobSnapshot]:
+    """The jobs still running or waiting, in line order, as this script run shows them."""
+    read = _read_this_run()
+    if read is not None and _LINE in read:
+        return read[_LINE]
+    snaps = [job_snapshot(job) for job in scheduler().line()]
+    line = [snap for snap in snaps if snap.is_active or snap.is_queued]  # not one just ended
+    if read is not None:
+        read[_LINE] = line
+    return line
+
+
 def current_job() -> TrainingJob | None:
     """This session's job; a fresh session attaches to the active (or else latest) job.
 
@@ -72,6 +121,39 @@ def current_job() -> TrainingJob | None:
             st.session_state.setdefault(DATASET_KEY, job.config.data)
             st.session_state.setdefault(CONFIG_KEY, settings_of(job.config))
     return job
+
+
+def run_exists(path: str | Path) -> bool:
+    return (Path(path) / CONFIG_FILE).is_file()
+
+
+def vanished_run(path: str | Path) -> TLStudioError:
+    """What to say about the session's run once its folder has gone."""
+    return TLStudioError(
+        f"The run {Path(path).name} was deleted (in another tab or on disk); pick another run.",
+        "Every run still on disk is in the picker.",
+    )
+
+
+def current_run() -> str | None:
+    """The session's run, if its folder is still on disk.
+
+    A run deleted meanwhile (in another tab, or on disk) is dropped and kept under
+    ``VANISHED_RUN_KEY``, so that the pages say what happened rather than silently showing
+    another run; ``choose_run`` clears it.
+    """
+    path = st.session_state.get(RUN_KEY)
+    if path and not run_exists(path):
+        st.session_state[VANISHED_RUN_KEY] = path
+        del st.session_state[RUN_KEY]
+        return None
+    return path
+
+
+def choose_run(path: str | Path) -> None:
+    """Makes ``path`` the session's run."""
+    st.session_state[RUN_KEY] = str(path)
+    st.session_state.pop(VANISHED_RUN_KEY, None)
 
 
 # The dataset has one owner, DATASET_KEY (set on the Data page). CONFIG_KEY holds the Model

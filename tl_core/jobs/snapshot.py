@@ -218,6 +218,8 @@ class JobSnapshot:
         position = f"{self.queue_position} · " if self.is_active and self.queue_position else ""
         if self.status in ("pausing", "stopping"):
             return f"{self.message} · {position}{self.activity}"
+        if self.status == "paused":  # nothing moves: no time left is counted down
+            return f"Paused · {position}{self.activity} · ETA on hold"
         if self.is_queued:
             return self.message
         return f"{self.status.capitalize()} · {position}{self.message}"
@@ -241,7 +243,12 @@ class JobSnapshot:
         Computing features: images through the backbone. Training only the head on cached
         features: epochs per second (its steps are far faster than the backbone and would
         mislead as images/s). Training on images: the training steps' images per second.
+        Paused: "paused", not the pace before the pause.
         """
+        label, value = self._pace()
+        return label, "paused" if self.status == "paused" else value
+
+    def _pace(self) -> tuple[str, str]:
         if self.phase == PHASE_FEATURES:
             return "Backbone images/s", _format_rate(self.images_per_second)
         if self.phase == PHASE_PREPARING:
