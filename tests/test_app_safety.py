@@ -18,6 +18,7 @@ from tests.apptest_helpers import open_page, texts
 from tests.helpers import make_image_folder, make_zip
 from tests.training import tiny_config, train_tiny_run
 from tl_core.common import PHASE_TRAINING
+from tl_core.jobs import lr_find_job
 from tl_core.runs import WORKSPACE_ENV, Workspace, summarize_run
 
 APP_PAGES = Path(__file__).resolve().parents[1] / "app_pages"
@@ -43,6 +44,26 @@ def test_a_one_class_zip_beside_the_current_dataset_draws_both_reports(ws, tmp_p
     # The rejected zip's report and the current dataset's report, each with its chart.
     assert len(at.get("plotly_chart")) == 2
     assert at.session_state[state.DATASET_KEY] == str(current)
+
+
+# ----------------------------------------------------------------------------- a reload
+
+
+def test_a_reload_after_the_finder_comes_back_to_its_dataset_and_curve(ws, tmp_path):
+    other = make_image_folder(tmp_path / "other", {"red": 4, "green": 4})
+    data = make_image_folder(tmp_path / "tiny", {"red": 6, "green": 6, "blue": 6})
+    trained = state.scheduler().start(tiny_config(other, epochs=1))
+    assert trained.wait(120).status == "completed"
+    # The settings as the Model page keeps them (its sizes start at 96 px: 32 becomes the default).
+    config = tiny_config(data, freeze="all", image_size=None)
+    finder = state.scheduler().submit(lr_find_job(config))
+    assert finder.wait(120).status == "completed"
+    # A reload: a fresh session, with nothing in it. It comes back on the finder's dataset and
+    # settings (the latest training job's dataset is another), with the finder's curve.
+    at = open_page(state.MODEL_PAGE)
+    assert at.session_state[state.DATASET_KEY] == str(data)
+    assert any("Learning-rate finder" in c.proto.spec for c in at.get("plotly_chart"))
+    assert any(b.label.startswith("Use ") for b in at.button)
 
 
 # ----------------------------------------------------------------------------- callbacks

@@ -123,6 +123,18 @@ def labelled_zip(tmp_path_factory) -> Path:
     return make_zip(folder, root / "colours.zip", wrap="colours")
 
 
+def start_comparison(page) -> None:
+    """Opens the Model page's "Which backbone?" panel and starts comparing backbones."""
+    expect = sync_api.expect
+    page.get_by_text("Which backbone?", exact=True).click()
+    compare = page.get_by_role("button", name="Compare backbones on my images")
+    expect(compare).to_be_visible()
+    wait_until_idle(page)
+    compare.click()
+    # Started: the button stays disabled, the reason beside it, while backbones are compared.
+    expect(compare).to_be_disabled()
+
+
 def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
     page, app_url, workspace, labelled_zip, tmp_path, outside_requests
 ):
@@ -145,13 +157,7 @@ def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
     screenshot(page, "model")
 
     # Which backbone? The offline backbones ranked on these images, before anything trains.
-    page.get_by_text("Which backbone?", exact=True).click()
-    compare = page.get_by_role("button", name="Compare backbones on my images")
-    expect(compare).to_be_visible()
-    wait_until_idle(page)
-    compare.click()
-    # Started: the button stays disabled, the reason beside it, while backbones are compared.
-    expect(compare).to_be_disabled()
+    start_comparison(page)
     expect(page.get_by_text("Recommended:", exact=False)).to_be_visible(timeout=LONG_MS)
     wait_until_idle(page)
     expect(page.get_by_text("not a guarantee", exact=False)).to_be_visible()
@@ -280,6 +286,39 @@ def test_from_a_zip_to_a_trained_model_a_prediction_and_an_export(
 
     # Offline all along: not one request tried to leave this machine (the favicon used to).
     assert outside_requests == []
+
+
+# ----------------------------------------------------------------------------- a reload
+# Run after the journey, whose latest training job is on another dataset: a reload used to
+# bring the Model page back on that job's dataset, away from the comparison under way.
+
+
+def test_a_reload_during_a_backbone_comparison_comes_back_to_it(page, app_url):
+    expect = sync_api.expect
+    tab = session(page.context.browser, app_url)
+    expect(tab.get_by_role("heading", name="Data", exact=True)).to_be_visible()
+    wait_until_idle(tab)
+    tab.get_by_role("tab", name="Sample dataset").click()
+    tab.get_by_role("button", name="Load sample dataset").click()
+    sidebar = tab.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text("Dataset: sample_dataset", exact=True)).to_be_visible()
+    wait_until_idle(tab)
+    go_to(tab, "Model")
+    start_comparison(tab)
+
+    tab.reload()  # a new session, mid-comparison
+    expect(tab.get_by_role("heading", name="Model", exact=True)).to_be_visible()
+    expect(sidebar.get_by_text("Dataset: sample_dataset", exact=True)).to_be_visible()
+    # The comparison's panel is open on its progress (or, had it finished, its result).
+    panel = tab.get_by_test_id("stExpander").filter(has_text="Which backbone?")
+    stop, result = panel.get_by_role("button", name="Stop"), panel.get_by_text("Recommended:")
+    expect(stop.or_(result).first).to_be_visible()
+    if stop.is_visible():  # stopped, so that the next test's jobs find the line empty
+        expect(panel.get_by_role("button", name="Compare backbones on my images")).to_be_disabled()
+        stop.click()
+    stopped = panel.get_by_text("Stopped: nothing was compared.")
+    expect(stopped.or_(result).first).to_be_visible(timeout=LONG_MS)
+    tab.context.close()
 
 
 # ----------------------------------------------------------------------------- two sessions

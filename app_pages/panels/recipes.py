@@ -20,7 +20,7 @@ from tl_core.config import (
     TrainConfig,
 )
 from tl_core.figures import lr_finder_figure
-from tl_core.jobs import Job, JobSnapshot, lr_find_job
+from tl_core.jobs import LR_FIND, Job, JobSnapshot, lr_find_job
 from tl_core.training import MODE_ADVICE, MODE_LABELS, LRFinderResult
 
 FINDER_LABEL = "Find a learning rate"
@@ -109,17 +109,32 @@ def _sweep_key(config: TrainConfig) -> dict:
     return {k: v for k, v in config.to_dict().items() if k not in _NOT_SWEPT}
 
 
-def finder_job() -> tuple[Job | None, JobSnapshot | None]:
+def _finder_of(config: TrainConfig) -> tuple[dict | None, str | None]:
+    """(the settings swept, the job's id) of the newest finder job that sweeps ``config``'s
+    recipe on its dataset, while it waits or runs or once it has completed."""
+    job = state.scheduler().latest((LR_FIND,), str(config.data))
+    swept = _sweep_key(config)
+    if job is None or job.config is None or _sweep_key(job.config) != swept:
+        return None, None
+    if job.has_ended and (job.snapshot().status != "completed" or RESULT_KEY in st.session_state):
+        return None, None  # its outcome was shown already, or there is none to show
+    return swept, job.job_id
+
+
+def finder_job(config: TrainConfig) -> tuple[Job | None, JobSnapshot | None]:
     """This session's finder job while it waits or runs; once it has ended, None and its last
     snapshot (taken once: a completed sweep's curve moves to ``RESULT_KEY``)."""
     swept, job_id = st.session_state.get(JOB_KEY) or (None, None)
+    if job_id is None:  # a fresh session (a reload): the finder of these settings, if any
+        swept, job_id = _finder_of(config)
     job = state.scheduler().get(job_id)
     if job is None:  # cancelled before its turn, or never asked for
         st.session_state.pop(JOB_KEY, None)
         return None, None
     if not job.has_ended:
+        st.session_state[JOB_KEY] = (swept, job_id)
         return job, None
-    del st.session_state[JOB_KEY]
+    st.session_state.pop(JOB_KEY, None)
     snap = job.snapshot()
     if snap.status == "completed":
         st.session_state[RESULT_KEY] = (swept, snap.result)
@@ -129,7 +144,7 @@ def finder_job() -> tuple[Job | None, JobSnapshot | None]:
 def lr_finder(config: TrainConfig) -> None:
     """The finder's panel: a button that queues it as a job, its progress, then its curve and
     the suggested rate."""
-    job, ended = finder_job()
+    job, ended = finder_job(config)
     shown = st.session_state.get(RESULT_KEY)
     current = shown is not None and shown[0] == _sweep_key(config)
     expanded = current or job is not None or ended is not None

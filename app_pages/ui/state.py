@@ -27,6 +27,7 @@ JOB_KEY = "job_id"
 RUN_KEY = "run_path"
 VANISHED_RUN_KEY = "vanished_run_path"  # the session's run, deleted in another tab or on disk
 CLEANED_KEY = "uploads_cleaned"
+ATTACHED_KEY = "attached_to_work"  # set once a fresh session has taken up the work under way
 # The Model page's backbone widgets, which the backbone advisor's "Use ..." button resets.
 BACKBONE_KEY = "model_backbone"
 TIMM_NAME_KEY = "model_timm_name"
@@ -109,10 +110,11 @@ def line_snapshots() -> list[JobSnapshot]:
 def current_job() -> TrainingJob | None:
     """This session's job; a fresh session attaches to the active (or else latest) job.
 
-    A browser reload starts a fresh session: it also takes the job's dataset and settings,
-    so every page carries on where the user was.
+    A browser reload starts a fresh session: it takes up the work under way (``take_up_work``)
+    and the training job's settings, so every page carries on where the user was.
     """
     jobs = scheduler()
+    take_up_work(jobs)
     job = jobs.get(st.session_state.get(JOB_KEY))
     if job is None:
         job = jobs.active(TRAINING_KINDS) or jobs.latest(TRAINING_KINDS)
@@ -121,6 +123,22 @@ def current_job() -> TrainingJob | None:
             st.session_state.setdefault(DATASET_KEY, job.config.data)
             st.session_state.setdefault(CONFIG_KEY, settings_of(job.config))
     return job
+
+
+def take_up_work(jobs: JobScheduler) -> None:
+    """Once per session: the dataset (and settings) of the job running now, of any kind, else
+    of the newest job. A reload during a backbone comparison or the learning-rate finder
+    comes back on the dataset being compared, where the page finds that job by its dataset,
+    not on the dataset of the latest training."""
+    if st.session_state.get(ATTACHED_KEY):
+        return
+    st.session_state[ATTACHED_KEY] = True
+    work = jobs.active() or jobs.latest()
+    if work is None or not Path(work.dataset).exists():
+        return
+    st.session_state.setdefault(DATASET_KEY, work.dataset)
+    if (config := getattr(work, "config", None)) is not None:
+        st.session_state.setdefault(CONFIG_KEY, settings_of(config))
 
 
 def run_exists(path: str | Path) -> bool:

@@ -54,6 +54,8 @@ class AnalysisJob(Job):
     ):
         super().__init__(kind, f"{KIND_NAMES[kind]} on {Path(dataset).name}", dataset, backbone)
         self._data = data
+        # The settings a learning-rate finder sweeps: a reloaded page finds its job by them.
+        self.config = data if isinstance(data, TrainConfig) else None
         self._function = function
         self._stopped_error = stopped_error
         self._options = options
