@@ -66,6 +66,22 @@ def test_a_reload_after_the_finder_comes_back_to_its_dataset_and_curve(ws, tmp_p
     assert any(b.label.startswith("Use ") for b in at.button)
 
 
+def test_a_reload_comes_back_to_a_finder_waiting_behind_another_training(ws, tmp_path):
+    other = make_image_folder(tmp_path / "other", {"red": 4, "green": 4})
+    data = make_image_folder(tmp_path / "tiny", {"red": 6, "green": 6, "blue": 6})
+    training = state.scheduler().start(tiny_config(other, epochs=500))
+    training.pause()  # another session's training, holding the line
+    finder = state.scheduler().submit(lr_find_job(tiny_config(data, image_size=None)))
+    try:
+        at = open_page(state.MODEL_PAGE)  # a reload: a fresh session
+        assert at.session_state[state.DATASET_KEY] == str(data)
+        assert "Queued, 2nd in line" in texts(at.info)
+    finally:
+        state.scheduler().cancel(finder.job_id)
+        training.stop()
+        training.wait(120)
+
+
 # ----------------------------------------------------------------------------- callbacks
 
 # A widget callback's own argument, or a callback made through feedback.callback(...).

@@ -126,14 +126,16 @@ def current_job() -> TrainingJob | None:
 
 
 def take_up_work(jobs: JobScheduler) -> None:
-    """Once per session: the dataset (and settings) of the job running now, of any kind, else
-    of the newest job. A reload during a backbone comparison or the learning-rate finder
-    comes back on the dataset being compared, where the page finds that job by its dataset,
-    not on the dataset of the latest training."""
+    """Once per session: the dataset (and settings) of the newest job still waiting or
+    running, of any kind, else of the newest job. A reload during a backbone comparison or
+    the learning-rate finder (running, or waiting behind another session's training) comes
+    back on the dataset being compared, where the page finds that job by its dataset, not on
+    the dataset of the latest training."""
     if st.session_state.get(ATTACHED_KEY):
         return
     st.session_state[ATTACHED_KEY] = True
-    work = jobs.active() or jobs.latest()
+    line = jobs.line()  # the running job, then the waiting ones in the order they came
+    work = line[-1] if line else jobs.latest()
     if work is None or not Path(work.dataset).exists():
         return
     st.session_state.setdefault(DATASET_KEY, work.dataset)
