@@ -48,10 +48,6 @@ __getattr__, __dir__ = lazy_face(
         ),
         "multilabel_split": ("iterative_split",),
         "near_duplicates": ("near_duplicate_groups",),
-        "retagging": (
-            "current_tags",
-            "retag_images",
-        ),
         "records": (
             "DatasetReport",
             "DuplicateGroup",
@@ -60,6 +56,10 @@ __getattr__, __dir__ = lazy_face(
             "SkippedFile",
             "co_occurrence",
             "tags_per_image",
+        ),
+        "retagging": (
+            "current_tags",
+            "retag_images",
         ),
         "sample": (
             "SAMPLE_DATASET_DIR",

@@ -40,6 +40,7 @@ from tl_core.runs.layout import (
     LABELS_FILE,
     MAX_NOTE_LENGTH,
     METRICS_FILE,
+    MULTI_LABEL_TASK,
     NOTE_FILE,
     SPLIT_FILE,
     WEIGHTS_FILE,
@@ -331,6 +332,18 @@ class Run:
     @property
     def backbone(self) -> str:
         return self.model_info["backbone"]
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether the run has one sigmoid output per tag (trained on a labels.csv dataset):
+        an image gets every tag above its threshold (``thresholds.json``), or none."""
+        return self.model_info.get("task") == MULTI_LABEL_TASK
+
+    @property
+    def accuracy_metric(self) -> str:
+        """What the history's accuracy measures: "accuracy", or for a multi-label run the
+        metric named in metrics.json."""
+        return str(self.metrics.get("accuracy_metric") or "accuracy")
 
     def build_model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
         """The architecture with the run's best weights, in eval mode.
