@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tl_core.analysis.multilabel_support import LABEL_ISSUES, require_single_label
 from tl_core.common import TLStudioError, release_memory, resolve_device
 from tl_core.config import DEFAULT_BACKBONE
 from tl_core.data import DatasetReport
@@ -178,6 +179,7 @@ def find_label_issues(
     """
     from tl_core.analysis.advisor import pretrained_factory
 
+    require_single_label(LABEL_ISSUES, report)
     report.require_trainable()
     items = list(report.items)
     class_names = list(report.class_names)

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import csv
 import io
+import zipfile
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from tl_core.common import DatasetError, atomic_write, plural
-from tl_core.data.folders import visible_entries, walk_visible_files
+from tl_core.data.folders import is_clutter, visible_entries, walk_visible_files
 from tl_core.data.images import IMAGE_SUFFIXES
 from tl_core.data.records import MIN_IMAGES_PER_CLASS, ImageItem, Issue
 
@@ -45,9 +46,20 @@ def labels_root(folder: Path) -> Path | None:
 
 
 def is_multi_label(source: str | Path) -> bool:
-    """Whether a dataset folder carries a ``labels.csv`` (a zip is told by its scan's report)."""
+    """Whether a dataset folder, or a .zip of one, carries a ``labels.csv`` (at its root or
+    below single wrapping folders), without scanning its images."""
     source = Path(source)
-    return source.is_dir() and labels_root(source) is not None
+    if source.is_dir():
+        return labels_root(source) is not None
+    try:
+        with zipfile.ZipFile(source) as archive:
+            names = [n.replace("\\", "/") for n in archive.namelist()]
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return any(
+        name.rsplit("/", 1)[-1] == LABELS_CSV and name.count("/") <= 2 and not is_clutter(name)
+        for name in names
+    )
 
 
 def join_tags(tags: Sequence[str]) -> str:
