@@ -20,6 +20,7 @@ from tl_core.inference import (
     read_thresholds,
     set_thresholds,
 )
+from tl_core.jobs import TrainingJob
 from tl_core.training import tag_weighting, train
 
 
@@ -129,3 +130,13 @@ def test_average_precision_and_best_thresholds_on_known_scores():
     chosen = best_thresholds(probabilities, targets)
     assert 0.25 < chosen[0] <= 0.3 and 0.2 < chosen[1] <= 0.6
     assert (probabilities >= np.array(chosen)).tolist() == targets.tolist()
+
+
+def test_a_training_job_names_its_metric_in_the_snapshot(tmp_path):
+    data = make_shapes_dataset(tmp_path / "data", per_kind=3)
+    job = TrainingJob(tiny_config(data, epochs=1, freeze="all"), tmp_path / "run")
+    job.start()
+    snapshot = job.wait(timeout=120)
+    assert snapshot.status == "completed"
+    assert snapshot.accuracy_metric == "macro F1 at threshold 0.5"
+    assert "in 2 tags" in snapshot.plan and "val_map" in snapshot.history[0]

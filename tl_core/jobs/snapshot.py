@@ -80,6 +80,7 @@ class JobState:
     device: str = ""
     num_val_images: int | None = None
     caches_features: bool = False
+    accuracy_metric: str = "accuracy"
     epoch: int = 0
     step: int = 0
     total_steps: int = 0
@@ -103,6 +104,7 @@ PER_RUN_FIELDS = (
     "warnings",
     "num_val_images",
     "caches_features",
+    "accuracy_metric",
     "epoch",
     "step",
     "total_steps",
@@ -163,6 +165,9 @@ class JobSnapshot:
     error_hint: str | None
     started_at: float
     finished_at: float | None
+    # What ``history``'s and ``best_val_accuracy``'s accuracy measures: "accuracy", or for a
+    # multi-label run the metric's name (tl_core.runs.MULTI_LABEL_METRIC), for chart labels.
+    accuracy_metric: str = "accuracy"
 
     @property
     def is_active(self) -> bool:

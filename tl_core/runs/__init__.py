@@ -30,6 +30,7 @@ __getattr__, __dir__ = lazy_face(
             "LABELS_FILE",
             "MAX_NOTE_LENGTH",
             "METRICS_FILE",
+            "MULTI_LABEL_METRIC",
             "NOTE_FILE",
             "OPEN_SET_FILE",
             "PREDICTIONS_FILE",
