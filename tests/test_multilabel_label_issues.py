@@ -16,11 +16,15 @@ def colour_factory(name: str, num_classes: int):
 
 def test_wrong_tags_are_found_first(tmp_path):
     data = make_shapes_dataset(tmp_path / "data", per_kind=8)
-    wrong = {"images/circle_0.png": "square", "images/none_1.png": "circle;square"}
+    wrong = {"images/circle_square_0.png": "square", "images/none_1.png": "circle;square"}
     rows = (data / "labels.csv").read_text().splitlines()
+    # No image carries the circle alone, so no set of tags is named like a tag.
     rows = [
         f"{row.split(',')[0]},{wrong[row.split(',')[0]]}" if row.split(",")[0] in wrong else row
         for row in rows
+        if not row.startswith("images/circle_")
+        or row.startswith("images/circle_square")
+        or row.split(",")[0] in wrong
     ]
     (data / "labels.csv").write_text("\n".join(rows) + "\n")
     report = scan_dataset(data)
@@ -28,7 +32,7 @@ def test_wrong_tags_are_found_first(tmp_path):
     found = [report.relative(issue.path) for issue in issues]
     assert set(found[:2]) == set(wrong)
     assert len(found) <= 5  # few clean images are accused
-    first = {report.relative(i.path): i for i in issues}["images/circle_0.png"]
-    assert (first.given, first.suggested) == ("square", "circle")
+    first = {report.relative(i.path): i for i in issues}["images/circle_square_0.png"]
+    assert (first.given, first.suggested) == ("square", "circle;square")
     assert first.confidence > 0.5 > first.given_probability
     assert multi_label_refusal(LABEL_ISSUES) is None
