@@ -2,8 +2,8 @@
 check), how deep to freeze (sweep), which labels look wrong, the health check as a whole.
 
 Modules (each says what it holds in its own docstring):
-    advisor, health_report, label_issues, logme, probe, ranking, signals, sweep, sweep_result,
-    transfer
+    advisor, health_report, label_issues, logme, multilabel_probe, multilabel_support, probe,
+    ranking, signals, sweep, sweep_result, transfer
 """
 
 from tl_core.common.faces import lazy_face
@@ -23,6 +23,15 @@ __getattr__, __dir__ = lazy_face(
             "FeatureSpectrum",
             "logme_score",
             "maximise_evidence",
+        ),
+        "multilabel_support": (
+            "ADVISOR",
+            "LABEL_ISSUES",
+            "MULTI_LABEL_TOOLS",
+            "SWEEP",
+            "TRANSFER_CHECK",
+            "multi_label_refusal",
+            "require_single_label",
         ),
         "probe": (
             "AdvisorStopped",

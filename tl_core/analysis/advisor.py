@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from tl_core.analysis.logme import logme_score
+from tl_core.analysis.multilabel_support import ADVISOR, require_single_label
 from tl_core.analysis.probe import AdvisorStopped, probe_fold_accuracies, stratified_subsample
 from tl_core.analysis.ranking import (
     AdvisorResult,
@@ -155,6 +156,7 @@ def advise(
     with contextlib.ExitStack() as stack:
         if not isinstance(data, DatasetReport):
             data = stack.enter_context(scanned_dataset(data))
+        require_single_label(ADVISOR, data)
         data.require_trainable()
         # Named relative to the dataset: a .zip's folder is gone once the block ends.
         skipped_files = tuple(

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from tl_core.analysis.multilabel_support import SWEEP, require_single_label
 from tl_core.analysis.sweep_result import NOT_RUN, PENDING, RUNNING, SweepResult, SweepRow
 from tl_core.common import (
     JobControl,
@@ -199,6 +200,7 @@ def sweep(
         UsageError: A depth does not fit the backbone.
         RunError: ``out_dir`` holds files, or another process is writing to it.
     """
+    require_single_label(SWEEP, config.data)
     groups, resolved = resolve_depths(config.backbone, depths)
     observer = observer or TrainingObserver()
     control = control or JobControl()

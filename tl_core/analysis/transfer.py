@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tl_core.analysis.multilabel_support import TRANSFER_CHECK, require_single_label
 from tl_core.analysis.signals import domain_signals
 from tl_core.common import (
     PHASE_FEATURES,
@@ -307,6 +308,7 @@ def transfer_check(
             "already ask for random weights.",
             "Turn pretrained weights on; the check trains the from-scratch version itself.",
         )
+    require_single_label(TRANSFER_CHECK, config.data)
     observer = observer or TrainingObserver()
     control = control or JobControl()
     train_run = train_run or _default_training(observer, control)

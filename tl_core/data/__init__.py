@@ -2,8 +2,8 @@
 near-identical images, reviewed versions of a dataset, the built-in sample.
 
 Modules (each says what it holds in its own docstring):
-    archives, folders, image_dataset, image_hash, images, near_duplicates, records, sample,
-    scanning, splitting, versions
+    archives, folders, image_dataset, image_hash, images, multilabel, multilabel_split,
+    near_duplicates, records, retagging, sample, scanning, splitting, versions
 """
 
 from tl_core.common.faces import lazy_face
@@ -20,6 +20,7 @@ __getattr__, __dir__ = lazy_face(
         "image_dataset": (
             "ImageFolderDataset",
             "default_num_workers",
+            "item_targets",
         ),
         "image_hash": (
             "Fingerprint",
@@ -35,6 +36,17 @@ __getattr__, __dir__ = lazy_face(
             "SKIP_NOT_REGULAR",
             "load_image",
         ),
+        "multilabel": (
+            "LABELS_CSV",
+            "TAG_SEPARATOR",
+            "is_multi_label",
+            "join_tags",
+            "read_labels_csv",
+            "split_tags",
+            "tag_counts",
+            "write_labels_csv",
+        ),
+        "multilabel_split": ("iterative_split",),
         "near_duplicates": ("near_duplicate_groups",),
         "records": (
             "DatasetReport",
@@ -42,6 +54,12 @@ __getattr__, __dir__ = lazy_face(
             "ImageItem",
             "Issue",
             "SkippedFile",
+            "co_occurrence",
+            "tags_per_image",
+        ),
+        "retagging": (
+            "current_tags",
+            "retag_images",
         ),
         "sample": (
             "SAMPLE_DATASET_DIR",

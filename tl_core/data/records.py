@@ -5,7 +5,9 @@ health findings, and the report that holds them all.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import combinations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,9 @@ if TYPE_CHECKING:
 
 MIN_IMAGES_PER_CLASS = 2
 TINY_CLASS_IMAGES = 10
+# Why a file of a multi-label dataset is left out (see tl_core.data.multilabel).
+SKIP_NOT_LISTED = "not listed in labels.csv"
+SKIP_LISTED_MISSING = "listed in labels.csv but not found in the dataset"
 
 
 # slots: a scan of 100,000 images holds 100,000 items; without a __dict__ each is ~100 bytes
@@ -28,10 +33,13 @@ class ImageItem:
 
     Attributes:
         path: The file.
-        label: Its class.
+        label: Its class; for an image of a multi-label dataset, its tags joined by ";" in
+            sorted order ("" for none), so copies with different tags tell apart.
         digest: BLAKE2b hash of the file's bytes, set by the scan (equal for exact copies).
         fingerprint: Perceptual fingerprint of the picture, set by the scan (close for resized
             or re-encoded copies); None for an image too flat to fingerprint.
+        tags: The image's tags in a multi-label dataset (``labels.csv``), sorted; None in a
+            dataset of class folders.
     """
 
     path: Path
@@ -39,6 +47,7 @@ class ImageItem:
     # What the scan measured; not part of the item's identity (a hand-made item has neither).
     digest: str | None = field(default=None, compare=False, repr=False)
     fingerprint: Fingerprint | None = field(default=None, compare=False, repr=False)
+    tags: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +102,9 @@ class DatasetReport:
         errors: Problems that block training.
         warnings: Problems that do not block training but may hurt it.
         scan_seconds: How long reading and decoding every file took.
+        multi_label: The dataset carries a ``labels.csv``: ``class_names`` are its tags, an
+            image may carry several or none (``ImageItem.tags``), and ``counts`` are images
+            per tag (see ``tl_core.data.multilabel``).
     """
 
     source: Path
@@ -106,15 +118,20 @@ class DatasetReport:
     errors: tuple[Issue, ...] = ()
     warnings: tuple[Issue, ...] = ()
     scan_seconds: float = 0.0
+    multi_label: bool = False
     _counts: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        counts = Counter(item.label for item in self.items)
+        if self.multi_label:
+            counts = Counter(tag for item in self.items for tag in item.tags or ())
+        else:
+            counts = Counter(item.label for item in self.items)
         object.__setattr__(self, "_counts", {name: counts[name] for name in self.class_names})
 
     @property
     def counts(self) -> dict[str, int]:
-        """Readable images per class, in ``class_names`` order."""
+        """Readable images per class (per tag in a multi-label dataset), in ``class_names``
+        order."""
         return dict(self._counts)
 
     @property
@@ -164,8 +181,10 @@ class DatasetReport:
             return path.as_posix()
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable summary; file paths are relative to ``root``."""
-        return {
+        """A JSON-serialisable summary; file paths are relative to ``root``. A multi-label
+        dataset's also holds ``multi_label`` (see :meth:`multi_label_summary`) and each item's
+        ``tags``."""
+        summary = {
             "source": str(self.source),
             "root": str(self.root),
             "class_names": list(self.class_names),
@@ -198,6 +217,29 @@ class DatasetReport:
             "hidden_folders": list(self.hidden_folders),
             "scan_seconds": round(self.scan_seconds, 3),
         }
+        if self.multi_label:
+            summary["multi_label"] = self.multi_label_summary()
+            for row, item in zip(summary["items"], self.items, strict=True):
+                row["tags"] = list(item.tags or ())
+        return summary
+
+    def multi_label_summary(self) -> dict[str, Any]:
+        """A multi-label dataset's health: images per tag, tags per image, the pairs of tags
+        seen together, the images with no tag, and the files left out with their reason."""
+
+        def files(reason: str) -> list[str]:
+            return [self.relative(s.path) for s in self.skipped if s.reason == reason]
+
+        return {
+            "tags": self.counts,
+            "tags_per_image": {str(k): v for k, v in tags_per_image(self.items).items()},
+            "co_occurrence": [
+                {"tags": list(pair), "images": n} for pair, n in co_occurrence(self.items).items()
+            ],
+            "untagged": [self.relative(i.path) for i in self.items if not i.tags],
+            "listed_missing": files(SKIP_LISTED_MISSING),
+            "not_listed": files(SKIP_NOT_LISTED),
+        }
 
     def counts_frame(self) -> pd.DataFrame:
         """Images per class as a DataFrame with columns ``class`` and ``images``."""
@@ -206,3 +248,14 @@ class DatasetReport:
         return pd.DataFrame(
             {"class": list(self._counts), "images": list(self._counts.values())}
         ).astype({"class": "string", "images": "int64"})
+
+
+def tags_per_image(items: Sequence[ImageItem]) -> dict[int, int]:
+    """How many images carry 0, 1, 2... tags (multi-label datasets)."""
+    return dict(sorted(Counter(len(item.tags or ()) for item in items).items()))
+
+
+def co_occurrence(items: Sequence[ImageItem]) -> dict[tuple[str, str], int]:
+    """Images carrying each pair of tags together, most frequent first (multi-label datasets)."""
+    pairs = Counter(pair for item in items for pair in combinations(sorted(item.tags or ()), 2))
+    return dict(pairs.most_common())

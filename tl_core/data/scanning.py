@@ -3,7 +3,8 @@ once, so anything that would break training later is reported up front, with the
 :class:`~tl_core.data.records.DatasetReport` with its blocking errors and its warnings.
 
 A dataset is a folder holding one subfolder per class, or a .zip of such a folder (wrapped in a
-single top folder or not).
+single top folder or not); or, with several labels per image, a folder of images with a
+``labels.csv`` (see :mod:`tl_core.data.multilabel`).
 """
 
 from __future__ import annotations
@@ -33,9 +34,20 @@ from tl_core.data.folders import (
 )
 from tl_core.data.image_hash import Fingerprint, fingerprint
 from tl_core.data.images import UnusableFile, decode, decode_failure, open_image_file
+from tl_core.data.multilabel import (
+    LABELS_CSV,
+    join_tags,
+    labels_root,
+    listed_images,
+    multi_label_errors,
+    multi_label_warnings,
+    read_labels_csv,
+)
 from tl_core.data.near_duplicates import near_duplicate_groups
 from tl_core.data.records import (
     MIN_IMAGES_PER_CLASS,
+    SKIP_LISTED_MISSING,
+    SKIP_NOT_LISTED,
     TINY_CLASS_IMAGES,
     DatasetReport,
     DuplicateGroup,
@@ -167,7 +179,27 @@ def scan_dataset(
     started = time.perf_counter()
     source = Path(source).expanduser().resolve()
     extracted = _resolve_source(source, Path(extract_to) if extract_to is not None else None)
-    root = find_root(extracted)
+    tagged_root = labels_root(extracted)
+    if tagged_root is not None:
+        report = _scan_tagged(source, tagged_root, progress, max_workers)
+    else:
+        report = _scan_class_folders(source, find_root(extracted), progress, max_workers)
+    return replace(
+        report,
+        errors=tuple(_blocking_errors(report)),
+        warnings=tuple(_warnings(report)),
+        scan_seconds=time.perf_counter() - started,
+    )
+
+
+# One file to check: its path, its class (None: left out for ``reason``), its tags.
+_Candidate = tuple[Path, str | None, tuple[str, ...] | None]
+
+
+def _scan_class_folders(
+    source: Path, root: Path, progress: Callable | None, max_workers: int | None
+) -> DatasetReport:
+    """The report of a dataset of class folders (no labels.csv)."""
     class_dirs, looping = class_folders(root)
     class_names = tuple(d.name for d in class_dirs)
     hidden_folders = tuple(
@@ -177,25 +209,74 @@ def scan_dataset(
             if entry.name.startswith(".") and entry.is_dir()
         )
     )
-
-    candidates: list[tuple[Path, str | None]] = [(path, None) for path in visible_entries(root)[1]]
+    candidates: list[_Candidate] = [(path, None, None) for path in visible_entries(root)[1]]
     for class_dir in class_dirs:
-        candidates.extend((path, class_dir.name) for path in walk_visible_files(class_dir))
+        candidates.extend((path, class_dir.name, None) for path in walk_visible_files(class_dir))
+    items, skipped, duplicates = _check_candidates(candidates, SKIP_LOOSE, progress, max_workers)
+    return DatasetReport(
+        source=source,
+        root=root,
+        class_names=class_names,
+        items=tuple(items),
+        skipped=tuple([SkippedFile(link, SKIP_LINK_INTO_ITSELF) for link in looping] + skipped),
+        duplicates=duplicates,
+        near_duplicates=near_duplicate_groups(items),
+        hidden_folders=hidden_folders,
+    )
 
+
+def _scan_tagged(
+    source: Path, root: Path, progress: Callable | None, max_workers: int | None
+) -> DatasetReport:
+    """The report of a multi-label dataset: every image under ``root`` with its tags from
+    ``labels.csv`` (see ``tl_core.data.multilabel``)."""
+    listed = read_labels_csv(root / LABELS_CSV)
+    files = [p for p in walk_visible_files(root) if p != root / LABELS_CSV]
+    paired, missing = listed_images(root, files, listed)
+    candidates: list[_Candidate] = [
+        (path, None if tags is None else join_tags(tags), tags) for path, tags in paired
+    ]
+    items, skipped, duplicates = _check_candidates(
+        candidates, SKIP_NOT_LISTED, progress, max_workers
+    )
+    skipped.extend(SkippedFile(path, SKIP_LISTED_MISSING) for path in missing)
+    return DatasetReport(
+        source=source,
+        root=root,
+        class_names=tuple(sorted({tag for tags in listed.values() for tag in tags})),
+        items=tuple(sorted(items, key=lambda i: i.path.as_posix())),
+        skipped=tuple(skipped),
+        duplicates=duplicates,
+        near_duplicates=near_duplicate_groups(items),
+        multi_label=True,
+    )
+
+
+def _check_candidates(
+    candidates: Sequence[_Candidate],
+    unlabelled: str,
+    progress: Callable[[int, int], None] | None,
+    max_workers: int | None,
+) -> tuple[list[ImageItem], list[SkippedFile], tuple[DuplicateGroup, ...]]:
+    """Decodes and hashes every candidate in a thread pool: the readable labelled images, the
+    files left out (unlabelled ones for the reason ``unlabelled``), and the groups of
+    byte-identical images."""
     workers = max_workers or min(32, (os.cpu_count() or 1) + 4)
     items: list[ImageItem] = []
-    skipped = [SkippedFile(link, SKIP_LINK_INTO_ITSELF) for link in looping]
+    skipped: list[SkippedFile] = []
     first_of_digest: dict[str, ImageItem] = {}
     copies: dict[str, list[ImageItem]] = {}  # only digests seen twice or more
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        checks = _in_order(pool, _check_file, [path for path, _ in candidates], workers * 4)
-        for done, ((path, label), check) in enumerate(zip(candidates, checks, strict=True), 1):
+        checks = _in_order(pool, _check_file, [path for path, _, _ in candidates], workers * 4)
+        for done, ((path, label, tags), check) in enumerate(
+            zip(candidates, checks, strict=True), 1
+        ):
             if check.problem is not None:
                 skipped.append(SkippedFile(path, check.problem))
             elif label is None:
-                skipped.append(SkippedFile(path, SKIP_LOOSE))
+                skipped.append(SkippedFile(path, unlabelled))
             else:
-                item = ImageItem(path, label, check.digest, check.fingerprint)
+                item = ImageItem(path, label, check.digest, check.fingerprint, tags)
                 items.append(item)
                 first = first_of_digest.setdefault(check.digest, item)
                 if first is not item:
@@ -210,22 +291,7 @@ def scan_dataset(
         DuplicateGroup(tuple(i.path for i in group), tuple(i.label for i in group))
         for group in sorted(copies.values(), key=lambda group: order[group[0].path])
     )
-    report = DatasetReport(
-        source=source,
-        root=root,
-        class_names=class_names,
-        items=tuple(items),
-        skipped=tuple(skipped),
-        duplicates=duplicates,
-        near_duplicates=near_duplicate_groups(items),
-        hidden_folders=hidden_folders,
-    )
-    return replace(
-        report,
-        errors=tuple(_blocking_errors(report)),
-        warnings=tuple(_warnings(report)),
-        scan_seconds=time.perf_counter() - started,
-    )
+    return items, skipped, duplicates
 
 
 def _blocking_errors(report: DatasetReport) -> Iterator[Issue]:
@@ -237,7 +303,12 @@ def _blocking_errors(report: DatasetReport) -> Iterator[Issue]:
             if loose
             else " Expected one folder per class, each holding that class's images."
         )
+        if report.multi_label:
+            hint = " Check the image paths in labels.csv: they are relative to its folder."
         yield Issue("no_images", f"No readable images were found in {report.root.name}.{hint}")
+        return
+    if report.multi_label:
+        yield from multi_label_errors(report.items, report.class_names)
         return
     if len(report.class_names) < 2:
         found = ", ".join(repr(c) for c in report.class_names) or "none"
@@ -278,20 +349,33 @@ def _near_duplicate_warnings(report: DatasetReport) -> Iterator[Issue]:
 
 
 def _warnings(report: DatasetReport) -> Iterator[Issue]:
+    if report.multi_label:
+        reasons = Counter(s.reason for s in report.skipped)
+        yield from multi_label_warnings(
+            report.items, reasons[SKIP_NOT_LISTED], reasons[SKIP_LISTED_MISSING]
+        )
     ratio = report.imbalance_ratio
     if ratio is not None and ratio >= IMBALANCE_WARNING_RATIO:
         counts = {k: v for k, v in report.counts.items() if v}
         big, small = max(counts, key=counts.get), min(counts, key=counts.get)
         yield Issue(
             "imbalance",
-            f"Classes are imbalanced ({ratio:.1f}x): {big!r} has {counts[big]:,} images, "
+            f"Tags are imbalanced ({ratio:.1f}x): {big!r} is on {counts[big]:,} images, "
+            f"{small!r} on only {counts[small]:,}. Add images with the rare tags if you can; "
+            "macro F1 counts every tag alike."
+            if report.multi_label
+            else f"Classes are imbalanced ({ratio:.1f}x): {big!r} has {counts[big]:,} images, "
             f"{small!r} only {counts[small]:,}. Add images to the small classes if you can; "
             "accuracy alone will flatter the model.",
         )
     for name in report.tiny_classes:
+        count = plural(report.counts[name], "image")
         yield Issue(
             "tiny_class",
-            f"Class {name!r} has only {plural(report.counts[name], 'image')}; "
+            f"Tag {name!r} is on only {count}; {TINY_CLASS_IMAGES} or more per tag give more "
+            "reliable results."
+            if report.multi_label
+            else f"Class {name!r} has only {count}; "
             f"{TINY_CLASS_IMAGES} or more per class give more reliable results.",
         )
     across = [g for g in report.duplicates if g.across_classes]

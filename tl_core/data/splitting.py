@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tl_core.common import DatasetError, plural
+from tl_core.data.multilabel_split import iterative_split
 from tl_core.data.near_duplicates import near_duplicate_groups
 from tl_core.data.records import (
     MIN_IMAGES_PER_CLASS,
@@ -43,6 +44,8 @@ def stratified_split(
     and :func:`split_overlap` counts what leaks. A class without copies splits exactly as it
     would with ``keep_copies_together=False``.
 
+    Images with tags (a multi-label dataset) are split by :func:`iterative_split` instead.
+
     Args:
         items: The images.
         val_fraction: Share of each class held out.
@@ -58,6 +61,10 @@ def stratified_split(
         DatasetError: A class has fewer than 2 images.
         ValueError: ``val_fraction`` is not strictly between 0 and 1.
     """
+    if any(item.tags is not None for item in items):  # a multi-label dataset
+        return iterative_split(
+            items, val_fraction, seed, keep_copies_together=keep_copies_together, copies=copies
+        )
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     by_class: dict[str, list[ImageItem]] = defaultdict(list)
@@ -139,7 +146,11 @@ def check_validation_classes(train_report: DatasetReport, val_report: DatasetRep
             f"The validation set {val_report.source.name} has no readable images.",
             hint="Give a folder with one subfolder per class, like the training set.",
         )
-    val_classes = {item.label for item in val_report.items}
+    val_classes = {
+        name
+        for item in val_report.items
+        for name in (item.tags if item.tags is not None else (item.label,))
+    }
     unknown = sorted(val_classes - set(train_report.class_names))
     if unknown:
         raise DatasetError(

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tl_core.common import DatasetError, TLStudioError, plural, safe_name, unique_path, write_json
+from tl_core.data.multilabel import labels_root, split_tags, tagged_files, write_labels_csv
 
 VERSION_FILE = ".tl-studio-version.json"
 RELABEL, EXCLUDE, KEEP = "relabel", "exclude", "keep"
@@ -45,7 +46,8 @@ class Decision:
         image: The image's path relative to the original dataset's root (POSIX separators).
         action: RELABEL (it belongs to ``label``), EXCLUDE (leave it out of training) or KEEP
             (reviewed: its label is right, stop flagging it).
-        label: The new class, for RELABEL.
+        label: The new class, for RELABEL; in a multi-label dataset (``labels.csv``) the
+            image's new tags joined by ";" ("" for none).
     """
 
     image: str
@@ -55,12 +57,13 @@ class Decision:
     def __post_init__(self):
         if self.action not in ACTIONS:
             raise ValueError(f"Unknown decision {self.action!r}")
-        if (self.action == RELABEL) != bool(self.label):
+        # A multi-label relabel names the image's new tags, "" for none.
+        if (self.action == RELABEL) != (self.label is not None):
             raise ValueError("A relabel, and only a relabel, names its new class")
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"action": self.action}
-        if self.label:
+        if self.label is not None:
             data["label"] = self.label
         return data
 
@@ -272,7 +275,14 @@ def create_version(
             "There is nothing to save: no image was relabelled, excluded or confirmed.",
             "Decide about at least one image first.",
         )
-    unknown = sorted({d.label for d in decisions.values() if d.label} - set(class_names))
+    tagged = labels_root(Path(dataset)) is not None
+    named = {
+        name
+        for d in decisions.values()
+        if d.label is not None
+        for name in (split_tags(d.label) if tagged else (d.label,))
+    }
+    unknown = sorted(named - set(class_names))
     if unknown:
         raise DatasetError(
             f"Unknown class {', '.join(map(repr, unknown))}: a relabel picks one of the "
@@ -289,7 +299,7 @@ def create_version(
             f"Put the folder back at {base}, or import the images again as a new dataset.",
         )
     merged = {**(parent.decisions if parent else {}), **decisions}
-    originals = _class_files(base)
+    originals = tagged_files(base) if tagged else _class_files(base)
     missing = sorted(set(decisions) - set(originals))
     if missing:
         verb = "is" if len(missing) == 1 else "are"
@@ -305,6 +315,7 @@ def create_version(
     target = unique_path(Path(into), safe_name(f"{base.name}-v{number}", "dataset"))
     target.mkdir(parents=True)
     files: dict[str, str] = {}
+    tags_by_image: dict[str, str] = {}  # a multi-label version's labels.csv
     try:
         for key, (label, source) in originals.items():
             decision = merged.get(key)
@@ -312,9 +323,16 @@ def create_version(
                 continue
             if decision is not None and decision.action == RELABEL:
                 label = decision.label
-            placed = unique_path(target / label, source.name)
+            if tagged:  # the same place as in the base, the tags in labels.csv
+                placed = target / key
+                if label is not None:
+                    tags_by_image[key] = label
+            else:
+                placed = unique_path(target / label, source.name)
             _link_or_copy(source, placed)
             files[key] = placed.relative_to(target).as_posix()
+        if tagged:
+            write_labels_csv(target, tags_by_image)
         version = DatasetVersion(
             path=target,
             base=base,

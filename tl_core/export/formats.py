@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tl_core.inference import OUTPUT_NAMES, NetworkWithReliableHead
+from tl_core.inference import NetworkWithReliableHead
 from tl_core.models import Preprocessing
 
 # The JSON documents every format carries: class names, and how to prepare an image.
@@ -110,7 +110,16 @@ def model_metadata(
         LABELS_METADATA: json.dumps(list(labels)),
         PREPROCESSING_METADATA: json.dumps(described, indent=2),
     }
-    if isinstance(network, NetworkWithReliableHead):
+    if isinstance(network, NetworkWithReliableHead) and network.head.multi_label:
+        described["output"] = (
+            "five outputs: logits (N, tags); probabilities (N, tags), each tag's sigmoid (not a "
+            "softmax); ood_score (N,); unknown (N,); tags (N, tags), true where a tag's "
+            "probability reaches its threshold (open_set.json's thresholds); output i of the "
+            "logits, probabilities and tags is labels[i]"
+        )
+        documents[PREPROCESSING_METADATA] = json.dumps(described, indent=2)
+        documents[OPEN_SET_METADATA] = json.dumps(network.describe(), indent=2)
+    elif isinstance(network, NetworkWithReliableHead):
         described["output"] = (
             "four outputs: logits (N, classes); probabilities (N, classes), calibrated; "
             "ood_score (N,), how unlike the training images; unknown (N,), true for 'not one "
@@ -149,7 +158,7 @@ def write_onnx(
         (_example(preprocessing),),
         None,
         input_names=[INPUT_NAME],
-        output_names=list(OUTPUT_NAMES) if reliable else [OUTPUT_NAME],
+        output_names=list(network.output_names) if reliable else [OUTPUT_NAME],
         opset_version=ONNX_OPSET,
         dynamo=True,
         dynamic_shapes=_batch_dimension(),

@@ -30,6 +30,7 @@ from tl_core.inference import (
     ReliableHead,
     read_calibration,
     read_open_set,
+    read_thresholds,
 )
 from tl_core.runs import (
     CALIBRATION_FILE,
@@ -38,6 +39,7 @@ from tl_core.runs import (
     METRICS_FILE,
     OPEN_SET_FILE,
     SPLIT_FILE,
+    THRESHOLDS_FILE,
     WEIGHTS_FILE,
     Run,
     as_run,
@@ -202,18 +204,23 @@ def check_export(
     if not _same_shapes(batched, expected) or not _same_shapes(single, [e[:1] for e in expected]):
         return ExportCheck(len(images), images_from, float("inf"))
     # Logits, probabilities and scores are compared as numbers; the flags (last) as flags.
-    numbers = slice(0, 3) if len(expected) == 4 else slice(None)
+    numbers = slice(0, 3) if len(expected) >= 4 else slice(None)
     difference = max(
         float(np.abs(got - want[: len(got)]).max())
         for outputs in (batched, single)
         for got, want in zip(outputs[numbers], expected[numbers], strict=True)
     )
     disagreements = 0
-    if len(expected) == 4:
+    if len(expected) >= 4:
         threshold = float(network.head.threshold)
         clear = np.abs(expected[2] - threshold) > CHECK_TOLERANCE
         disagreements = int(((batched[3] != expected[3]) & clear).sum())
         disagreements += int(((single[3] != expected[3][:1]) & clear[:1]).sum())
+    if len(expected) == 5:  # a multi-label run's tags at their thresholds
+        thresholds = network.head.tag_thresholds.numpy()[None, :]
+        clear = np.abs(expected[1] - thresholds) > CHECK_TOLERANCE
+        disagreements += int(((batched[4] != expected[4]) & clear).sum())
+        disagreements += int(((single[4] != expected[4][:1]) & clear[:1]).sum())
     return ExportCheck(len(images), images_from, difference, unknown_disagreements=disagreements)
 
 
@@ -226,7 +233,8 @@ def _same_shapes(got: list[np.ndarray], expected: list[np.ndarray]) -> bool:
 def reliable_network(run: Run, network: torch.nn.Module) -> NetworkWithReliableHead:
     """The run's network followed by its calibration and open-set model (see
     :class:`tl_core.inference.ReliableHead`), as the ONNX and .pt2 files carry them."""
-    head = ReliableHead(read_calibration(run.path), read_open_set(run.path))
+    thresholds = read_thresholds(run) if run.multi_label else None
+    head = ReliableHead(read_calibration(run.path), read_open_set(run.path), thresholds)
     return NetworkWithReliableHead(network, head).eval()
 
 
@@ -257,6 +265,12 @@ def export_model(
     run = as_run(run)
     out_file = Path(out_file)
     network = run.build_model("cpu")  # a damaged run says so here, before any step is shown
+    if run.multi_label and not fmt.reliable:
+        raise ExportError(
+            f"A {fmt.title} file returns the logits only, so it cannot carry the thresholds "
+            f"of {run.path.name}, which gives several tags per image.",
+            "Export as ONNX, .pt2 or the run .zip: they carry each tag's threshold.",
+        )
     if fmt.reliable:
         network = reliable_network(run, network)
     out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -365,6 +379,17 @@ the class names and preprocessing as attributes too:
 """
 
 
+MULTI_LABEL_HOW_TO = """
+Several tags per image
+  This run gives each image every tag whose probability reaches the tag's threshold, or none.
+  Its outputs are independent sigmoids, not a softmax: probability i = 1 / (1 + exp(-logit i)).
+  thresholds.json holds each tag's threshold (chosen on the validation images to maximise the
+  tag's F1, or edited since); predict.py and predict_onnx.py print the tags under "tags".
+  ONNX and .pt2 files return a fifth output, tags (N, tags): true where probability >=
+  threshold, and list the thresholds in open_set.json.
+"""
+
+
 def how_to_load_text(run: Run) -> str:
     prep = run.preprocessing
     return HOW_TO_LOAD.format(
@@ -403,13 +428,17 @@ def export_zip(run: Run | str | Path, out_file: str | Path) -> Path:
                 METRICS_FILE,
                 CALIBRATION_FILE,
                 OPEN_SET_FILE,
+                THRESHOLDS_FILE,
             ):
                 if (run.path / name).is_file():
                     archive.write(run.path / name, arcname=name)
             for source, name in STANDALONE_SCRIPTS.items():
                 archive.write(here / source, arcname=name)
             archive.writestr(MODEL_CARD, model_card_text(run))
-            archive.writestr("HOW_TO_LOAD.txt", how_to_load_text(run))
+            archive.writestr(
+                "HOW_TO_LOAD.txt",
+                how_to_load_text(run) + (MULTI_LABEL_HOW_TO if run.multi_label else ""),
+            )
 
     atomic_write(out_file, write)
     return out_file

@@ -68,12 +68,17 @@ def predict(folder: Path, images: list[str], top_k: int) -> dict[str, dict]:
     first), whether it is "not one of my classes" (unknown) and its ood_score."""
     model, labels, transform = load_model(folder)
     temperature, open_set = load_open_set(folder)
+    thresholds = load_thresholds(folder, labels)
     results = {}
     for name in images:
         with Image.open(name) as image:
             batch = transform(image.convert("RGB")).unsqueeze(0)
         features = model.forward_head(model.forward_features(batch), pre_logits=True)
-        probabilities = (model.get_classifier()(features) / temperature).softmax(dim=1)[0]
+        logits = model.get_classifier()(features)
+        if thresholds is None:
+            probabilities = (logits / temperature).softmax(dim=1)[0]
+        else:  # several tags: each its own sigmoid, present from its threshold on
+            probabilities = logits.sigmoid()[0]
         values, indices = probabilities.topk(min(top_k, len(labels)))
         pairs = zip(values.tolist(), indices.tolist(), strict=True)
         ranking = [[labels[i], float(v)] for v, i in pairs]
@@ -84,7 +89,23 @@ def predict(folder: Path, images: list[str], top_k: int) -> dict[str, dict]:
             score = float(1.0 - similarity.topk(k, dim=1).values[0, -1])
         unknown = score is not None and score > open_set["threshold"]
         results[name] = {"predictions": ranking, "unknown": unknown, "ood_score": score}
+        if thresholds is not None:
+            present = [i for i, t in enumerate(thresholds) if float(probabilities[i]) >= t]
+            tags = sorted(([labels[i], float(probabilities[i])] for i in present),
+                          key=lambda pair: -pair[1])  # fmt: skip
+            results[name]["tags"] = tags
     return results
+
+
+def load_thresholds(folder: Path, labels: list[str]) -> list[float] | None:
+    """A multi-label run's threshold of each tag (thresholds.json), or None for a run that gives
+    one class per image."""
+    config = json.loads((folder / "config.json").read_text())
+    if config["model"].get("task") != "multi_label":
+        return None
+    stored = folder / "thresholds.json"
+    chosen = json.loads(stored.read_text())["thresholds"] if stored.is_file() else {}
+    return [float(chosen.get(label, 0.5)) for label in labels]
 
 
 def answer(result: dict) -> str:
@@ -93,6 +114,8 @@ def answer(result: dict) -> str:
     if result["unknown"]:
         label, probability = result["predictions"][0]
         return f"Not one of my classes (closest: {label}, {round(probability * 100)} %)"
+    if "tags" in result:  # several tags per image
+        return ", ".join(f"{label} {p:.1%}" for label, p in result["tags"]) or "no tag"
     return ", ".join(f"{label} {p:.1%}" for label, p in result["predictions"])
 
 

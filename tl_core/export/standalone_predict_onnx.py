@@ -68,13 +68,19 @@ def predict(model_file: str, images: list[str], top_k: int) -> dict[str, dict]:
         with Image.open(name) as image:
             batch = pixels(image, preprocessing)[None]
         outputs = session.run(None, {input_name: batch})
-        if len(outputs) == 4:  # logits, probabilities, ood_score, unknown
+        tags = None
+        if len(outputs) == 5:  # a multi-label run's: tags, the tags at their thresholds, last
+            tags = [[labels[i], float(outputs[1][0][i])] for i in np.flatnonzero(outputs[4][0])]
+            tags.sort(key=lambda pair: -pair[1])
+        if len(outputs) >= 4:  # logits, probabilities, ood_score, unknown
             probabilities, score, unknown = outputs[1][0], float(outputs[2][0]), bool(outputs[3][0])
         else:
             probabilities, score, unknown = softmax(outputs[0])[0], None, False
         best = np.argsort(-probabilities, kind="stable")[: min(top_k, len(labels))]
         ranking = [[labels[i], float(probabilities[i])] for i in best]
         results[name] = {"predictions": ranking, "unknown": unknown, "ood_score": score}
+        if tags is not None:
+            results[name]["tags"] = tags
     return results
 
 
@@ -84,6 +90,8 @@ def answer(result: dict) -> str:
     if result["unknown"]:
         label, probability = result["predictions"][0]
         return f"Not one of my classes (closest: {label}, {round(probability * 100)} %)"
+    if "tags" in result:  # several tags per image
+        return ", ".join(f"{label} {p:.1%}" for label, p in result["tags"]) or "no tag"
     return ", ".join(f"{label} {p:.1%}" for label, p in result["predictions"])
 
 

@@ -277,6 +277,12 @@ def export_web_page(
     """
     step = on_step or (lambda _text: None)
     run = as_run(run)
+    if run.multi_label:
+        raise ExportError(
+            f"The run {run.path.name} gives several tags per image, which the web page cannot "
+            "show yet.",
+            "Export it as ONNX, .pt2 or the run .zip instead: they carry each tag's threshold.",
+        )
     out_file = check_output_file(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     chromium = find_browser() if browser is True else (browser or None)

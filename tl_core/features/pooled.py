@@ -78,7 +78,7 @@ def extract_features(
         batch_features = compute(images)
         if features is None:
             features = torch.empty(count, *batch_features.shape[1:], dtype=torch.float32)
-            labels = torch.empty(count, dtype=targets.dtype)
+            labels = torch.empty((count, *targets.shape[1:]), dtype=targets.dtype)
         features[done : done + len(targets)] = batch_features
         labels[done : done + len(targets)] = targets
         done += len(targets)

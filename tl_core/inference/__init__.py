@@ -1,8 +1,8 @@
 """Using a trained run: predictions, evaluation on labelled images, saliency maps.
 
 Modules (each says what it holds in its own docstring):
-    calibration, evaluation, open_set, open_set_scores, predict, prediction_report,
-    reliable_head, saliency
+    calibration, evaluation, multilabel_evaluation, multilabel_scores, open_set,
+    open_set_scores, predict, prediction_report, reliable_head, saliency, thresholds
 """
 
 from tl_core.common.faces import lazy_face
@@ -30,6 +30,24 @@ __getattr__, __dir__ = lazy_face(
             "recorded_validation_scores",
             "split_counts",
         ),
+        "multilabel_evaluation": (
+            "MultiLabelEvaluation",
+            "build_multi_label_evaluation",
+            "multi_hot",
+            "tagged_images",
+            "tagged_validation_images",
+        ),
+        "multilabel_scores": (
+            "DEFAULT_THRESHOLD",
+            "METRIC_NAME",
+            "average_precision",
+            "average_precisions",
+            "best_thresholds",
+            "f1_from_counts",
+            "macro_f1",
+            "mean_average_precision",
+            "tag_counts",
+        ),
         "open_set": (
             "OpenSetModel",
             "RejectionCost",
@@ -50,9 +68,11 @@ __getattr__, __dir__ = lazy_face(
         "predict": (
             "BatchOutputs",
             "ImagePrediction",
+            "NO_TAG",
             "Predictor",
             "collect_image_paths",
             "predictions_frame",
+            "tags_text",
         ),
         "prediction_report": (
             "DomainShiftSummary",
@@ -63,6 +83,7 @@ __getattr__, __dir__ = lazy_face(
             "unknown_first",
         ),
         "reliable_head": (
+            "MULTI_LABEL_OUTPUT_NAMES",
             "NetworkWithReliableHead",
             "OUTPUT_NAMES",
             "ReliableHead",
@@ -73,6 +94,14 @@ __getattr__, __dir__ = lazy_face(
             "overlay",
             "saliency_map",
             "split_eval_transform",
+        ),
+        "thresholds": (
+            "NOT_CALIBRATED",
+            "choose_thresholds",
+            "read_thresholds",
+            "set_thresholds",
+            "threshold_record",
+            "write_thresholds",
         ),
     },
 )

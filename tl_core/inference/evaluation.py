@@ -20,6 +20,12 @@ from tl_core.inference.calibration import (
     CalibrationReport,
     calibration_report,
 )
+from tl_core.inference.multilabel_evaluation import (
+    MultiLabelEvaluation,
+    build_multi_label_evaluation,
+    multi_hot,
+    tagged_images,
+)
 from tl_core.runs import (
     PREDICTIONS_FILE,
     SPLIT_FILE,
@@ -204,8 +210,11 @@ def evaluate_run(
     batch_size: int = 32,
     progress: Callable[[int, int], None] | None = None,
     workdir: Path | None = None,
-) -> Evaluation:
+) -> Evaluation | MultiLabelEvaluation:
     """Evaluates a run on its validation images, or on another labelled folder or zip.
+
+    A multi-label run gets a :class:`MultiLabelEvaluation` instead: per-tag scores at its
+    thresholds (``thresholds.json``), on its validation images or a tagged dataset.
 
     Args:
         run: A loaded run or its folder.
@@ -231,8 +240,19 @@ def evaluate_run(
             report = scan_dataset(data, extract_to=workdir)
         # The model first: when labels.json was edited, its weights tell the clearest story.
         predictor = Predictor.from_run(run, device=device)
-        paths, targets = _labelled_images(run, report)
+        if run.multi_label:
+            paths, targets = tagged_images(run, report)
+        else:
+            paths, targets = _labelled_images(run, report)
         logits = predictor.logits_for_paths(paths, batch_size=batch_size, progress=progress)
+    if run.multi_label:
+        return build_multi_label_evaluation(
+            run.labels,
+            [str(p) for p in paths],
+            multi_hot(targets, run.labels),
+            logits.sigmoid().numpy(),
+            predictor.thresholds,
+        )
     return build_evaluation(
         run.labels, [str(p) for p in paths], targets, logits, predictor.calibration
     )

@@ -17,6 +17,7 @@ from tl_core.inference.calibration import NOT_RECORDED, Calibration, read_calibr
 from tl_core.inference.open_set import OpenSetModel, read_open_set
 from tl_core.inference.reliable_head import ReliableHead
 from tl_core.inference.saliency import explain_image
+from tl_core.inference.thresholds import NOT_CALIBRATED, read_thresholds
 from tl_core.models import folded_copy
 from tl_core.runs import Run, as_run
 
@@ -34,6 +35,9 @@ class ImagePrediction:
         unknown: The image looks unlike every training image: "not one of my classes".
         ood_score: How unlike the training images it is (higher: more unlike; None: the run
             has no open-set model, or the file could not be read).
+        tags: For a multi-label run, the (tag, probability) pairs at or above their tag's
+            threshold, most probable first (empty: no tag); None for one class per image.
+            ``predictions`` then ranks every tag by its own sigmoid probability.
     """
 
     image: str
@@ -41,6 +45,7 @@ class ImagePrediction:
     error: str | None = None
     unknown: bool = False
     ood_score: float | None = None
+    tags: Ranking | None = None
 
 
 @dataclass(frozen=True)
@@ -48,9 +53,10 @@ class BatchOutputs:
     """Everything the model says about a batch of images, as tensors on the CPU."""
 
     logits: torch.Tensor  # (N, C), raw
-    probabilities: torch.Tensor  # (N, C), calibrated
+    probabilities: torch.Tensor  # (N, C), calibrated (multi-label: each tag's sigmoid)
     ood_scores: torch.Tensor  # (N,), zeros for a run without an open-set model
     unknown: torch.Tensor  # (N,) bool, at the run's threshold
+    tags: torch.Tensor | None = None  # (N, C) bool, multi-label: at or above the thresholds
 
 
 class Predictor:
@@ -71,6 +77,8 @@ class Predictor:
         device: Where the network runs.
         calibration: The run's temperature (default: 1).
         open_set: The run's open-set model (default: none, nothing is rejected).
+        thresholds: A multi-label run's threshold of each tag (default: None, one class per
+            image); its probabilities are then each tag's sigmoid.
     """
 
     def __init__(
@@ -81,6 +89,7 @@ class Predictor:
         device: torch.device,
         calibration: Calibration = NOT_RECORDED,
         open_set: OpenSetModel | None = None,
+        thresholds: Sequence[float] | None = None,
     ):
         self.model = model
         self.labels = labels
@@ -88,7 +97,8 @@ class Predictor:
         self.device = device
         self.calibration = calibration
         self.open_set = open_set
-        self.head = ReliableHead(calibration, open_set)
+        self.thresholds = None if thresholds is None else [float(t) for t in thresholds]
+        self.head = ReliableHead(calibration, open_set, self.thresholds)
         self._inference_model: torch.nn.Module | None = None
 
     @classmethod
@@ -101,9 +111,15 @@ class Predictor:
             run.labels,
             run.preprocessing.eval_transform(),
             torch_device,
-            read_calibration(run.path),
+            NOT_CALIBRATED if run.multi_label else read_calibration(run.path),
             read_open_set(run.path),
+            read_thresholds(run) if run.multi_label else None,
         )
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether the run gives each image a set of tags (one sigmoid output per tag)."""
+        return self.thresholds is not None
 
     @torch.no_grad()
     def features_and_logits(
@@ -126,12 +142,34 @@ class Predictor:
     def outputs(self, images: Sequence[Image.Image]) -> BatchOutputs:
         """Raw logits, calibrated probabilities, open-set scores and unknown flags of a batch."""
         features, logits = self.features_and_logits(images)
-        probabilities, scores, unknown = self.head(features, logits)
-        return BatchOutputs(logits, probabilities, scores, unknown)
+        probabilities, scores, unknown, *tags = self.head(features, logits)
+        return BatchOutputs(logits, probabilities, scores, unknown, tags[0] if tags else None)
 
     def rank(self, logits: torch.Tensor, top_k: int) -> list[Ranking]:
-        """Top-k (label, calibrated probability) pairs for each row of raw logits."""
+        """Top-k (label, calibrated probability) pairs for each row of raw logits (for a
+        multi-label run, the tags by their sigmoid probability)."""
+        if self.multi_label:
+            return self._ranked(logits.float().sigmoid(), top_k)
         return self._ranked(self.calibration.probabilities(logits), top_k)
+
+    def _tag_sets(self, out: BatchOutputs) -> list[Ranking | None]:
+        """Each image's tags at or above their thresholds, most probable first (multi-label
+        runs; None per image otherwise)."""
+        if out.tags is None:
+            return [None] * len(out.probabilities)
+        return [
+            tuple(
+                sorted(
+                    (
+                        (self.labels[i], float(p))
+                        for i, (p, on) in enumerate(zip(row, flags, strict=True))
+                        if on
+                    ),
+                    key=lambda pair: -pair[1],
+                )
+            )
+            for row, flags in zip(out.probabilities.tolist(), out.tags.tolist(), strict=True)
+        ]
 
     def _ranked(self, probabilities: torch.Tensor, top_k: int) -> list[Ranking]:
         k = max(1, min(top_k, len(self.labels)))
@@ -176,12 +214,14 @@ class Predictor:
                 ranking,
                 unknown=bool(flag),
                 ood_score=float(score) if scored else None,
+                tags=tags,
             )
-            for name, ranking, flag, score in zip(
+            for name, ranking, flag, score, tags in zip(
                 names,
                 self._ranked(out.probabilities, top_k),
                 unknown.tolist(),
                 out.ood_scores.tolist(),
+                self._tag_sets(out),
                 strict=True,
             )
         ]
@@ -216,7 +256,9 @@ class Predictor:
                 )
             target = self.labels.index(target_label)
         view, index, probability = explain_image(self.model, self.transform, image, target)
-        if self.calibration.fitted:  # the probability the predictions show
+        if self.multi_label:  # the tag's own sigmoid, as the predictions show it
+            probability = float(self.logits([image])[0, index].sigmoid())
+        elif self.calibration.fitted:  # the probability the predictions show
             probability = float(self.calibration.probabilities(self.logits([image]))[0, index])
         return view, self.labels[index], probability
 
@@ -282,8 +324,9 @@ def collect_image_paths(inputs: Sequence[str | Path]) -> list[Path]:
 
 
 def predictions_frame(predictions: Sequence[ImagePrediction]) -> pd.DataFrame:
-    """One row per image, for a table or a CSV download."""
-    return pd.DataFrame(
+    """One row per image, for a table or a CSV download; a multi-label run's also has a
+    ``tags`` column (the tags above their thresholds, "no tag" when none is)."""
+    frame = pd.DataFrame(
         [
             {
                 "image": p.image,
@@ -296,3 +339,16 @@ def predictions_frame(predictions: Sequence[ImagePrediction]) -> pd.DataFrame:
         ],
         columns=["image", "predicted_label", "confidence", "top_k", "error"],
     )
+    if any(p.tags is not None for p in predictions):
+        frame.insert(
+            1, "tags", [tags_text(p.tags) if p.tags is not None else None for p in predictions]
+        )
+    return frame
+
+
+NO_TAG = "no tag"
+
+
+def tags_text(tags: Ranking) -> str:
+    """A multi-label prediction in words: "circle 91%; square 62%", or "no tag"."""
+    return "; ".join(f"{label} {prob:.0%}" for label, prob in tags) or NO_TAG

@@ -12,7 +12,7 @@ import pandas as pd
 
 from tl_core.common import plural
 from tl_core.inference.open_set import NO_OPEN_SET_NOTE
-from tl_core.inference.predict import ImagePrediction, predictions_frame
+from tl_core.inference.predict import NO_TAG, ImagePrediction, predictions_frame
 
 NOT_MINE = "Not one of my classes"
 
@@ -33,6 +33,10 @@ def answer_text(prediction: ImagePrediction) -> str:
     label, probability = prediction.predictions[0]
     if prediction.unknown:
         return f"{NOT_MINE} (closest: {label}, {percent(probability)})"
+    if prediction.tags is not None:  # a multi-label run: every tag above its threshold
+        if not prediction.tags:
+            return NO_TAG
+        return ", ".join(f"{tag} ({percent(p)})" for tag, p in prediction.tags)
     return f"{label} ({percent(probability)})"
 
 
@@ -92,7 +96,9 @@ def domain_shift_summary(
 def prediction_rows(predictions: Sequence[ImagePrediction]) -> list[dict]:
     """One JSON-ready dict per image, for ``tl-studio predict --json``: the image, the top
     classes with calibrated probabilities, ``unknown``, ``ood_score`` (None for a run without
-    an open-set model), the answer in words, and the error for an unreadable file."""
+    an open-set model), the answer in words, and the error for an unreadable file. A
+    multi-label run's rows also carry ``tags``: the tags at or above their thresholds with
+    their probabilities (an empty list: no tag)."""
     return [
         {
             "image": p.image,
@@ -100,6 +106,11 @@ def prediction_rows(predictions: Sequence[ImagePrediction]) -> list[dict]:
             "unknown": bool(p.unknown),
             "ood_score": p.ood_score,
             "answer": answer_text(p),
+            **(
+                {"tags": [{"label": tag, "probability": prob} for tag, prob in p.tags]}
+                if p.tags is not None
+                else {}
+            ),
             **({"error": p.error} if p.error else {}),
         }
         for p in predictions

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from tl_core.common import BatchStats, Progress, TrainingObserver
+from tl_core.runs import MULTI_LABEL_METRIC
 
 EVENT_PREFIX = "tl-studio-event "
 
@@ -27,6 +28,8 @@ class PlanSummary:
     warnings: tuple[str, ...]
     num_val_images: int
     caches_features: bool
+    # What the run's "accuracy" measures: macro F1 for a multi-label run (see tl_core.runs).
+    accuracy_metric: str = "accuracy"
 
     @classmethod
     def of(cls, plan) -> PlanSummary:
@@ -43,6 +46,9 @@ class PlanSummary:
             warnings=tuple(issue.message for issue in plan.warnings),
             num_val_images=plan.num_val_images,
             caches_features=plan.caches_features,
+            accuracy_metric=(
+                MULTI_LABEL_METRIC if getattr(plan, "multi_label", False) else "accuracy"
+            ),
         )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tl_core.common import PHASE_FEATURES, PHASE_PREPARING, TLStudioError, format_accuracy
+from tl_core.common import PHASE_FEATURES, PHASE_PREPARING, TLStudioError, format_score
 
 # What a job does. Training kinds write runs: one run, or a group in a folder of its own.
 TRAIN, SWEEP, TRANSFER_CHECK = "train", "sweep", "transfer-check"
@@ -80,6 +80,7 @@ class JobState:
     device: str = ""
     num_val_images: int | None = None
     caches_features: bool = False
+    accuracy_metric: str = "accuracy"
     epoch: int = 0
     step: int = 0
     total_steps: int = 0
@@ -103,6 +104,7 @@ PER_RUN_FIELDS = (
     "warnings",
     "num_val_images",
     "caches_features",
+    "accuracy_metric",
     "epoch",
     "step",
     "total_steps",
@@ -163,6 +165,9 @@ class JobSnapshot:
     error_hint: str | None
     started_at: float
     finished_at: float | None
+    # What ``history``'s and ``best_val_accuracy``'s accuracy measures: "accuracy", or for a
+    # multi-label run the metric's name (tl_core.runs.MULTI_LABEL_METRIC), for chart labels.
+    accuracy_metric: str = "accuracy"
 
     @property
     def is_active(self) -> bool:
@@ -231,10 +236,11 @@ class JobSnapshot:
 
     @property
     def best_accuracy_text(self) -> str | None:
-        """The best validation accuracy with its interval and image count, if there is one."""
+        """The best validation accuracy with its interval and image count, if there is one (a
+        multi-label run's metric by name, see ``accuracy_metric``)."""
         if self.best_val_accuracy is None or not self.num_val_images:
             return None
-        return format_accuracy(self.best_val_accuracy, self.num_val_images)
+        return format_score(self.best_val_accuracy, self.num_val_images, self.accuracy_metric)
 
     @property
     def speed(self) -> tuple[str, str]:

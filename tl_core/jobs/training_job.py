@@ -87,6 +87,7 @@ class _StateObserver(SweepObserver):
             state.warnings = summary.warnings
             state.num_val_images = summary.num_val_images
             state.caches_features = summary.caches_features
+            state.accuracy_metric = summary.accuracy_metric
 
     def on_progress(self, progress: Progress) -> None:
         self.job._update(

@@ -11,7 +11,10 @@ from tl_core.common.faces import lazy_face
 __getattr__, __dir__ = lazy_face(
     __name__,
     {
-        "checks": ("check_validation_split",),
+        "checks": (
+            "check_validation_split",
+            "damaged",
+        ),
         "folder_access": ("is_loopback",),
         "groups": (
             "SWEEP_FILE",
@@ -27,14 +30,17 @@ __getattr__, __dir__ = lazy_face(
             "LABELS_FILE",
             "MAX_NOTE_LENGTH",
             "METRICS_FILE",
+            "MULTI_LABEL_METRIC",
             "NOTE_FILE",
             "OPEN_SET_FILE",
             "PREDICTIONS_FILE",
             "SPLIT_FILE",
+            "THRESHOLDS_FILE",
             "WEIGHTS_FILE",
             "live_status",
             "new_run_dir",
             "read_json",
+            "read_json_or_none",
             "require_new_run_dir",
             "run_is_live",
         ),

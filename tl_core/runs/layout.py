@@ -13,6 +13,8 @@ A run folder holds:
     note.txt             the user's short note on the run (optional, editable at any time)
     calibration.json     the temperature that calibrates the probabilities (newer runs)
     open_set.safetensors what "not one of my classes" is measured against (newer runs)
+    thresholds.json      multi-label runs: each tag's threshold on its sigmoid probability,
+                         chosen on the validation images or edited since
     .lock                held by the training process while it writes (see tl_core.runs.locks)
 
 Runs trained together live in a *group* folder beside single runs: the group holds ordinary
@@ -40,6 +42,11 @@ PREDICTIONS_FILE = "val_predictions.csv"
 NOTE_FILE = "note.txt"
 CALIBRATION_FILE = "calibration.json"  # see tl_core.inference.calibration
 OPEN_SET_FILE = "open_set.safetensors"  # see tl_core.inference.open_set
+THRESHOLDS_FILE = "thresholds.json"  # see tl_core.inference.thresholds
+MULTI_LABEL_TASK = "multi_label"  # config.json's model "task" for a run with one output per tag
+# What a multi-label run's "accuracy" is, in metrics.json's "accuracy_metric": the mean of the
+# tags' F1, each output read as present from a probability of 0.5 (thresholds come after).
+MULTI_LABEL_METRIC = "macro F1 at threshold 0.5"
 MAX_NOTE_LENGTH = 200
 
 

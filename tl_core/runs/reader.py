@@ -20,7 +20,7 @@ from tl_core.common import (
     TLStudioError,
     WeightsError,
     atomic_write,
-    format_accuracy,
+    format_score,
     shorten,
 )
 from tl_core.config import FreezeDepth, TrainConfig, frozen_words, gradual_words
@@ -40,6 +40,7 @@ from tl_core.runs.layout import (
     LABELS_FILE,
     MAX_NOTE_LENGTH,
     METRICS_FILE,
+    MULTI_LABEL_TASK,
     NOTE_FILE,
     SPLIT_FILE,
     WEIGHTS_FILE,
@@ -101,14 +102,16 @@ class RunSummary:
     num_val_images: int | None = None
     note: str = ""
     error: str = ""
+    accuracy_metric: str = "accuracy"  # a multi-label run's: its metric's name
 
     @property
     def accuracy_text(self) -> str:
-        """The best validation accuracy, with its interval and sample size when known."""
+        """The best validation accuracy, with its interval and sample size when known (a
+        multi-label run's metric by name, with its sample size)."""
         if self.best_val_accuracy is None:
             return "no accuracy yet"
         if self.num_val_images:
-            return format_accuracy(self.best_val_accuracy, self.num_val_images)
+            return format_score(self.best_val_accuracy, self.num_val_images, self.accuracy_metric)
         return f"{self.best_val_accuracy:.1%}"
 
     @property
@@ -205,6 +208,7 @@ def summarize_run(path: Path) -> RunSummary:
         num_val_images=_num_val_images(path),
         note=read_note(path),
         error=error,
+        accuracy_metric=of_type(metrics.get("accuracy_metric"), str, "accuracy"),
     )
 
 
@@ -331,6 +335,18 @@ class Run:
     @property
     def backbone(self) -> str:
         return self.model_info["backbone"]
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether the run has one sigmoid output per tag (trained on a labels.csv dataset):
+        an image gets every tag above its threshold (``thresholds.json``), or none."""
+        return self.model_info.get("task") == MULTI_LABEL_TASK
+
+    @property
+    def accuracy_metric(self) -> str:
+        """What the history's accuracy measures: "accuracy", or for a multi-label run the
+        metric named in metrics.json."""
+        return str(self.metrics.get("accuracy_metric") or "accuracy")
 
     def build_model(self, device: str | torch.device = "cpu") -> torch.nn.Module:
         """The architecture with the run's best weights, in eval mode.

@@ -21,6 +21,8 @@ from tl_core.runs.layout import (
     CONFIG_FILE,
     LABELS_FILE,
     METRICS_FILE,
+    MULTI_LABEL_METRIC,
+    MULTI_LABEL_TASK,
     PREDICTIONS_FILE,
     SPLIT_FILE,
     WEIGHTS_FILE,
@@ -88,6 +90,8 @@ class RunWriter:
         self.path = Path(path)
         self.created = created
         self._lock = lock
+        # What the history's "accuracy" measures, when not accuracy (set by write_description).
+        self.accuracy_metric: str | None = None
 
     @classmethod
     def create(cls, path: str | Path) -> RunWriter:
@@ -158,6 +162,8 @@ class RunWriter:
 
         config = plan.config
         freeze = plan.freeze
+        multi_label = bool(getattr(plan, "multi_label", False))
+        self.accuracy_metric = MULTI_LABEL_METRIC if multi_label else None
         write_json(
             self.path / CONFIG_FILE,
             {
@@ -169,6 +175,8 @@ class RunWriter:
                     "preprocessing": plan.preprocessing.to_dict(),
                     "augment": plan.augment,
                     "feature_cache": plan.caches_features,
+                    # One sigmoid output per tag (a labels.csv dataset); absent: one class.
+                    **({"task": MULTI_LABEL_TASK} if multi_label else {}),
                     # The loss weight of each class (None: the plain loss); see
                     # tl_core.training.class_weights.
                     "class_weights": (
@@ -214,16 +222,16 @@ class RunWriter:
             error: What went wrong, for a failed run.
         """
         best = history[best_epoch - 1]["val_accuracy"] if best_epoch else None
-        write_json(
-            self.path / METRICS_FILE,
-            {
-                "history": history,
-                "best_val_accuracy": best,
-                "best_epoch": best_epoch,
-                "status": status,
-                "error": error,
-            },
-        )
+        metrics = {
+            "history": history,
+            "best_val_accuracy": best,
+            "best_epoch": best_epoch,
+            "status": status,
+            "error": error,
+        }
+        if self.accuracy_metric is not None:  # what "accuracy" means in this run's history
+            metrics["accuracy_metric"] = self.accuracy_metric
+        write_json(self.path / METRICS_FILE, metrics)
 
     def write_weights(
         self, state_dict: Mapping[str, torch.Tensor], epoch: int | None = None

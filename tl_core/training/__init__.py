@@ -3,8 +3,9 @@ the training step, the trainer (the one loop), a whole run, the learning-rate fi
 processes.
 
 Modules (each says what it holds in its own docstring):
-    class_weights, distributed, feature_loaders, features_first_pass, loaders, lost_processes,
-    lr_finder, optim, plan, recipes, reliability, steps, torchrun, trainer, training_run
+    class_weights, distributed, epoch_scores, feature_loaders, features_first_pass, loaders,
+    lost_processes, lr_finder, multilabel_results, optim, plan, recipes, reliability, steps,
+    torchrun, trainer, training_run
 """
 
 from tl_core.common.faces import lazy_face
@@ -15,6 +16,7 @@ __getattr__, __dir__ = lazy_face(
         "class_weights": (
             "balanced_weights",
             "class_weighting",
+            "tag_weighting",
         ),
         "feature_loaders": (
             "cached_feature_loaders",

@@ -31,12 +31,16 @@ class ClassWeighting:
     Attributes:
         setting: The config's ``class_weighting`` ("auto", "on" or "off").
         ratio: Training images in the largest class over those in the smallest.
-        weights: One loss weight per class (in class order), or None for the plain loss.
+        weights: One loss weight per class (in class order), or None for the plain loss. For
+            a multi-label run, the positive weight of each tag (``BCEWithLogitsLoss``'s
+            ``pos_weight``).
+        unit: What is weighted: "class", or "tag" for a multi-label run.
     """
 
     setting: str
     ratio: float
     weights: tuple[float, ...] | None
+    unit: str = "class"
 
     @property
     def applied(self) -> bool:
@@ -50,15 +54,17 @@ class ClassWeighting:
 
     def describe(self) -> str:
         """Half a sentence for the run's description."""
+        unit, units = self.unit, "classes" if self.unit == "class" else "tags"
         if self.applied:
-            why = "" if self.setting == "on" else f", since classes are {self.ratio:.1f}x apart"
-            return f"loss weighted by class{why}"
+            why = "" if self.setting == "on" else f", since {units} are {self.ratio:.1f}x apart"
+            what = "by class" if unit == "class" else "for rare tags (positive weights)"
+            return f"loss weighted {what}{why}"
         if self.setting == "auto" and self.ratio > 1:
             return (
-                f"classes {self.ratio:.1f}x apart, below the {AUTO_CLASS_WEIGHTING_RATIO:g}x "
-                "that turns on weighting by class"
+                f"{units} {self.ratio:.1f}x apart, below the {AUTO_CLASS_WEIGHTING_RATIO:g}x "
+                f"that turns on weighting by {unit}"
             )
-        return "loss not weighted by class"
+        return f"loss not weighted by {unit}"
 
 
 def balanced_weights(counts: Sequence[int]) -> tuple[float, ...]:
@@ -84,3 +90,26 @@ def class_weighting(
     ratio = max(present) / min(present) if present else 1.0
     weighted = setting == "on" or (setting == "auto" and ratio >= AUTO_CLASS_WEIGHTING_RATIO)
     return ClassWeighting(setting, ratio, balanced_weights(counts) if weighted else None)
+
+
+def tag_weighting(
+    setting: str, tag_sets: Iterable[Sequence[str]], tag_names: Sequence[str]
+) -> ClassWeighting:
+    """Decides the weighting of a multi-label run's loss, as :func:`class_weighting` does for
+    classes: each tag's positive weight is ``negatives / positives`` among the training images
+    (``BCEWithLogitsLoss``'s ``pos_weight``), so a rare tag's few positives weigh as much as
+    its many negatives; "auto" turns it on when the most frequent tag is on
+    ``AUTO_CLASS_WEIGHTING_RATIO`` times as many images as the rarest.
+
+    Args:
+        setting: "auto", "on" or "off".
+        tag_sets: The tags of each training image.
+        tag_names: Every tag, in the model's output order.
+    """
+    tag_sets = [set(tags) for tags in tag_sets]
+    counts = [sum(name in tags for tags in tag_sets) for name in tag_names]
+    present = [n for n in counts if n]
+    ratio = max(present) / min(present) if present else 1.0
+    weighted = setting == "on" or (setting == "auto" and ratio >= AUTO_CLASS_WEIGHTING_RATIO)
+    weights = tuple((len(tag_sets) - n) / n if n else 0.0 for n in counts)
+    return ClassWeighting(setting, ratio, weights if weighted else None, unit="tag")

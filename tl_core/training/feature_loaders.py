@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from tl_core.data import ImageItem
+from tl_core.data import ImageItem, item_targets
 from tl_core.features import (
     BatchFeatures,
     FeatureKey,
@@ -206,7 +206,7 @@ def feature_row_loader(plan: TrainingPlan, dataset: Dataset, shuffle: bool) -> D
 
 def class_indices(plan: TrainingPlan, items: Sequence[ImageItem]) -> torch.Tensor:
     """The class index of each item, in order."""
-    return torch.tensor([plan.class_names.index(item.label) for item in items], dtype=torch.int64)
+    return item_targets(items, plan.class_names)
 
 
 def feature_loaders(

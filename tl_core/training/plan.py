@@ -23,7 +23,7 @@ from tl_core.data import (
 )
 from tl_core.models import FreezeSummary, Preprocessing, apply_freeze, create_model
 from tl_core.training import distributed
-from tl_core.training.class_weights import ClassWeighting, class_weighting
+from tl_core.training.class_weights import ClassWeighting, class_weighting, tag_weighting
 
 
 @dataclass
@@ -75,15 +75,26 @@ class TrainingPlan:
             f"{freeze.frozen_count} of {freeze.num_backbone_groups} layer groups frozen: "
             f"{freeze.trainable_params:,} parameters train, {freeze.frozen_params:,} frozen; "
             f"{len(self.train_items)} training and {len(self.val_items)} validation images "
-            f"in {len(self.class_names)} classes; augmentation {self.augment}; "
+            f"in {len(self.class_names)} {'tags' if self.multi_label else 'classes'}; "
+            f"augmentation {self.augment}; "
             f"{self.class_weighting.describe()}"
         )
         if self.caches_features:
             text += "; backbone features computed once"
         return text + "."
 
-    def loss_function(self) -> torch.nn.CrossEntropyLoss:
-        """The training loss: cross-entropy with the run's label smoothing and class weights."""
+    @property
+    def multi_label(self) -> bool:
+        """Whether each image carries a set of tags (a ``labels.csv`` dataset): one sigmoid
+        output per tag instead of a softmax over classes."""
+        return self.report.multi_label
+
+    def loss_function(self) -> torch.nn.Module:
+        """The training loss: cross-entropy with the run's label smoothing and class weights;
+        for a multi-label run, binary cross-entropy on each tag's output, with the tags'
+        positive weights (label smoothing does not apply)."""
+        if self.multi_label:
+            return torch.nn.BCEWithLogitsLoss(pos_weight=self.class_weighting.tensor(self.device))
         return torch.nn.CrossEntropyLoss(
             weight=self.class_weighting.tensor(self.device),
             label_smoothing=self.config.label_smoothing,
@@ -180,8 +191,12 @@ def prepare_training(
         freeze=freeze,
         head_params=head_params,
         augment="none",
-        class_weighting=class_weighting(
-            config.class_weighting, (item.label for item in train_items), class_names
+        class_weighting=(
+            tag_weighting(config.class_weighting, (i.tags or () for i in train_items), class_names)
+            if report.multi_label
+            else class_weighting(
+                config.class_weighting, (item.label for item in train_items), class_names
+            )
         ),
     )
     plan.augment = resolve_augment(config, plan.backbone_frozen)

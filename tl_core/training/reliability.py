@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tl_core.common import PHASE_SAVING
 from tl_core.features import BatchFeatures, extract_features
 from tl_core.inference import (
+    NOT_CALIBRATED,
     Calibration,
     fit_calibration,
     fit_open_set,
@@ -42,12 +43,18 @@ def fit_reliability(trainer, val_logits: torch.Tensor) -> Calibration:
         The calibration (temperature 1 when there were too few validation images).
     """
     plan = trainer.plan
-    targets = torch.tensor([plan.class_names.index(item.label) for item in plan.val_items])
-    calibration = fit_calibration(val_logits, targets)
+    if plan.multi_label:
+        # A temperature calibrates a softmax over classes; a multi-label run's tags are read
+        # through their own sigmoids and thresholds (thresholds.json) instead.
+        calibration = NOT_CALIBRATED
+    else:
+        targets = torch.tensor([plan.class_names.index(item.label) for item in plan.val_items])
+        calibration = fit_calibration(val_logits, targets)
     if not distributed.is_main():
         return calibration  # rank 0 writes the files; the others only need the temperature
     trainer.observer.on_phase("Measuring what the training images look like", PHASE_SAVING)
-    write_calibration(trainer.writer.path, calibration)
+    if not plan.multi_label:
+        write_calibration(trainer.writer.path, calibration)
     train_features, val_features = _labelled_features(trainer)
     features = torch.cat([part for part in (train_features, val_features) if part.numel()])
     is_validation = torch.arange(len(features)) >= len(train_features)

@@ -24,10 +24,13 @@ from tl_core.common import (
     ProgressMeter,
     TrainingObserver,
 )
-from tl_core.inference import build_evaluation
+from tl_core.data import item_targets
+from tl_core.inference import build_evaluation, mean_average_precision
 from tl_core.runs import RunWriter
 from tl_core.training import distributed
+from tl_core.training.epoch_scores import EpochScore, summed_loss
 from tl_core.training.feature_loaders import FeatureSources
+from tl_core.training.multilabel_results import save_multi_label_predictions
 from tl_core.training.optim import warmup_cosine_schedule, warmup_steps
 from tl_core.training.plan import TrainingPlan
 from tl_core.training.recipes import Stage, training_stages
@@ -174,8 +177,9 @@ class Trainer(TrainingSteps):
                 # Every process validates on every image; rank 0's numbers are taken, so all
                 # processes make the same best-epoch and early-stopping decisions even where
                 # GPU arithmetic differs in the last bits.
-                val_loss, val_accuracy = distributed.broadcast_from_main(
-                    self.evaluate(val_loader)[:2]
+                val_loss, val_accuracy, val_logits = self.evaluate(val_loader)
+                val_loss, val_accuracy, val_extra = distributed.broadcast_from_main(
+                    (val_loss, val_accuracy, self._extra_scores(val_logits))
                 )
                 epoch += 1
                 row = {
@@ -188,6 +192,7 @@ class Trainer(TrainingSteps):
                     "lr": optimizer.param_groups[-1]["lr"],
                     "seconds": round(self.meter.end_epoch(), 3),
                     "train_images_per_second": _rounded(train_rate, 2),
+                    **val_extra,
                 }
                 self.history.append(row)
                 improved = self._keep_if_best(row)
@@ -210,7 +215,8 @@ class Trainer(TrainingSteps):
 
     def train_one_epoch(self, epoch: int, loader: DataLoader, optimizer, scheduler):
         self.set_train_modes()
-        total_loss = correct = seen = 0
+        total_loss = seen = 0
+        score = EpochScore(self.plan.multi_label, len(self.plan.class_names))
         steps = len(loader)
         for index, (inputs, targets) in enumerate(loader):
             self._checkpoint()
@@ -221,7 +227,7 @@ class Trainer(TrainingSteps):
 
             batch = len(targets)
             total_loss += loss.item() * batch
-            correct += (logits.argmax(1) == targets).sum().item()
+            score.add(logits, targets)
             seen += batch
             self.meter.train_batch(batch)
             self.observer.on_batch(
@@ -232,25 +238,38 @@ class Trainer(TrainingSteps):
                 )
             )
             self._report_progress()
-        total_loss, correct, seen = distributed.sum_across((total_loss, correct, seen))
-        return total_loss / max(seen, 1), correct / max(seen, 1)
+        total_loss, seen, *counts = distributed.sum_across(
+            (total_loss, seen, *score.counts.tolist())
+        )
+        return total_loss / max(seen, 1), score.value(counts)
 
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> tuple[float, float, torch.Tensor]:
-        """Mean loss, accuracy and the logits (in loader order) over a loader."""
+        """Mean loss, accuracy (macro F1 at 0.5 for a multi-label run) and the logits (in
+        loader order) over a loader."""
         self.model.eval()
-        total_loss = correct = seen = 0
+        total_loss = seen = 0
+        score = EpochScore(self.plan.multi_label, len(self.plan.class_names))
         all_logits = []
         for inputs, targets in loader:
             self._checkpoint()
             inputs, targets = self._to_device(inputs, targets)
             with self.autocast():
                 logits = self.forward_inputs(inputs).float()
-            total_loss += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
-            correct += (logits.argmax(1) == targets).sum().item()
+            total_loss += summed_loss(logits, targets, self.plan.multi_label)
+            score.add(logits, targets)
             seen += len(targets)
             all_logits.append(logits.cpu())
-        return total_loss / max(seen, 1), correct / max(seen, 1), torch.cat(all_logits)
+        return total_loss / max(seen, 1), score.value(), torch.cat(all_logits)
+
+    def _extra_scores(self, val_logits: torch.Tensor) -> dict[str, float]:
+        """What a history row holds beyond loss and accuracy: for a multi-label run, the mean
+        average precision on the validation images (``val_map``); nothing otherwise."""
+        if not self.plan.multi_label:
+            return {}
+        targets = item_targets(self.plan.val_items, self.plan.class_names)
+        value = mean_average_precision(val_logits.sigmoid().numpy(), targets.numpy())
+        return {"val_map": None if value != value else round(value, 6)}  # NaN: no positive
 
     # ---- bookkeeping ------------------------------------------------------------------------
 
@@ -331,7 +350,10 @@ class Trainer(TrainingSteps):
         self.save_best()  # the predictions then describe the weights on disk, even after a crash
         self.model.load_state_dict(self.best_state)
         _, _, logits = self.evaluate(self.val_loader)
-        calibration = fit_reliability(self, logits)  # calibration.json, open_set.safetensors
+        calibration = fit_reliability(self, logits)
+        if self.plan.multi_label:  # thresholds.json, then the predictions at its thresholds
+            save_multi_label_predictions(self.plan, self.writer, logits)
+            return  # calibration.json, open_set.safetensors
         evaluation = build_evaluation(
             self.plan.class_names,
             [str(i.path) for i in self.plan.val_items],

@@ -15,6 +15,7 @@ from tl_core.cli.options import (
 )
 from tl_core.cli.output import EXIT_FAILED, EXIT_OK, dump_json, print_skipped_files, print_table
 from tl_core.cli.progress import measured_with_progress, scan_progress
+from tl_core.common import plural
 from tl_core.config import DEFAULT_BACKBONE
 
 
@@ -62,11 +63,16 @@ def _check(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         dump_json(health.to_dict())
         return EXIT_OK if not problems else EXIT_FAILED
 
+    noun = "tag" if report.multi_label else "class"
+    labels = len(report.class_names)
+    counted = plural(labels, noun) if report.multi_label else f"{labels} classes"
     print(
-        f"Dataset: {report.root}  ({report.num_images} readable images, "
-        f"{len(report.class_names)} classes, checked in {report.scan_seconds:.1f} s)"
+        f"Dataset: {report.root}  ({report.num_images} readable images, {counted}, "
+        f"checked in {report.scan_seconds:.1f} s)"
     )
-    print_table(list(report.counts.items()), ["class", "images"])
+    print_table(list(report.counts.items()), [noun, "images"])
+    if report.multi_label:
+        _print_tag_summary(report)
     print_skipped_files([(report.relative(s.path), s.reason) for s in report.skipped])
     if report.duplicates:
         print(f"\nDuplicate files ({len(report.duplicates)} groups):")
@@ -99,6 +105,21 @@ def _check(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         return EXIT_FAILED
     print("\nReady to train.")
     return EXIT_OK
+
+
+def _print_tag_summary(report) -> None:
+    """A multi-label dataset's tags per image and the pairs of tags seen together."""
+    summary = report.multi_label_summary()
+    per_image = ", ".join(
+        f"{plural(n, 'image')} with {k}" for k, n in summary["tags_per_image"].items()
+    )
+    print(f"\nTags per image: {per_image}.")
+    if summary["co_occurrence"]:
+        print("Tags seen together:")
+        print_table(
+            [(" + ".join(row["tags"]), row["images"]) for row in summary["co_occurrence"]],
+            ["tags", "images"],
+        )
 
 
 def _find_label_issues(args: argparse.Namespace, report):

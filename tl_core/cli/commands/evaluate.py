@@ -24,6 +24,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     note_unfinished(args.run)
     evaluation = evaluate_run(args.run, args.data, device=args.device)
+    if getattr(evaluation, "multi_label", False):
+        return _print_multi_label(evaluation, args.json)
     if args.json:
         dump_json(
             {
@@ -49,4 +51,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(evaluation.per_class.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if evaluation.calibration is not None:
         print(f"\nCalibration: {evaluation.calibration.text}")
+    return EXIT_OK
+
+
+def _print_multi_label(evaluation, as_json: bool) -> int:
+    """A multi-label run's evaluation: per-tag scores at its thresholds, tags missed and added,
+    and the most wrong images (``--json``: everything, with the images behind each count)."""
+    if as_json:
+        dump_json(
+            {
+                **evaluation.to_dict(),
+                "predictions": evaluation.predictions.to_dict(orient="records"),
+            }
+        )
+        return EXIT_OK
+    mean_ap = evaluation.mean_average_precision
+    print(
+        f"Macro F1 at the per-tag thresholds: {evaluation.macro_f1:.1%}; mean average "
+        f"precision: {'n/a' if mean_ap != mean_ap else f'{mean_ap:.1%}'}; every tag right on "
+        f"{evaluation.exact_match:.1%} of {evaluation.num_images} images.\n"
+    )
+    columns = ["tag", "threshold", "precision", "recall", "f1", "average_precision", "support",
+               "missed", "added"]  # fmt: skip
+    table = evaluation.per_tag[columns]
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print("\nTags predicted together (rows: true tag, columns: predicted tag):")
+    print(evaluation.tag_confusion().to_string())
     return EXIT_OK
