@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
-from app_pages.panels import cell_review, decisions
+from app_pages.panels import cell_review, decisions, tag_results
 from app_pages.ui import dataset_view, feedback, inputs, run_picker, state
 from tl_core.common import TLStudioError, escape_markdown, plural
 from tl_core.data import load_image
@@ -16,7 +16,7 @@ from tl_core.figures import (
     per_class_figure,
     reliability_figure,
 )
-from tl_core.inference import Evaluation, Predictor, evaluate_run
+from tl_core.inference import Evaluation, MultiLabelEvaluation, Predictor, evaluate_run
 from tl_core.runs import WEIGHTS_FILE, folder_signature
 
 st.title("Evaluate")
@@ -26,7 +26,9 @@ VALIDATION, TEST = "Validation images", "A labelled test set"
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def evaluate(run_path: str, weights_mtime: int, data: str | None, signature: tuple) -> Evaluation:
+def evaluate(
+    run_path: str, weights_mtime: int, data: str | None, signature: tuple
+) -> Evaluation | MultiLabelEvaluation:
     del weights_mtime, signature  # cache keys only: new weights or new images, new evaluation
     return evaluate_run(run_path, data)
 
@@ -78,6 +80,9 @@ try:
         result = evaluate(str(summary.path), weights_mtime, data, signature)
 except TLStudioError as error:
     feedback.show_error(error)
+    st.stop()
+if isinstance(result, MultiLabelEvaluation):  # a run that gives several tags per image
+    tag_results.multi_label_view(summary.path, result, noun)
     st.stop()
 
 labels = result.labels

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages.panels import groups, live, summary
+from app_pages.panels import groups, live, refusals, summary
 from app_pages.ui import feedback, queue, state
+from tl_core.analysis import SWEEP, TRANSFER_CHECK
 from tl_core.common import TLStudioError, escape_markdown, gpu_count
 from tl_core.config import TrainConfig
+from tl_core.data import is_multi_label
 from tl_core.jobs import TRAIN, JobSnapshot, TrainingJob
 from tl_core.runs import WEIGHTS_FILE
 
@@ -32,9 +34,10 @@ def render_job(snap: JobSnapshot) -> None:
         st.warning(escape_markdown(warning), icon=":material/warning:")
     cols = st.columns(5)
     cols[0].metric("Epochs done", snap.epochs_done)
-    best = snap.best_val_accuracy
-    cols[1].metric("Best val. accuracy", "–" if best is None else f"{best:.1%}")
-    if snap.best_accuracy_text:
+    best, plain = snap.best_val_accuracy, snap.accuracy_metric == "accuracy"
+    label = "Best val. accuracy" if plain else f"Best val. {snap.accuracy_metric}"
+    cols[1].metric(label, "–" if best is None else f"{best:.1%}")
+    if plain and snap.best_accuracy_text:  # its interval is of a share of images right
         cols[1].caption(snap.best_accuracy_text)
     cols[2].metric(*snap.speed)  # labelled for the phase: backbone, head epochs or training
     # A group's later runs train other depths or weights, at other speeds: only this run's
@@ -132,7 +135,10 @@ def render_start(config: TrainConfig) -> None:
     nproc = processes_to_use()
     if start:
         groups.start(config, TRAIN, nproc=nproc)
-    groups.launchers(config)
+    if is_multi_label(config.data):  # the experiments compare accuracy over one class each
+        refusals.refusals(SWEEP, TRANSFER_CHECK)
+    else:
+        groups.launchers(config)
 
 
 dataset = st.session_state.get(state.DATASET_KEY)
