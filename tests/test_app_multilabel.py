@@ -157,6 +157,10 @@ def test_evaluate_shows_per_tag_scores_and_the_images_missed_or_added(ws, run_pa
         assert list(table[column]) == pytest.approx(list(expected.per_tag[column]))
     assert metrics(at)["Validation macro F1"] == f"{expected.macro_f1:.1%}"
     assert "Lower a threshold and the tag is missed on fewer images" in texts(at.caption)
+    # The run's title names its metric, with no interval (that is of a share of images right).
+    title = next(s for s in at.selectbox if s.label == "Run").value
+    title = next(s for s in at.selectbox if s.label == "Run").format_func(title)
+    assert "macro F1 at threshold 0.5 " in title and "95 % CI" not in title
     confusion = next(d for d in at.dataframe if d.value.index.name == "true").value
     assert confusion.loc["circle", "circle"] == expected.per_tag.true_positives[0]
 
