@@ -204,6 +204,20 @@ def test_a_missed_tag_is_fixed_from_evaluate_as_a_new_version_of_the_runs_datase
     assert list(current_tags(version)[image]) == wanted
 
 
+def test_evaluate_on_a_tagged_test_set(ws, run_path, tmp_path):
+    test_set = make_shapes_dataset(tmp_path / "test_set", per_kind=2, seed=5)
+    at = open_page(ui_state.EVALUATE_PAGE, **{ui_state.RUN_KEY: str(run_path)})
+    next(r for r in at.radio if r.label == "Evaluate on").set_value("A labelled test set").run()
+    assert "with a labels.csv of the run's tags" in texts(at.info)
+    folder = next(t for t in at.text_input if t.label == "Or a folder on this computer")
+    folder.set_value(str(test_set))
+    button(at, "Evaluate on this set").click().run()
+    assert not at.exception
+    expected = evaluate_run(run_path, test_set, device="cpu")
+    assert metrics(at)["Test images"] == "8"
+    assert metrics(at)["Test macro F1"] == f"{expected.macro_f1:.1%}"
+
+
 def probability_near_the_middle(run_path: Path) -> tuple[bytes, str, float]:
     """An image and one of its tags' probabilities far enough from 0 and 1 that a threshold
     on either side of it is a valid one."""
