@@ -147,7 +147,8 @@ at_end = " at the end" if mode == GRADUAL else ""
 # The catalog counts the 1000-class ImageNet head; this total counts the head that trains.
 st.caption(
     f"**{trainable:,}** of {total:,} parameters will train{at_end}, with your new "
-    f"{len(report.class_names)}-class head in place of the 1000-class ImageNet head "
+    f"{len(report.class_names)}-{'tag' if report.multi_label else 'class'} head in place of "
+    "the 1000-class ImageNet head "
     f"({frozen} of {n} backbone groups frozen)."
 )
 st.plotly_chart(freeze_figure(groups, frozen), key="freeze_figure", config=STATIC_CHART_CONFIG)

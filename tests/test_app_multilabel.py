@@ -116,6 +116,8 @@ def test_tags_added_in_the_gallery_are_saved_as_a_new_version(ws, tmp_path):
     )
     assert current_tags(data)["images/none_0.png"] == ()  # the original is untouched
     assert "Saved" in texts(at.success)
+    # The versions list shows the new one in use.
+    assert any(m.value.startswith("**v1**") and "in use" in m.value for m in at.markdown)
 
 
 # ----------------------------------------------------------------------------- model, train
@@ -129,6 +131,7 @@ def test_the_transfer_tools_say_they_do_not_handle_tags_and_training_names_its_m
     at = open_page(ui_state.MODEL_PAGE, **state)
     assert "Compare backbones on my images" not in {b.label for b in at.button}
     assert "The backbone advisor does not work on datasets with several tags" in texts(at.info)
+    assert "your new 2-tag head" in texts(at.caption)
 
     at = open_page(ui_state.TRAIN_PAGE, **state)
     labels = {b.label for b in at.button}
@@ -300,4 +303,9 @@ def test_export_offers_the_model_files_and_says_the_web_page_cannot_show_tags(ws
     info = texts(at.info)
     assert "gives several tags per image, which the web page cannot show yet" in info
     assert "thresholds.json" in info
-    assert [d.label for d in at.get("download_button")][0] == "Download run (.zip)"
+    assert [d.label for d in at.get("download_button")] == ["Download run (.zip)"]
+    # The model file is checked against PyTorch, tags and thresholds included, before it is offered.
+    button(at, "Build torch.export (.pt2) file").click().run()
+    assert not at.exception
+    assert "Download torch.export (.pt2) file" in [d.label for d in at.get("download_button")]
+    assert "— passed" in texts(at.success)
