@@ -130,7 +130,6 @@ versions.versions_panel(current, ws.datasets)
 if report.multi_label:
     tags_report.tag_health(report)
     tags_report.tag_review(current, report)
-else:
-    review.label_review(current, report, ws.feature_cache)
+review.label_review(current, report, ws.feature_cache)
 duplicates.duplicates_review(current, report)
 dataset_view.render_report(report, duplicate_table=False)  # the gallery of copies shows them

@@ -34,10 +34,9 @@ def render_job(snap: JobSnapshot) -> None:
         st.warning(escape_markdown(warning), icon=":material/warning:")
     cols = st.columns(5)
     cols[0].metric("Epochs done", snap.epochs_done)
-    best, plain = snap.best_val_accuracy, snap.accuracy_metric == "accuracy"
-    label = "Best val. accuracy" if plain else f"Best val. {snap.accuracy_metric}"
-    cols[1].metric(label, "–" if best is None else f"{best:.1%}")
-    if plain and snap.best_accuracy_text:  # its interval is of a share of images right
+    best, metric = snap.best_val_accuracy, snap.accuracy_metric  # macro F1 for tags
+    cols[1].metric(f"Best val. {metric}", "–" if best is None else f"{best:.1%}")
+    if snap.best_accuracy_text:
         cols[1].caption(snap.best_accuracy_text)
     cols[2].metric(*snap.speed)  # labelled for the phase: backbone, head epochs or training
     # A group's later runs train other depths or weights, at other speeds: only this run's

@@ -77,9 +77,8 @@ def test_the_data_page_reports_tags_pairs_untagged_and_files_left_out(ws, tmp_pa
         "images/gone.png": "listed in labels.csv but not found in the dataset",
     }
     assert "carry none of the tags" in texts(at.warning)
-    # The single-label search for wrong labels is not offered; the page says why.
-    assert "Find suspected label errors" not in {b.label for b in at.button}
-    assert "does not work on datasets with several tags" in texts(at.caption)
+    # The search for wrong labels handles tags: it is offered as for class folders.
+    assert "Find suspected label errors" in {b.label for b in at.button}
 
 
 def test_a_zip_with_labels_csv_is_imported_as_a_tagged_dataset(ws, tmp_path):
@@ -144,6 +143,7 @@ def test_the_transfer_tools_say_they_do_not_handle_tags_and_training_names_its_m
     at.run()
     assert not at.exception
     assert metrics(at)["Best val. macro F1 at threshold 0.5"].endswith("%")
+    assert "macro F1 at threshold 0.5 (" in texts(at.caption)  # its image count, no interval
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     assert "Macro F1 at threshold 0.5" in titles
 
@@ -163,7 +163,7 @@ def test_evaluate_shows_per_tag_scores_and_the_images_missed_or_added(ws, run_pa
     # The run's title names its metric, with no interval (that is of a share of images right).
     title = next(s for s in at.selectbox if s.label == "Run").value
     title = next(s for s in at.selectbox if s.label == "Run").format_func(title)
-    assert "macro F1 at threshold 0.5 " in title and "95 % CI" not in title
+    assert "macro F1 at threshold 0.5 (" in title and "95 % CI" not in title
     confusion = next(d for d in at.dataframe if d.value.index.name == "true").value
     assert confusion.loc["circle", "circle"] == expected.per_tag.true_positives[0]
 

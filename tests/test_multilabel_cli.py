@@ -127,7 +127,6 @@ def test_the_web_page_export_says_it_cannot_show_tags(capsys, trained, tmp_path)
         (["advise", "{data}", "--device", "cpu"], "The backbone advisor"),
         (["sweep", "{data}", "--out", "{out}", "--device", "cpu"], "The freeze-depth sweep"),
         (["transfer-check", "{data}", "--out", "{out}", "--device", "cpu"], "The transfer check"),
-        (["check", "{data}", "--label-issues", "--device", "cpu"], "The search for wrong labels"),
     ],
 )
 def test_transfer_tools_say_plainly_they_do_not_take_tags_yet(

@@ -21,6 +21,7 @@ from tl_core.inference import (
     set_thresholds,
 )
 from tl_core.jobs import TrainingJob
+from tl_core.runs import summarize_run
 from tl_core.training import tag_weighting, train
 
 
@@ -43,6 +44,9 @@ def test_the_history_names_its_metric_and_records_map(shapes_run):
                for row in metrics["history"])  # fmt: skip
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["task"] == "multi_label"
+    # A Wilson interval is for a share of images correct, not for an F1: none is shown.
+    text = summarize_run(run).accuracy_text
+    assert "macro F1 at threshold 0.5 (8 images)" in text and "CI" not in text
     assert not (run / "calibration.json").exists()  # no softmax temperature for sigmoids
 
 
@@ -140,3 +144,4 @@ def test_a_training_job_names_its_metric_in_the_snapshot(tmp_path):
     assert snapshot.status == "completed"
     assert snapshot.accuracy_metric == "macro F1 at threshold 0.5"
     assert "in 2 tags" in snapshot.plan and "val_map" in snapshot.history[0]
+    assert "macro F1" in snapshot.best_accuracy_text and "CI" not in snapshot.best_accuracy_text

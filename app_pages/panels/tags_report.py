@@ -9,7 +9,6 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.panels import retag
-from tl_core.analysis import LABEL_ISSUES, multi_label_refusal
 from tl_core.common import escape_markdown, plural
 from tl_core.data import (
     SKIP_LISTED_MISSING,
@@ -77,8 +76,6 @@ def tag_review(dataset: str, report: DatasetReport) -> None:
             "Pick the images' tags below; the changes are saved as a new version of the "
             "dataset, which the next training uses. Your files are never changed."
         )
-        if refusal := multi_label_refusal(LABEL_ISSUES):
-            st.caption(escape_markdown(refusal))
         shown = st.selectbox("Show", [UNTAGGED, *report.class_names], key=f"{FILTER_KEY}:{dataset}")
         items = [
             item

@@ -2,8 +2,8 @@
 check), how deep to freeze (sweep), which labels look wrong, the health check as a whole.
 
 Modules (each says what it holds in its own docstring):
-    advisor, health_report, label_issues, logme, multilabel_support, probe, ranking, signals,
-    sweep, sweep_result, transfer
+    advisor, health_report, label_issues, logme, multilabel_probe, multilabel_support, probe,
+    ranking, signals, sweep, sweep_result, transfer
 """
 
 from tl_core.common.faces import lazy_face

@@ -2,13 +2,14 @@
 
 Every image gets an out-of-sample prediction: the frozen backbone's features (cached, see
 ``tl_core.features.image_pass``) feed the advisor's linear probe, trained by k-fold
-cross-validation so
-that no image is judged by a probe that saw it. Copies of an image share a fold (a copy in the
-training folds would vouch for its twin's label). Confident learning (Northcutt et al., 2021;
-``cleanlab.filter.find_label_issues``) then flags the images whose given label is less likely
-than the per-class thresholds it estimates from the data, ranked by the probability the probe
-gives their label, lowest first. cleanlab is used as the issue suggests: it is the reference
-implementation, and the ranking options it offers were measured in ``bench/label_issues.py``.
+cross-validation so that no image is judged by a probe that saw it. Copies of an image share a
+fold (a copy in the training folds would vouch for its twin's label). Confident learning
+(Northcutt et al., 2021; ``cleanlab.filter.find_label_issues``) then flags the images whose
+given label is less likely than the per-class thresholds it estimates from the data, ranked by
+the probability the probe gives their label, lowest first. cleanlab is used as the issue
+suggests: it is the reference implementation, and the ranking options it offers were measured
+in ``bench/label_issues.py``. A multi-label dataset's tags are checked with a probe per tag and
+cleanlab's multi-label search (``tl_core.analysis.multilabel_probe``).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from tl_core.analysis.multilabel_support import LABEL_ISSUES, require_single_label
+from tl_core.analysis.multilabel_probe import out_of_sample_tag_probabilities, rank_tag_issues
 from tl_core.common import TLStudioError, release_memory, resolve_device
 from tl_core.config import DEFAULT_BACKBONE
-from tl_core.data import DatasetReport
+from tl_core.data import DatasetReport, item_targets, join_tags
 from tl_core.features import (
     FeatureStore,
     Progress,
@@ -179,7 +180,6 @@ def find_label_issues(
     """
     from tl_core.analysis.advisor import pretrained_factory
 
-    require_single_label(LABEL_ISSUES, report)
     report.require_trainable()
     items = list(report.items)
     class_names = list(report.class_names)
@@ -206,10 +206,12 @@ def find_label_issues(
         del model
         release_memory(torch_device)
     features = computed.matrix(digests).double().numpy()
-    labels = np.array([class_names.index(item.label) for item in items])
     group_of = {p: n for n, g in enumerate(report.near_duplicates) for p in g.paths}
     groups = np.array([group_of.get(item.path, -1 - i) for i, item in enumerate(items)])
     tracker.report("checking the labels")
+    if report.multi_label:
+        return _tag_issues(report, features, folds, seed, groups, tracker.check_stop)
+    labels = np.array([class_names.index(item.label) for item in items])
     probabilities = out_of_sample_probabilities(
         features, labels, len(class_names), folds, seed, groups, tracker.check_stop
     )
@@ -223,6 +225,40 @@ def find_label_issues(
                 suggested=class_names[suggested],
                 confidence=float(probabilities[index, suggested]),
                 given_probability=float(probabilities[index, labels[index]]),
+            )
+        )
+    return issues
+
+
+def _tag_issues(
+    report: DatasetReport,
+    features: np.ndarray,
+    folds: int,
+    seed: int,
+    groups: np.ndarray,
+    stop: Callable[[], None],
+) -> list[LabelIssue]:
+    """A multi-label dataset's suspected tag errors (see ``tl_core.analysis.multilabel_probe``):
+    ``given`` and ``suggested`` are sets of tags joined by ";" (the suggestion: the tags the
+    probes give at least even odds), ``confidence`` the probes' mean certainty about the
+    suggestion, ``given_probability`` the probability of the given set (each tag present or
+    absent as given)."""
+    tags = list(report.class_names)
+    targets = item_targets(report.items, tags).numpy().astype(bool)
+    probabilities = out_of_sample_tag_probabilities(
+        features, targets, groups=groups, folds=folds, seed=seed, stop=stop
+    )
+    issues = []
+    for index in rank_tag_issues(targets, probabilities):
+        row, given = probabilities[index], targets[index]
+        suggested = row >= 0.5
+        issues.append(
+            LabelIssue(
+                path=report.items[index].path,
+                given=report.items[index].label,
+                suggested=join_tags([t for t, on in zip(tags, suggested, strict=True) if on]),
+                confidence=float(np.where(suggested, row, 1 - row).mean()),
+                given_probability=float(np.prod(np.where(given, row, 1 - row))),
             )
         )
     return issues

@@ -1,13 +1,14 @@
 """Which transfer tools work on a multi-label dataset (a ``labels.csv`` of tags) yet, and the
 plain sentence that says so where one does not.
 
-The backbone advisor's probe, the search for wrong labels, the freeze-depth sweep and the
-transfer check all measure and compare *accuracy over classes* (one class per image): the
-probe's linear classifier, cleanlab's single-label search, and the Wilson intervals the sweep
-and the transfer check draw their verdicts from. A multi-label run's score is a macro F1 over
-tags, for which none of those comparisons is worded or measured yet, so each tool refuses a
-multi-label dataset up front rather than print a verdict its numbers do not back. Pages call
-:func:`multi_label_refusal` to grey the tool out with the same sentence.
+The backbone advisor's probe, the freeze-depth sweep and the transfer check measure and compare
+*accuracy over classes* (one class per image): the probe's linear classifier, and the Wilson
+intervals the sweep and the transfer check draw their verdicts from. A multi-label run's score
+is a macro F1 over tags, for which none of those comparisons is worded or measured yet, so each
+of these tools refuses a multi-label dataset up front rather than print a verdict its numbers
+do not back. The search for wrong labels handles tags (a probe per tag and cleanlab's
+multi-label search). Pages call :func:`multi_label_refusal` to grey a tool out with the same
+sentence.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ _TOOL_NAMES = {
     SWEEP: "The freeze-depth sweep",
     TRANSFER_CHECK: "The transfer check",
 }
-MULTI_LABEL_TOOLS: frozenset[str] = frozenset()
-"""The tools that work on multi-label data (none yet)."""
+MULTI_LABEL_TOOLS: frozenset[str] = frozenset({LABEL_ISSUES})
+"""The tools that work on multi-label data: the search for wrong labels (a probe per tag and
+cleanlab's multi-label confident learning, ``tl_core.analysis.multilabel_probe``)."""
 
 
 def multi_label_refusal(tool: str) -> str | None:

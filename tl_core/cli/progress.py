@@ -107,9 +107,9 @@ def measured_with_progress(measure: Callable):
 def accuracy_text(accuracy: float | None, snapshot: JobSnapshot) -> str:
     if accuracy is None:
         return "n/a"
-    from tl_core.common import format_accuracy
+    from tl_core.common import format_score
 
-    return format_accuracy(accuracy, snapshot.num_val_images or 0)
+    return format_score(accuracy, snapshot.num_val_images or 0, snapshot.accuracy_metric)
 
 
 def _epoch_line(row: dict, snapshot: JobSnapshot) -> str:

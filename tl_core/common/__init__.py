@@ -61,6 +61,7 @@ __getattr__, __dir__ = lazy_face(
         ),
         "intervals": (
             "format_accuracy",
+            "format_score",
             "wilson_interval",
         ),
         "logs": (

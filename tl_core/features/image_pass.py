@@ -158,7 +158,10 @@ def _run_backbone(
         the first pays one-off costs (allocations, kernel selection) that would make a
         backbone measured first look slower than the same backbone measured later.
     """
-    class_names = sorted({item.label for item in items})
+    # Every name an item is labelled with: its class, or each of its tags (multi-label).
+    class_names = sorted(
+        {i.label for i in items if i.tags is None} | {t for i in items for t in i.tags or ()}
+    )
     dataset = ImageFolderDataset(items, class_names, preprocessing.eval_transform())
     loader = DataLoader(
         dataset,

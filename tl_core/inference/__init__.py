@@ -96,6 +96,7 @@ __getattr__, __dir__ = lazy_face(
             "split_eval_transform",
         ),
         "thresholds": (
+            "NOT_CALIBRATED",
             "choose_thresholds",
             "read_thresholds",
             "set_thresholds",

@@ -17,7 +17,7 @@ from tl_core.inference.calibration import NOT_RECORDED, Calibration, read_calibr
 from tl_core.inference.open_set import OpenSetModel, read_open_set
 from tl_core.inference.reliable_head import ReliableHead
 from tl_core.inference.saliency import explain_image
-from tl_core.inference.thresholds import read_thresholds
+from tl_core.inference.thresholds import NOT_CALIBRATED, read_thresholds
 from tl_core.models import folded_copy
 from tl_core.runs import Run, as_run
 
@@ -111,7 +111,7 @@ class Predictor:
             run.labels,
             run.preprocessing.eval_transform(),
             torch_device,
-            read_calibration(run.path),
+            NOT_CALIBRATED if run.multi_label else read_calibration(run.path),
             read_open_set(run.path),
             read_thresholds(run) if run.multi_label else None,
         )
@@ -256,7 +256,9 @@ class Predictor:
                 )
             target = self.labels.index(target_label)
         view, index, probability = explain_image(self.model, self.transform, image, target)
-        if self.calibration.fitted:  # the probability the predictions show
+        if self.multi_label:  # the tag's own sigmoid, as the predictions show it
+            probability = float(self.logits([image])[0, index].sigmoid())
+        elif self.calibration.fitted:  # the probability the predictions show
             probability = float(self.calibration.probabilities(self.logits([image]))[0, index])
         return view, self.labels[index], probability
 

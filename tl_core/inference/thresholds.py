@@ -16,11 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from tl_core.common import RunError, write_json
+from tl_core.inference.calibration import Calibration
 from tl_core.inference.multilabel_scores import DEFAULT_THRESHOLD, best_thresholds
 from tl_core.runs import THRESHOLDS_FILE, Run, as_run, read_json_or_none
 
 CHOSEN = "chosen on the validation images to maximise each tag's F1"
 EDITED = "edited by hand"
+NOT_CALIBRATED = Calibration(
+    note="a multi-label run: each tag's sigmoid is read at its threshold, not calibrated."
+)
+"""A multi-label run's calibration: a temperature calibrates a softmax over classes, which a
+run with one sigmoid per tag does not have."""
 
 
 def write_thresholds(

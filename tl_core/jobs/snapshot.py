@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tl_core.common import PHASE_FEATURES, PHASE_PREPARING, TLStudioError, format_accuracy
+from tl_core.common import PHASE_FEATURES, PHASE_PREPARING, TLStudioError, format_score
 
 # What a job does. Training kinds write runs: one run, or a group in a folder of its own.
 TRAIN, SWEEP, TRANSFER_CHECK = "train", "sweep", "transfer-check"
@@ -234,10 +234,11 @@ class JobSnapshot:
 
     @property
     def best_accuracy_text(self) -> str | None:
-        """The best validation accuracy with its interval and image count, if there is one."""
+        """The best validation accuracy with its interval and image count, if there is one (a
+        multi-label run's metric by name, see ``accuracy_metric``)."""
         if self.best_val_accuracy is None or not self.num_val_images:
             return None
-        return format_accuracy(self.best_val_accuracy, self.num_val_images)
+        return format_score(self.best_val_accuracy, self.num_val_images, self.accuracy_metric)
 
     @property
     def speed(self) -> tuple[str, str]:

@@ -20,7 +20,7 @@ from tl_core.common import (
     TLStudioError,
     WeightsError,
     atomic_write,
-    format_accuracy,
+    format_score,
     shorten,
 )
 from tl_core.config import FreezeDepth, TrainConfig, frozen_words, gradual_words
@@ -85,8 +85,6 @@ class RunSummary:
         num_val_images: The images ``best_val_accuracy`` was measured on, when known.
         note: The user's note on the run ("" when none).
         error: Why a failed run failed, in words ("" when it did not fail, or did not say).
-        accuracy_metric: What ``best_val_accuracy`` measures when it is not plain accuracy
-            (metrics.json's ``accuracy_metric``: macro F1 for a multi-label run), else None.
     """
 
     path: Path
@@ -104,18 +102,16 @@ class RunSummary:
     num_val_images: int | None = None
     note: str = ""
     error: str = ""
-    accuracy_metric: str | None = None
+    accuracy_metric: str = "accuracy"  # a multi-label run's: its metric's name
 
     @property
     def accuracy_text(self) -> str:
-        """The best validation accuracy, with its interval and sample size when known; another
-        metric by its name, without an interval (which is of a share of images right)."""
+        """The best validation accuracy, with its interval and sample size when known (a
+        multi-label run's metric by name, with its sample size)."""
         if self.best_val_accuracy is None:
             return "no accuracy yet"
-        if self.accuracy_metric:
-            return f"{self.accuracy_metric} {self.best_val_accuracy:.1%}"
         if self.num_val_images:
-            return format_accuracy(self.best_val_accuracy, self.num_val_images)
+            return format_score(self.best_val_accuracy, self.num_val_images, self.accuracy_metric)
         return f"{self.best_val_accuracy:.1%}"
 
     @property
@@ -212,7 +208,7 @@ def summarize_run(path: Path) -> RunSummary:
         num_val_images=_num_val_images(path),
         note=read_note(path),
         error=error,
-        accuracy_metric=of_type(metrics.get("accuracy_metric"), str),
+        accuracy_metric=of_type(metrics.get("accuracy_metric"), str, "accuracy"),
     )
 
 

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from tl_core.common import PHASE_SAVING
 from tl_core.features import BatchFeatures, extract_features
 from tl_core.inference import (
+    NOT_CALIBRATED,
     Calibration,
     fit_calibration,
     fit_open_set,
@@ -29,10 +30,6 @@ from tl_core.training import distributed
 from tl_core.training.loaders import image_loader
 
 logger = logging.getLogger(__name__)
-
-NOT_CALIBRATED = Calibration(
-    note="a multi-label run: each tag's sigmoid is read at its threshold, not calibrated."
-)
 
 
 def fit_reliability(trainer, val_logits: torch.Tensor) -> Calibration:
