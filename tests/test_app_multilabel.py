@@ -116,7 +116,8 @@ def test_tags_added_in_the_gallery_are_saved_as_a_new_version(ws, tmp_path):
     assert current_tags(data)["images/none_0.png"] == ()  # the original is untouched
     assert "Saved" in texts(at.success)
     # The versions list shows the new one in use.
-    assert any(m.value.startswith("**v1**") and "in use" in m.value for m in at.markdown)
+    number = read_version(version).number
+    assert any(m.value.startswith(f"**v{number}**") and "in use" in m.value for m in at.markdown)
 
 
 # ----------------------------------------------------------------------------- model, train
