@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_FLAGS, app_server, go_to, wait_until_idle
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS, app_server, browser_api, go_to, wait_until_idle
 from tests.multilabel_data import make_shapes_dataset, shapes_image
 
 TIMEOUT_MS = 90_000
@@ -28,13 +28,7 @@ BOTH_TAGS = re.compile(
 )
 
 pytestmark = pytest.mark.e2e
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("chromium is missing: install Debian's chromium package")
-    pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
-
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = browser_api()
 
 
 @pytest.fixture(scope="module")
