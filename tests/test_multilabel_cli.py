@@ -113,12 +113,19 @@ def test_exports_carry_the_thresholds(capsys, trained, tmp_path):
     assert {name: {t for t, _ in r["tags"]} for name, r in got.items()} == expected
 
 
-def test_the_web_page_export_says_it_cannot_show_tags(capsys, trained, tmp_path):
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("model.html", "several tags per image, which the web page cannot show yet"),
+        ("model.pt", "returns the logits only, so it cannot carry the thresholds"),
+    ],
+)
+def test_exports_that_cannot_carry_tags_say_so(capsys, trained, tmp_path, name, words):
     _, run = trained
-    code, _, err = run_cli(capsys, "export", run, "--out", tmp_path / "model.html")
+    code, _, err = run_cli(capsys, "export", run, "--out", tmp_path / name)
     assert code != 0
-    assert "several tags per image, which the web page cannot show yet" in err
-    assert not (tmp_path / "model.html").exists()
+    assert words in err
+    assert not (tmp_path / name).exists()
 
 
 @pytest.mark.parametrize(

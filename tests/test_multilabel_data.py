@@ -159,3 +159,21 @@ def test_retagging_refuses_unknown_tags_and_no_change(shapes, tmp_path):
         retag_images(shapes, tmp_path, add={"images/none_0.png": ["triangle"]})
     with pytest.raises(DatasetError, match="nothing to save"):
         retag_images(shapes, tmp_path, add={"images/circle_0.png": ["circle"]})
+
+
+def test_imbalanced_and_rare_tags_are_worded_as_tags(tmp_path):
+    data = make_shapes_dataset(tmp_path / "d", per_kind=12)
+    rows = (data / "labels.csv").read_text().splitlines()
+    rows = [
+        r
+        for r in rows
+        if not r.startswith(
+            ("images/circle_square", *(f"images/square_{n}." for n in range(4, 12)))
+        )
+    ]
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
+    report = scan_dataset(data)
+    assert report.counts == {"circle": 12, "square": 4}
+    messages = " ".join(issue.message for issue in report.warnings)
+    assert "Tags are imbalanced (3.0x): 'circle' is on 12 images, 'square' on only 4" in messages
+    assert "Tag 'square' is on only 4 images" in messages

@@ -360,14 +360,22 @@ def _warnings(report: DatasetReport) -> Iterator[Issue]:
         big, small = max(counts, key=counts.get), min(counts, key=counts.get)
         yield Issue(
             "imbalance",
-            f"Classes are imbalanced ({ratio:.1f}x): {big!r} has {counts[big]:,} images, "
+            f"Tags are imbalanced ({ratio:.1f}x): {big!r} is on {counts[big]:,} images, "
+            f"{small!r} on only {counts[small]:,}. Add images with the rare tags if you can; "
+            "macro F1 counts every tag alike."
+            if report.multi_label
+            else f"Classes are imbalanced ({ratio:.1f}x): {big!r} has {counts[big]:,} images, "
             f"{small!r} only {counts[small]:,}. Add images to the small classes if you can; "
             "accuracy alone will flatter the model.",
         )
     for name in report.tiny_classes:
+        count = plural(report.counts[name], "image")
         yield Issue(
             "tiny_class",
-            f"Class {name!r} has only {plural(report.counts[name], 'image')}; "
+            f"Tag {name!r} is on only {count}; {TINY_CLASS_IMAGES} or more per tag give more "
+            "reliable results."
+            if report.multi_label
+            else f"Class {name!r} has only {count}; "
             f"{TINY_CLASS_IMAGES} or more per class give more reliable results.",
         )
     across = [g for g in report.duplicates if g.across_classes]

@@ -265,6 +265,12 @@ def export_model(
     run = as_run(run)
     out_file = Path(out_file)
     network = run.build_model("cpu")  # a damaged run says so here, before any step is shown
+    if run.multi_label and not fmt.reliable:
+        raise ExportError(
+            f"A {fmt.title} file returns the logits only, so it cannot carry the thresholds "
+            f"of {run.path.name}, which gives several tags per image.",
+            "Export as ONNX, .pt2 or the run .zip: they carry each tag's threshold.",
+        )
     if fmt.reliable:
         network = reliable_network(run, network)
     out_file.parent.mkdir(parents=True, exist_ok=True)
