@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages.panels import decisions, duplicates, readiness, review, versions
+from app_pages.panels import decisions, duplicates, readiness, review, tags_report, versions
 from app_pages.ui import dataset_view, feedback, inputs, state
 from tl_core.common import TLStudioError, escape_markdown
 from tl_core.data import sample_dataset_path
@@ -48,10 +48,11 @@ zip_tab, build_tab, sample_tab, saved_tab = st.tabs(
 try:
     with zip_tab:
         upload = inputs.file_uploader(
-            "A .zip holding one folder per class",
+            "A .zip holding one folder per class (or images with a labels.csv of tags)",
             inputs.ARCHIVE_UPLOAD_MB,
             type=["zip"],
             help="For example pets.zip with cats/ and dogs/ inside (a wrapping folder is fine). "
+            "For several tags per image, add a labels.csv (image,labels; tags separated by ';'). "
             "It is imported as soon as it has uploaded. A larger dataset trains from its "
             "folder with the command line: tl-studio train --data FOLDER.",
         )
@@ -126,6 +127,9 @@ except TLStudioError as error:
     st.stop()
 readiness.readiness(current, report)
 versions.versions_panel(current, ws.datasets)
+if report.multi_label:
+    tags_report.tag_health(report)
+    tags_report.tag_review(current, report)
 review.label_review(current, report, ws.feature_cache)
 duplicates.duplicates_review(current, report)
 dataset_view.render_report(report, duplicate_table=False)  # the gallery of copies shows them

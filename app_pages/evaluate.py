@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 from PIL import Image
 
-from app_pages.panels import cell_review, decisions
+from app_pages.panels import cell_review, decisions, tag_results
 from app_pages.ui import dataset_view, feedback, inputs, run_picker, state
 from tl_core.common import TLStudioError, escape_markdown, plural
 from tl_core.data import load_image
@@ -16,8 +16,8 @@ from tl_core.figures import (
     per_class_figure,
     reliability_figure,
 )
-from tl_core.inference import Evaluation, Predictor, evaluate_run
-from tl_core.runs import WEIGHTS_FILE, folder_signature
+from tl_core.inference import Evaluation, MultiLabelEvaluation, Predictor, evaluate_run
+from tl_core.runs import WEIGHTS_FILE, folder_signature, load_run
 
 st.title("Evaluate")
 CELL_KEY, TRUE_KEY, PRED_KEY, CHART_KEY = "eval_cell", "eval_true", "eval_pred", "confusion"
@@ -26,7 +26,9 @@ VALIDATION, TEST = "Validation images", "A labelled test set"
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
-def evaluate(run_path: str, weights_mtime: int, data: str | None, signature: tuple) -> Evaluation:
+def evaluate(
+    run_path: str, weights_mtime: int, data: str | None, signature: tuple
+) -> Evaluation | MultiLabelEvaluation:
     del weights_mtime, signature  # cache keys only: new weights or new images, new evaluation
     return evaluate_run(run_path, data)
 
@@ -44,13 +46,13 @@ def saliency_overlays(
     ]
 
 
-def choose_test_set() -> str | None:
+def choose_test_set(layout: str) -> str | None:
     """A form for a labelled test folder or .zip; the chosen folder stays for the session."""
     with st.form("test_set"):
         archive = inputs.file_uploader(
-            "A .zip with one folder per class", inputs.ARCHIVE_UPLOAD_MB, type=["zip"]
+            f"A .zip with {layout}", inputs.ARCHIVE_UPLOAD_MB, type=["zip"]
         )
-        folder_text = inputs.folder_input("/path/to/test_set (one folder per class)")
+        folder_text = inputs.folder_input(f"/path/to/test_set ({layout})")
         if st.form_submit_button("Evaluate on this set", type="primary"):
             try:
                 st.session_state[TEST_KEY] = str(inputs.folder_from_form(archive, folder_text))
@@ -63,9 +65,15 @@ decisions.show_notice(state.TRAIN_PAGE, "Next: train on the new version")
 summary = run_picker.require_run()
 weights_mtime = (summary.path / WEIGHTS_FILE).stat().st_mtime_ns
 source = st.radio("Evaluate on", [VALIDATION, TEST], horizontal=True)
-data = choose_test_set() if source == TEST else None
+tagged = load_run(summary.path).multi_label  # its test set has a labels.csv of tags
+layout = "a labels.csv of tags" if tagged else "one folder per class"
+data = choose_test_set(layout) if source == TEST else None
 if source == TEST and not data:
-    st.info("Images the model never saw, in one folder per class named as the run's classes.")
+    st.info(
+        "Images the model never saw, with a labels.csv of the run's tags."
+        if tagged
+        else "Images the model never saw, in one folder per class named as the run's classes."
+    )
     st.stop()
 noun = "test" if data else "validation"
 # A cell picked for one run or image set means nothing for another: start afresh.
@@ -78,6 +86,9 @@ try:
         result = evaluate(str(summary.path), weights_mtime, data, signature)
 except TLStudioError as error:
     feedback.show_error(error)
+    st.stop()
+if isinstance(result, MultiLabelEvaluation):  # a run that gives several tags per image
+    tag_results.multi_label_view(summary.path, result, noun)
     st.stop()
 
 labels = result.labels

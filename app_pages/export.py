@@ -109,6 +109,13 @@ try:
         "and compared with PyTorch on the run's images before it is offered. ONNX loads almost "
         "everywhere; `predict_onnx.py` in the .zip runs it with onnxruntime and pillow."
     )
+    if run.multi_label:
+        st.info(
+            "This run gives several tags per image: each file also returns `tags` (whether each "
+            "tag's probability reaches its threshold), the thresholds are listed inside, and the "
+            ".zip carries them in thresholds.json.",
+            icon=":material/sell:",
+        )
     for fmt in OFFERED:
         show_model_format(fmt, path, mtime, summary.name)
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages.panels import advisor, recipes
+from app_pages.panels import advisor, recipes, refusals
 from app_pages.panels.settings import training_settings
 from app_pages.ui import dataset_view, feedback, inputs, state
+from tl_core.analysis import ADVISOR
 from tl_core.common import TLStudioError, escape_markdown
 from tl_core.config import GRADUAL
 from tl_core.figures import STATIC_CHART_CONFIG, freeze_figure
@@ -49,7 +50,10 @@ saved = state.train_config(dataset)
 ws = state.workspace()
 
 catalog = {entry.name: entry for entry in list_backbones()}
-advisor.backbone_advisor(dataset, report, ws.feature_cache)
+if report.multi_label:  # the advisor's probe compares accuracy over one class per image
+    refusals.refusals(ADVISOR)
+else:
+    advisor.backbone_advisor(dataset, report, ws.feature_cache)
 
 
 def stop_unsaved() -> None:
@@ -143,7 +147,8 @@ at_end = " at the end" if mode == GRADUAL else ""
 # The catalog counts the 1000-class ImageNet head; this total counts the head that trains.
 st.caption(
     f"**{trainable:,}** of {total:,} parameters will train{at_end}, with your new "
-    f"{len(report.class_names)}-class head in place of the 1000-class ImageNet head "
+    f"{len(report.class_names)}-{'tag' if report.multi_label else 'class'} head in place of "
+    "the 1000-class ImageNet head "
     f"({frozen} of {n} backbone groups frozen)."
 )
 st.plotly_chart(freeze_figure(groups, frozen), key="freeze_figure", config=STATIC_CHART_CONFIG)

@@ -21,7 +21,7 @@ from tl_core.inference import (
     open_set_frame,
     unknown_first,
 )
-from tl_core.runs import WEIGHTS_FILE
+from tl_core.runs import THRESHOLDS_FILE, WEIGHTS_FILE
 
 st.title("Predict")
 IMAGE_TYPES = ["jpg", "jpeg", "png", "bmp", "gif", "webp", "tif", "tiff"]
@@ -31,9 +31,9 @@ ws = state.workspace()
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the model...")
-def predictor(run_path: str, weights_mtime: int) -> Predictor:
+def predictor(run_path: str, weights_mtime: int, thresholds_mtime: int = 0) -> Predictor:
     # An inference model for a finished run: safe to share; never the model being trained.
-    del weights_mtime
+    del weights_mtime, thresholds_mtime  # cache keys only: a tag's threshold edited, a new model
     return Predictor.from_run(run_path)
 
 
@@ -68,13 +68,21 @@ summary = run_picker.require_run()
 # A table predicted by another run must not pass for this run's.
 state.forget_on_change(BATCH_RUN_KEY, str(summary.path), [BATCH_KEY, BATCH_SUMMARY_KEY])
 weights_mtime = (summary.path / WEIGHTS_FILE).stat().st_mtime_ns
+thresholds = summary.path / THRESHOLDS_FILE  # a multi-label run's, edited on Evaluate
 try:
-    model = predictor(str(summary.path), weights_mtime)
+    model = predictor(
+        str(summary.path),
+        weights_mtime,
+        thresholds.stat().st_mtime_ns if thresholds.is_file() else 0,
+    )
 except TLStudioError as error:
     feedback.show_error(error)
     st.stop()
 top_k = st.slider(
-    "Classes shown per image", 1, len(model.labels), min(PREDICT_TOP_K, len(model.labels))
+    "Tags shown per image" if model.multi_label else "Classes shown per image",
+    1,
+    len(model.labels),
+    min(PREDICT_TOP_K, len(model.labels)),
 )
 threshold = open_set.threshold_control(model)
 

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages.panels import groups, live, summary
+from app_pages.panels import groups, live, refusals, summary
 from app_pages.ui import feedback, queue, state
+from tl_core.analysis import SWEEP, TRANSFER_CHECK
 from tl_core.common import TLStudioError, escape_markdown, gpu_count
 from tl_core.config import TrainConfig
+from tl_core.data import is_multi_label
 from tl_core.jobs import TRAIN, JobSnapshot, TrainingJob
 from tl_core.runs import WEIGHTS_FILE
 
@@ -32,8 +34,8 @@ def render_job(snap: JobSnapshot) -> None:
         st.warning(escape_markdown(warning), icon=":material/warning:")
     cols = st.columns(5)
     cols[0].metric("Epochs done", snap.epochs_done)
-    best = snap.best_val_accuracy
-    cols[1].metric("Best val. accuracy", "–" if best is None else f"{best:.1%}")
+    best, metric = snap.best_val_accuracy, snap.accuracy_metric  # macro F1 for tags
+    cols[1].metric(f"Best val. {metric}", "–" if best is None else f"{best:.1%}")
     if snap.best_accuracy_text:
         cols[1].caption(snap.best_accuracy_text)
     cols[2].metric(*snap.speed)  # labelled for the phase: backbone, head epochs or training
@@ -138,7 +140,10 @@ def render_start(config: TrainConfig) -> None:
     nproc = processes_to_use()
     if start:
         groups.start(config, TRAIN, nproc=nproc)
-    groups.launchers(config)
+    if is_multi_label(config.data):  # the experiments compare accuracy over one class each
+        refusals.refusals(SWEEP, TRANSFER_CHECK)
+    else:
+        groups.launchers(config)
 
 
 dataset = st.session_state.get(state.DATASET_KEY)

@@ -32,6 +32,18 @@ CHROMIUM_FLAGS = [
 STREAMLIT = ("-m", "streamlit")  # how the server is launched: `python -m streamlit run ...`
 
 
+def browser_api():
+    """playwright's sync API, for a browser test module to call at import: the module is skipped
+    where Chromium is not installed (an error on CI, which installs it) or playwright is not."""
+    import pytest
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            raise RuntimeError("chromium is missing: install Debian's chromium package")
+        pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
+    return pytest.importorskip("playwright.sync_api")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ import streamlit as st
 
 from app_pages.ui import dataset_view, feedback, state
 from tl_core.common import TLStudioError, escape_markdown, plural
-from tl_core.data import EXCLUDE, KEEP, RELABEL, Decision, create_version
+from tl_core.data import EXCLUDE, KEEP, RELABEL, DatasetVersion, Decision, create_version
 
 SAVE_LABEL = "Save decisions as a new version"
 UNDECIDED = "Undecided"
@@ -80,6 +80,14 @@ def decision_for(image: str, choice: str) -> Decision | None:
     return None
 
 
+def image_card(path: str, caption: str, size: int = CARD_SIZE) -> None:
+    """A gallery cell's thumbnail (left out when unreadable) and caption."""
+    thumb = dataset_view.thumbnail(path, size)
+    if thumb is not None:
+        st.image(thumb, width=size)
+    st.caption(caption)
+
+
 def gallery(
     scope: str,
     dataset: str,
@@ -96,10 +104,7 @@ def gallery(
     with st.container(horizontal=True, gap="medium"):
         for candidate in candidates:
             with st.container(width=size):
-                thumb = dataset_view.thumbnail(candidate.path, size)
-                if thumb is not None:
-                    st.image(thumb, width=size)
-                st.caption(candidate.caption)
+                image_card(candidate.path, candidate.caption, size)
                 choice = st.selectbox(
                     "Decision",
                     choices(candidate, class_names),
@@ -123,16 +128,20 @@ def save_button(
         class_names: The classes a relabel may use.
         decisions: What :func:`gallery` returned.
     """
-    if st.button(
-        f"{SAVE_LABEL} ({plural(len(decisions), 'decision')})",
-        type="primary",
-        icon=":material/save:",
-        disabled=not decisions,
-        key=f"{scope}_save",
-    ):
+    label = f"{SAVE_LABEL} ({plural(len(decisions), 'decision')})"
+    if version_button(label, f"{scope}_save", NOTHING_DECIDED if not decisions else None):
         save(scope, dataset, root, class_names, decisions)
-    if not decisions:
-        st.caption(NOTHING_DECIDED)
+
+
+def version_button(label: str, key: str, nothing: str | None) -> bool:
+    """A gallery's save button; while ``nothing`` says why there is nothing to save yet, it is
+    disabled with that sentence under it. Returns whether it was clicked."""
+    clicked = st.button(
+        label, type="primary", icon=":material/save:", disabled=nothing is not None, key=key
+    )
+    if nothing is not None:
+        st.caption(nothing)
+    return clicked
 
 
 def save(
@@ -146,6 +155,11 @@ def save(
         return
     for image in decisions:  # the next version starts with no pending choice
         st.session_state.pop(widget_key(scope, dataset, image), None)
+    use_version(version)
+
+
+def use_version(version: DatasetVersion) -> None:
+    """Makes a version just saved the current dataset, with a notice saying so."""
     st.session_state[NOTICE_KEY] = (
         f"Saved {escape_markdown(version.describe())}. It is now the current dataset and the "
         "next training uses it; your original files are unchanged."

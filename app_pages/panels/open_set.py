@@ -17,8 +17,11 @@ ACCEPTANCE_KEY = "predict_acceptance"
 
 def threshold_control(model: Predictor) -> float | None:
     """A slider for how strict the rejection is; returns the threshold (None: the run's own,
-    or a run that cannot tell). Says whether the probabilities are calibrated."""
-    st.caption(escape_markdown(model.calibration.text))
+    or a run that cannot tell). Says whether the probabilities are calibrated, or for a run that
+    gives several tags per image, from which probability each tag is given."""
+    st.caption(
+        escape_markdown(thresholds_text(model) if model.multi_label else model.calibration.text)
+    )
     open_set = model.open_set
     if open_set is None:
         st.caption(escape_markdown(domain_shift_summary([], checked=False).text))
@@ -38,6 +41,18 @@ def threshold_control(model: Predictor) -> float | None:
     cost = open_set.cost(threshold, validation_only=True)
     st.caption(f"On this run's validation images: {escape_markdown(cost.text)}.")
     return threshold
+
+
+def thresholds_text(model: Predictor) -> str:
+    """A multi-label run's thresholds in a sentence: "Each tag is given from its threshold on
+    (set on the Evaluate page): circle 0.42, square 0.55."."""
+    pairs = ", ".join(
+        f"{tag} {t:.2f}" for tag, t in zip(model.labels, model.thresholds or (), strict=True)
+    )
+    return (
+        "Each image gets every tag whose probability reaches the tag's threshold, or no tag "
+        f"(the thresholds are set on the Evaluate page): {pairs}."
+    )
 
 
 def show_answer(result: ImagePrediction, where) -> None:

@@ -31,7 +31,8 @@ def readiness(dataset: str, report: DatasetReport) -> None:
     if health.can_train:
         st.success(
             f"Ready to train: {plural(report.num_images, 'image')} in "
-            f"{plural(len(report.class_names), 'class')}. {health.split_sentence()}",
+            f"{plural(len(report.class_names), 'tag' if report.multi_label else 'class')}. "
+            f"{health.split_sentence()}",
             icon=":material/check_circle:",
         )
         st.page_link(

@@ -19,6 +19,7 @@ from tl_core.export import (
     export_web_page,
     qr_svg,
     quantized_agreement,
+    web_page_refusal,
     who_can_reach,
 )
 
@@ -94,6 +95,9 @@ def web_page_section(run_path: str, weights_mtime: int, name: str) -> None:
         "opens it, with no internet and no install, and no image leaves that device. Before "
         "it is offered, its answers on the run's images are compared with the app's."
     )
+    if (refusal := web_page_refusal(run_path)) is not None:  # no failing button to offer
+        st.info(f"{escape_markdown(refusal.message)} {escape_markdown(refusal.hint)}")
+        return
     quantized = st.checkbox(
         "Smaller page (int8 weights, about a quarter of the model's size)", key=QUANTIZED_KEY
     )

@@ -126,7 +126,7 @@ def render_report(
     them in its own gallery of copies (the Data page's near-identical images).
     """
     cols = st.columns(4)
-    cols[0].metric("Classes", len(report.class_names))
+    cols[0].metric("Tags" if report.multi_label else "Classes", len(report.class_names))
     cols[1].metric("Images", report.num_images)
     cols[2].metric("Skipped files", len(report.skipped))
     cols[3].metric("Duplicate groups", len(report.duplicates))
@@ -164,7 +164,8 @@ def render_report(
         return
     by_class: dict[str, list[Path]] = {name: [] for name in report.class_names}
     for item in report.items:
-        by_class[item.label].append(item.path)
+        for name in (item.tags or ()) if report.multi_label else (item.label,):
+            by_class[name].append(item.path)
     for name, paths in by_class.items():
         more = len(paths) - THUMBS_PER_CLASS
         st.markdown(

@@ -53,6 +53,8 @@ __getattr__, __dir__ = lazy_face(
             "DuplicateGroup",
             "ImageItem",
             "Issue",
+            "SKIP_LISTED_MISSING",
+            "SKIP_NOT_LISTED",
             "SkippedFile",
             "co_occurrence",
             "tags_per_image",

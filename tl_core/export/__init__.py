@@ -48,6 +48,7 @@ __getattr__, __dir__ = lazy_face(
             "WebExport",
             "export_web_page",
             "quantized_agreement",
+            "web_page_refusal",
         ),
     },
 )

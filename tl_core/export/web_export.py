@@ -251,6 +251,19 @@ def check_page(run: Run, page: Path, quantized: bool, browser: str | None) -> Pa
     return compare_answers(answers, expected, images_from, checked_in, "tl-studio predict")
 
 
+def web_page_refusal(run: Run | str | Path) -> ExportError | None:
+    """Why ``run`` cannot become a web page (it gives several tags per image, which the page
+    cannot show yet), for a page to say before offering the button; None when it can."""
+    run = as_run(run)
+    if not run.multi_label:
+        return None
+    return ExportError(
+        f"The run {run.path.name} gives several tags per image, which the web page cannot "
+        "show yet.",
+        "Export it as ONNX, .pt2 or the run .zip instead: they carry each tag's threshold.",
+    )
+
+
 def export_web_page(
     run: Run | str | Path,
     out_file: str | Path,
@@ -277,12 +290,8 @@ def export_web_page(
     """
     step = on_step or (lambda _text: None)
     run = as_run(run)
-    if run.multi_label:
-        raise ExportError(
-            f"The run {run.path.name} gives several tags per image, which the web page cannot "
-            "show yet.",
-            "Export it as ONNX, .pt2 or the run .zip instead: they carry each tag's threshold.",
-        )
+    if (refusal := web_page_refusal(run)) is not None:
+        raise refusal
     out_file = check_output_file(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     chromium = find_browser() if browser is True else (browser or None)

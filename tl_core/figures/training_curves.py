@@ -77,7 +77,9 @@ def loss_figure(
 
 
 def accuracy_figure(
-    history: pd.DataFrame | Iterable[Mapping[str, Any]], num_val_images: int | None = None
+    history: pd.DataFrame | Iterable[Mapping[str, Any]],
+    num_val_images: int | None = None,
+    metric: str = "accuracy",
 ) -> go.Figure:
     """Training and validation accuracy per epoch, on a 0-100 % axis.
 
@@ -85,6 +87,9 @@ def accuracy_figure(
         history: Per-epoch rows with ``epoch`` and the accuracy columns.
         num_val_images: The validation set's size; given, each validation point carries its
             95 % Wilson interval as an error bar and says how many images it rests on.
+        metric: What the accuracy columns measure, for the title and axis (a multi-label
+            run's is macro F1 at threshold 0.5). The Wilson interval is a share of images
+            right, so it is drawn for plain accuracy alone.
     """
     frame = history_frame(history)
     fig = go.Figure()
@@ -95,7 +100,7 @@ def accuracy_figure(
         if column not in frame:
             continue
         extra: dict[str, Any] = {}
-        if column == "val_accuracy" and num_val_images:
+        if column == "val_accuracy" and num_val_images and metric == "accuracy":
             extra = interval_bars(list(frame[column]), num_val_images, color)
         fig.add_trace(
             go.Scatter(
@@ -109,8 +114,8 @@ def accuracy_figure(
             )
         )
     fig.update_xaxes(title="epoch", rangemode="tozero")
-    fig.update_yaxes(title="accuracy", range=[0, 1.02], tickformat=".0%")
-    return standard_layout(fig, "Accuracy")
+    fig.update_yaxes(title=metric, range=[0, 1.02], tickformat=".0%")
+    return standard_layout(fig, metric[:1].upper() + metric[1:])
 
 
 def stage_starts(history: Iterable[Mapping[str, Any]]) -> list[tuple[float, int]]:
@@ -142,12 +147,16 @@ def _mark_stages(fig: go.Figure, history: Iterable[Mapping[str, Any]]) -> go.Fig
 def training_figures(snapshot: Any) -> tuple[go.Figure, go.Figure]:
     """The loss and accuracy figures of a job snapshot (``batch_losses``, ``history`` and,
     when known, ``num_val_images`` for the accuracy's intervals), with a dashed line where
-    each stage of gradual unfreezing begins."""
+    each stage of gradual unfreezing begins. The accuracy figure is named by the snapshot's
+    ``accuracy_metric`` when it has one (macro F1 for a multi-label run)."""
     history = snapshot.history
+    metric = getattr(snapshot, "accuracy_metric", "accuracy")
     history = history.to_dict("records") if isinstance(history, pd.DataFrame) else list(history)
     return (
         _mark_stages(loss_figure(snapshot.batch_losses, history), history),
-        _mark_stages(accuracy_figure(history, getattr(snapshot, "num_val_images", None)), history),
+        _mark_stages(
+            accuracy_figure(history, getattr(snapshot, "num_val_images", None), metric), history
+        ),
     )
 
 
