@@ -147,3 +147,19 @@ def test_transfer_tools_say_plainly_they_do_not_take_tags_yet(
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
     assert multi_label_refusal(SWEEP) is not None
+
+
+def test_one_tag_is_a_yes_no_model_that_opens_like_any_run(capsys, tmp_path):
+    data = make_shapes_dataset(tmp_path / "data", per_kind=4)
+    labels = data / "labels.csv"
+    rows = [line.split(",") for line in labels.read_text().splitlines()]
+    kept = [rows[0]] + [[name, "circle" if "circle" in tags else ""] for name, tags in rows[1:]]
+    labels.write_text("\n".join(",".join(row) for row in kept) + "\n")
+    run = tmp_path / "run"
+    assert main(["train", str(data), "--out", str(run), *FLAGS]) == 0
+    capsys.readouterr()
+    image = data / "images" / "circle_0.png"
+    code, out, err = run_cli(capsys, "predict", run, image, "--json", "--device", "cpu")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert {p["label"] for p in row["predictions"]} == {"circle"}

@@ -119,13 +119,15 @@ def check_preprocessing(info: Mapping[str, Any]) -> Preprocessing:
     return Preprocessing(size, mean, std, interpolation, float(crop_pct))
 
 
-def check_labels(labels: Any, info: Mapping[str, Any]) -> list[str]:
+def check_labels(labels: Any, info: Mapping[str, Any], multi_label: bool = False) -> list[str]:
     """labels.json: distinct class names, as many as config.json says the model has."""
     if not isinstance(labels, list):
         raise damaged(f"labels.json should be a list of class names but is {_kind(labels)}")
-    if len(labels) < MIN_CLASSES:
+    # One tag is a yes/no model of its own (one sigmoid); one class is no model at all.
+    fewest = 1 if multi_label else MIN_CLASSES
+    if len(labels) < fewest:
         raise damaged(
-            f"labels.json lists {plural(len(labels), 'class')}; a model has at least {MIN_CLASSES}"
+            f"labels.json lists {plural(len(labels), 'class')}; a model has at least {fewest}"
         )
     odd = [label for label in labels if not isinstance(label, str) or not label.strip()]
     if odd:

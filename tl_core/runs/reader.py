@@ -394,7 +394,8 @@ def load_run(path: str | Path) -> Run:
         )
     config = check_train_settings(config_data)
     model_info = check_model_info(config_data)
-    labels = check_labels(read_json(path / LABELS_FILE), model_info)
+    multi_label = model_info.get("task") == MULTI_LABEL_TASK
+    labels = check_labels(read_json(path / LABELS_FILE), model_info, multi_label)
     metrics = read_json(path / METRICS_FILE) if (path / METRICS_FILE).exists() else {}
     return Run(path, config, model_info, labels, check_metrics(metrics))
 

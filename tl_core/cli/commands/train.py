@@ -108,9 +108,11 @@ def _train(args: argparse.Namespace, config: TrainConfig) -> int:
         print_error(snapshot.error, snapshot.error_hint or "")
         return EXIT_FAILED
     done = len(snapshot.history)
+    # A multi-label run's score names its own metric ("83.3 % macro F1 at threshold 0.5 ...").
+    measure = "" if snapshot.accuracy_metric != "accuracy" else "accuracy "
     print(
         f"{snapshot.message}: {done} epoch{'' if done == 1 else 's'} done in "
-        f"{time.monotonic() - started:.1f} s on {snapshot.device}; best validation accuracy "
+        f"{time.monotonic() - started:.1f} s on {snapshot.device}; best validation {measure}"
         f"{accuracy_text(snapshot.best_val_accuracy, snapshot)}. Run saved in {out}"
     )
     return EXIT_OK
