@@ -96,6 +96,19 @@ def test_a_zip_with_labels_csv_is_imported_as_a_tagged_dataset(ws, tmp_path):
     assert metrics(at)["No tag"] == "3"
 
 
+def test_a_copy_with_other_tags_is_offered_its_copies_tags_not_each_single_tag(ws, tmp_path):
+    data = make_shapes_dataset(tmp_path / "copies", per_kind=3)
+    copy = data / "images" / "copy_of_circle_square_0.png"
+    copy.write_bytes((data / "images" / "circle_square_0.png").read_bytes())
+    with open(data / "labels.csv", "a", encoding="utf-8") as file:
+        file.write("images/copy_of_circle_square_0.png,circle\n")  # a copy missing a tag
+    at = open_page(ui_state.DATA_PAGE, **{ui_state.DATASET_KEY: str(data)})
+    assert not at.exception
+    picker = next(s for s in at.selectbox if s.key.endswith(":images/copy_of_circle_square_0.png"))
+    relabels = [option for option in picker.options if option.startswith("Relabel as ")]
+    assert relabels == ["Relabel as circle;square"]
+
+
 def test_tags_added_in_the_gallery_are_saved_as_a_new_version(ws, tmp_path):
     data = make_shapes_dataset(tmp_path / "retag", per_kind=3)
     at = open_page(ui_state.DATA_PAGE, **{ui_state.DATASET_KEY: str(data)})

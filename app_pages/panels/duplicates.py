@@ -74,8 +74,11 @@ def duplicates_review(dataset: str, report: DatasetReport) -> None:
             if group.across_classes:
                 head += " · :red-badge[conflict]"
             st.markdown(head)
+            # A tagged image's relabel replaces its whole tag set: offer only the set its
+            # copies carry, not each single tag (tags are added or removed on their own panel).
+            relabels = [] if report.multi_label else report.class_names
             decisions |= decisions_panel.gallery(
-                SCOPE, dataset, _candidates(report, group), report.class_names
+                SCOPE, dataset, _candidates(report, group), relabels
             )
         if len(open_groups) > MAX_GROUPS:
             st.caption(f"{len(open_groups) - MAX_GROUPS} more groups not shown.")
