@@ -14,6 +14,7 @@ __getattr__, __dir__ = lazy_face(
         "checks": ("check_validation_split",),
         "folder_access": ("is_loopback",),
         "groups": (
+            "AUTO_KIND",
             "SWEEP_FILE",
             "SWEEP_KIND",
             "TRANSFER_FILE",
