@@ -60,17 +60,30 @@ class StepControl(JobControl):
         budget: The search's clock.
         limit: Used seconds after which no new epoch starts (the step's share ends).
         hard_limit: Used seconds after which the step stops before its next batch.
+        first_epoch_runs: The hard limit waits for the first epoch to end (the final run:
+            a search always hands over a model).
     """
 
-    def __init__(self, outer: JobControl, budget: Budget, limit: float, hard_limit: float):
+    def __init__(
+        self,
+        outer: JobControl,
+        budget: Budget,
+        limit: float,
+        hard_limit: float,
+        first_epoch_runs: bool = False,
+    ):
         super().__init__()
         self.outer = outer
         self.budget = budget
         self.limit = limit
         self.hard_limit = hard_limit
         self.out_of_time = False
+        self.epochs_done = 0
+        self.first_epoch_runs = first_epoch_runs
 
     def _past_hard_limit(self) -> bool:
+        if self.first_epoch_runs and not self.epochs_done:
+            return False
         if self.budget.used() > self.hard_limit:
             self.out_of_time = True
         return self.out_of_time
@@ -97,6 +110,7 @@ class StepControl(JobControl):
 
     def after_epoch(self, epoch_seconds: float) -> None:
         """Stops the run when one more epoch of ``epoch_seconds`` would pass the limit."""
+        self.epochs_done += 1
         if self.budget.used() + epoch_seconds > self.limit:
             self.out_of_time = True
             self.stop()

@@ -115,8 +115,8 @@ class _Search:
     def _speed(self, backbone: str) -> Throughput:
         return next(s for s in self.plan.speeds if s.backbone == backbone)
 
-    def _control(self, limit: float, hard_limit: float) -> StepControl:
-        return StepControl(self.control, self.budget, limit, hard_limit)
+    def _control(self, limit: float, hard_limit: float, first_epoch_runs=False) -> StepControl:
+        return StepControl(self.control, self.budget, limit, hard_limit, first_epoch_runs)
 
     def _train(self, config: TrainConfig, name: str, label: str, control: StepControl) -> Measured:
         """One run into ``DIR/name`` through the trainer, within ``control``'s limits."""
@@ -337,7 +337,7 @@ class _Search:
             early_stopping_patience=max(self.base.early_stopping_patience, 3)
         )
         # No epoch starts that would end past the budget; the first always runs.
-        control = self._control(self.budget.seconds, self.budget.seconds + epoch)
+        control = self._control(self.budget.seconds, self.budget.seconds + epoch, True)
         measured = self._train(config, FINAL_RUN, "final run", control)
         recipe.epoch_seconds = self._epoch_seconds(FINAL_RUN) or epoch
         evidence = [measured.text, f"{epochs} epochs planned, early stopping after 3 without gain"]
@@ -382,8 +382,11 @@ class _Search:
         if final is not None and final[1].accuracy is not None:
             config, measured = final
         else:
-            scored = [entry for entry in self.tried.values() if entry[1].accuracy is not None]
-            scored = [e for e in scored if e[0].pretrained]  # never the from-scratch check
+            scored = [  # never the transfer check's run from random weights
+                entry
+                for name, entry in self.tried.items()
+                if entry[1].accuracy is not None and name != SCRATCH_RUN
+            ]
             if not scored:
                 return
             config, measured = max(scored, key=lambda entry: entry[1].accuracy)
