@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.helpers import make_image_folder
+from tests.test_progress import FakeClock
 from tests.training import tiny_config
 from tl_core.analysis import CandidateScore, rank_candidates
 from tl_core.auto import Budget, SearchObserver, SearchSettings, parse_budget, run_search
@@ -21,17 +22,7 @@ from tl_core.auto.decisions import (
     choose_freeze,
     choose_lr,
 )
-from tl_core.auto.plan import (
-    AUGMENT,
-    BACKBONES,
-    FINAL,
-    FREEZE,
-    LR,
-    TRANSFER,
-    DataShape,
-    Throughput,
-    plan_search,
-)
+from tl_core.auto.plan import DataShape, Throughput, plan_search
 from tl_core.auto.result import BEST_KEYS
 from tl_core.cli.main import main
 from tl_core.common import JobControl, TrainingStopped, UsageError
@@ -41,6 +32,10 @@ from tl_core.models import create_model
 from tl_core.runs import WEIGHTS_FILE, list_groups
 from tl_core.runs.groups import AUTO_FILE
 
+# The steps, by the names auto.json gives them.
+BACKBONES, FREEZE, LR, AUGMENT, FINAL, TRANSFER = (
+    "backbones", "freeze", "lr", "augment", "final", "transfer"
+)  # fmt: skip
 CLASSES = {"red": 10, "green": 10, "blue": 10}
 TINY = ("test_efficientnet", "test_resnet")
 
@@ -108,14 +103,6 @@ def test_budgets_are_read_as_durations():
 
 
 # ---- the budget's clock and limits -------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_step_stops_before_an_epoch_that_would_end_past_its_limit():
