@@ -35,6 +35,7 @@ __getattr__, __dir__ = lazy_face(
             "ordinal",
         ),
         "snapshot": (
+            "AUTO",
             "COMPARISON",
             "JobSnapshot",
             "KIND_NAMES",
