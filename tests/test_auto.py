@@ -73,7 +73,7 @@ def test_the_plan_fits_the_budget_on_a_slow_and_a_fast_machine(speed, budget):
     assert [s.step for s in plan.steps] == [BACKBONES, FREEZE, LR, AUGMENT, FINAL, TRANSFER]
     assert plan.runs(FINAL)  # a model always comes out
     for step in plan.skipped:  # what is skipped says why
-        assert step.seconds == 0 and ("needs about" in step.skipped or "only one" in step.skipped)
+        assert step.seconds == 0 and ("needs about" in step.skipped or "only one backbone" in step.skipped)
     assert plan.lines()[-1].startswith("In all about")
 
 
@@ -91,7 +91,7 @@ def test_a_fast_machine_searches_what_a_slow_one_must_skip():
 def test_a_big_dataset_skips_augmentation_and_says_why():
     plan = plan_search(3600.0, 1.0, [FAST], DataShape(images=20_000, classes=10))
     assert "enough without it" in plan.step(AUGMENT).skipped
-    assert "only one backbone" in plan.step(BACKBONES).skipped
+    assert "only one backbone to compare" in plan.step(BACKBONES).skipped
 
 
 def test_budgets_are_read_as_durations():
@@ -263,10 +263,12 @@ def test_the_search_ends_within_its_budget_plus_one_epoch(data, tmp_path):
         def on_epoch(self, row, improved):
             epochs.append(row["seconds"])
 
-    result = run_search(_settings(data, 2.0), tmp_path / "auto", Epochs())
+    result = run_search(_settings(data, 6.0), tmp_path / "auto", Epochs())
     assert result.status == "completed"
-    # Seconds of slack for what is not an epoch: preparing a run, writing its folder.
-    assert result.seconds <= 2.0 + max(epochs, default=0.0) + 2.0
+    # Measuring one backbone cannot be skipped (on a loaded machine it may take the whole
+    # budget); then a few seconds of slack for what is not an epoch: preparing the final run.
+    start = max(6.0, result.plan.measured_seconds)
+    assert result.seconds <= start + max(epochs, default=0.0) + 3.0
     assert result.not_tried  # something did not fit, and it says so
     assert result.best is not None
 

@@ -1,16 +1,19 @@
 """Measures how fast each backbone runs on this computer, so the plan's estimates are real.
 
-A few batches of random images at the backbone's own input size go through the model: once
-without gradients (what computing features and validating cost), once with a full training
-step (forward and backward through every layer). The first batch of each kind is left out of
-the timing: it pays one-off costs (allocations, kernel choices). Random weights time the same
-as pretrained ones, so no weights are loaded.
+A batch of random images at the backbone's own input size goes through the model without
+gradients (what computing features and validating cost); for the first backbone also a full
+training step (forward and backward through every layer). A small batch before each is left
+out of the timing: it pays one-off costs (allocations, kernel choices). The other backbones'
+training speed is their measured inference speed times the first one's training-to-inference
+ratio: a training step costs about the same multiple of a forward pass in networks of one
+family, and timing each training step would spend much of a small budget on measuring.
+Random weights time the same as pretrained ones, so no weights are loaded.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -18,25 +21,25 @@ from tl_core.auto.plan import Throughput
 from tl_core.common import release_memory, resolve_device
 from tl_core.models import Preprocessing, create_model, layer_groups
 
-# Images per timed batch, and timed batches after the warm-up one.
+# Images in the timed batch, and in the warm-up batch before it.
 MEASURE_BATCH = 8
-MEASURE_BATCHES = 2
+WARM_UP_BATCH = 2
 
 
-def _timed(action, batches: int) -> float:
-    action()  # warm-up, not timed
+def _timed(action: Callable[[torch.Tensor], None], images: torch.Tensor) -> float:
+    """Seconds per image of ``action`` on ``images``, after a warm-up on a few of them."""
+    action(images[:WARM_UP_BATCH])
     started = time.perf_counter()
-    for _ in range(batches):
-        action()
-    return max(time.perf_counter() - started, 1e-6)
+    action(images)
+    return max(time.perf_counter() - started, 1e-6) / len(images)
 
 
 def measure_throughput(
     backbone: str,
     image_size: int | None = None,
     device: str = "auto",
+    train_ratio: float | None = None,
     batch: int = MEASURE_BATCH,
-    batches: int = MEASURE_BATCHES,
 ) -> Throughput:
     """Images per second of ``backbone`` on this computer, frozen and training.
 
@@ -44,8 +47,9 @@ def measure_throughput(
         backbone: timm model name.
         image_size: Input side; None uses the backbone's own.
         device: "auto", "cpu" or "cuda".
-        batch: Images per timed batch.
-        batches: Timed batches of each kind.
+        train_ratio: Training speed as a share of inference speed, measured on another
+            backbone; None times a training step here.
+        batch: Images in the timed batch.
     """
     torch_device = resolve_device(device)
     model, _ = create_model(backbone, 2, pretrained=False)
@@ -54,42 +58,49 @@ def measure_throughput(
     size = Preprocessing.for_model(model, None if fixed else image_size).image_size
     model = model.to(torch_device)
     images = torch.randn(batch, 3, size, size, device=torch_device)
-    targets = torch.zeros(batch, dtype=torch.long, device=torch_device)
-    optimizer = None
+
+    def synchronize() -> None:
+        if torch_device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def infer(inputs: torch.Tensor) -> None:
+        with torch.no_grad():
+            model(inputs)
+        synchronize()
+
+    def step(inputs: torch.Tensor) -> None:
+        targets = torch.zeros(len(inputs), dtype=torch.long, device=torch_device)
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(inputs), targets).backward()
+        synchronize()
+
     try:
         model.eval()
-
-        def infer() -> None:
-            with torch.no_grad():
-                model(images)
-            if torch_device.type == "cuda":
-                torch.cuda.synchronize()
-
-        infer_seconds = _timed(infer, batches)
-        model.train()
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-
-        def step() -> None:
-            optimizer.zero_grad()
-            torch.nn.functional.cross_entropy(model(images), targets).backward()
-            optimizer.step()
-            if torch_device.type == "cuda":
-                torch.cuda.synchronize()
-
-        train_seconds = _timed(step, batches)
+        infer_rate = 1 / _timed(infer, images)
+        if train_ratio is None:
+            model.train()
+            train_rate = 1 / _timed(step, images)
+        else:
+            train_rate = infer_rate * train_ratio
     finally:
-        model = optimizer = None  # dropped before the memory is handed back
+        model = None  # dropped before the memory is handed back
         release_memory(torch_device)
-    return Throughput(
-        backbone=backbone,
-        infer_images_per_second=batch * batches / infer_seconds,
-        train_images_per_second=batch * batches / train_seconds,
-        groups=groups,
-    )
+    return Throughput(backbone, infer_rate, train_rate, groups)
 
 
 def measure_all(
-    backbones: Sequence[str], image_size: int | None = None, device: str = "auto"
+    backbones: Sequence[str],
+    image_size: int | None = None,
+    device: str = "auto",
+    more: Callable[[], bool] = lambda: True,
 ) -> list[Throughput]:
-    """:func:`measure_throughput` for each backbone, in order."""
-    return [measure_throughput(name, image_size, device) for name in backbones]
+    """:func:`measure_throughput` for each backbone, in order, training timed on the first;
+    the next is measured only while ``more()`` says there is time for it."""
+    first = measure_throughput(backbones[0], image_size, device)
+    ratio = first.train_images_per_second / first.infer_images_per_second
+    speeds = [first]
+    for name in backbones[1:]:
+        if not more():
+            break
+        speeds.append(measure_throughput(name, image_size, device, train_ratio=ratio))
+    return speeds

@@ -329,7 +329,7 @@ def plan_search(
         BACKBONES,
         advisor,
         f"{len(speeds)} backbones, {advisor_images} images each",
-        "" if len(speeds) > 1 else "only one backbone has weights on this computer.",
+        "" if len(speeds) > 1 else "there is only one backbone to compare.",
     )
 
     depths: list[str] = []

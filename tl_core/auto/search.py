@@ -58,6 +58,7 @@ from tl_core.auto.plan import (
     Throughput,
     duration,
     epochs_that_fit,
+    final_epoch_seconds,
     plan_search,
     spread_depths,
     sweep_seconds,
@@ -77,6 +78,9 @@ from tl_core.data import scanned_dataset
 from tl_core.models import create_model
 from tl_core.runs import METRICS_FILE, RunWriter, read_json, summarize_run
 from tl_core.training import LRFinderStopped, find_learning_rate, train
+
+# The most of the budget that measuring the backbones' speeds may take.
+MEASURE_SHARE = 0.15
 
 
 class _Search:
@@ -164,7 +168,20 @@ class _Search:
         if self.base.backbone in names:  # the default is planned for: it leads the list
             names.remove(self.base.backbone)
             names.insert(0, self.base.backbone)
-        speeds = measure_all(names, self.base.image_size, self.base.device)
+        # Measuring may take a share of the budget, no more: the rest is for the search.
+        speeds = measure_all(
+            names,
+            self.base.image_size,
+            self.base.device,
+            lambda: self.budget.used() < MEASURE_SHARE * self.budget.seconds,
+        )
+        left_out = names[len(speeds) :]
+        if left_out:
+            self._not_tried(
+                f"Measuring {', '.join(left_out)}: measuring took "
+                f"{duration(self.budget.used())} of the budget already, so only "
+                f"{', '.join(s.backbone for s in speeds)} is searched."
+            )
         self.plan = plan_search(self.budget.seconds, self.budget.used(), speeds, shape)
         self.result.plan = self.plan
         for step in self.plan.skipped:
@@ -294,6 +311,9 @@ class _Search:
     def try_augment(self, recipe: Recipe) -> None:
         base_name = f"{recipe.backbone}-freeze-{recipe.freeze}"
         if base_name not in self.tried:
+            self._not_tried(
+                f"{STEP_TITLES[AUGMENT]}: no short run at freeze {recipe.freeze} to compare with."
+            )
             return
         base_config, base_run = self.tried[base_name]
         base_run = replace(
@@ -328,10 +348,10 @@ class _Search:
 
     def final(self, recipe: Recipe, data: DataShape) -> Measured:
         speed = self._speed(recipe.backbone)
-        epoch = recipe.epoch_seconds or speed.epoch_seconds(1.0, data.train_images, data.val_images)
+        epoch = recipe.epoch_seconds or final_epoch_seconds(speed, data, recipe.freeze)
         overhead = 0.0
-        if recipe.freeze == "all" and recipe.augment == "none" and not self.settings.feature_cache:
-            overhead = speed.feature_seconds(data.images)  # features computed again
+        if recipe.freeze == "all" and recipe.augment == "none":
+            overhead = speed.feature_seconds(data.images)  # unless the sweep cached them
         epochs = epochs_that_fit(self.budget.left() - overhead, epoch, MAX_FINAL_EPOCHS)
         config = self._config(recipe, epochs).replace(
             early_stopping_patience=max(self.base.early_stopping_patience, 3)
@@ -405,7 +425,8 @@ class _Search:
         try:
             data = self.measure()
             steps = [s.step for s in self.plan.steps if s.runs]
-            recipe = None
+            # The app's default recipe until the steps find a better one.
+            recipe = Recipe(self.plan.speeds[0].backbone, "all", self.base.lr, "none")
             for index, step in enumerate(steps, start=1):
                 if self.control.stop_requested:
                     self._not_tried(f"{STEP_TITLES[step]}: the search was stopped before it.")
@@ -418,14 +439,11 @@ class _Search:
                         backbones if BACKBONES in steps else [self.plan.speeds[0].backbone],
                         data,
                     )
-                elif step == LR and recipe is not None:
+                elif step == LR:
                     self.find_lr(recipe)
-                elif step == AUGMENT and recipe is not None:
+                elif step == AUGMENT:
                     self.try_augment(recipe)
                 elif step == FINAL:
-                    recipe = recipe or Recipe(
-                        self.plan.speeds[0].backbone, "all", self.base.lr, "none"
-                    )
                     final = self.final(recipe, data)
                 elif step == TRANSFER and final.accuracy is not None and self.base.pretrained:
                     self.transfer_check(recipe, final, data)
