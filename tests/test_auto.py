@@ -73,7 +73,9 @@ def test_the_plan_fits_the_budget_on_a_slow_and_a_fast_machine(speed, budget):
     assert [s.step for s in plan.steps] == [BACKBONES, FREEZE, LR, AUGMENT, FINAL, TRANSFER]
     assert plan.runs(FINAL)  # a model always comes out
     for step in plan.skipped:  # what is skipped says why
-        assert step.seconds == 0 and ("needs about" in step.skipped or "only one backbone" in step.skipped)
+        assert step.seconds == 0 and (
+            "needs about" in step.skipped or "only one backbone" in step.skipped
+        )
     assert plan.lines()[-1].startswith("In all about")
 
 

@@ -65,10 +65,15 @@ class Measured:
         return wilson_interval(round(self.accuracy * self.val_images), self.val_images)
 
     @property
-    def text(self) -> str:
+    def short(self) -> str:
+        """The accuracy with its interval and images, or that no epoch finished."""
         if self.accuracy is None:
-            return f"{self.label}: no epoch finished"
-        return f"{self.label}: {format_accuracy(self.accuracy, self.val_images)}"
+            return "no epoch finished"
+        return format_accuracy(self.accuracy, self.val_images)
+
+    @property
+    def text(self) -> str:
+        return f"{self.label}: {self.short}"
 
 
 def _overlap(a: Measured, b: Measured) -> bool:

@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 
-from tl_core.auto.plan import Throughput
+from tl_core.auto.plan import DataShape, Throughput
 from tl_core.common import release_memory, resolve_device
+from tl_core.config import TrainConfig
+from tl_core.data import scanned_dataset
 from tl_core.models import Preprocessing, create_model, layer_groups
 
+# The most of the budget that measuring the backbones' speeds may take.
+MEASURE_SHARE = 0.15
 # Images in the timed batch, and in the warm-up batch before it.
 MEASURE_BATCH = 8
 WARM_UP_BATCH = 2
@@ -89,18 +94,33 @@ def measure_throughput(
 
 
 def measure_all(
-    backbones: Sequence[str],
-    image_size: int | None = None,
-    device: str = "auto",
-    more: Callable[[], bool] = lambda: True,
+    backbones: Sequence[str], base: TrainConfig, more: Callable[[], bool] = lambda: True
 ) -> list[Throughput]:
-    """:func:`measure_throughput` for each backbone, in order, training timed on the first;
-    the next is measured only while ``more()`` says there is time for it."""
-    first = measure_throughput(backbones[0], image_size, device)
+    """:func:`measure_throughput` for each backbone at ``base``'s image size and device, the
+    base's backbone first (the plan is made for it), training timed on that one; the next is
+    measured only while ``more()`` says there is time for it."""
+    names = sorted(backbones, key=lambda name: name != base.backbone)
+    first = measure_throughput(names[0], base.image_size, base.device)
     ratio = first.train_images_per_second / first.infer_images_per_second
     speeds = [first]
-    for name in backbones[1:]:
+    for name in names[1:]:
         if not more():
             break
-        speeds.append(measure_throughput(name, image_size, device, train_ratio=ratio))
+        speeds.append(measure_throughput(name, base.image_size, base.device, train_ratio=ratio))
     return speeds
+
+
+def data_shape(data: str | Path, base: TrainConfig) -> DataShape:
+    """The dataset's size as the plan needs it (its images checked as training checks them).
+
+    Raises:
+        DatasetError: The data cannot be trained on.
+    """
+    with scanned_dataset(data) as report:
+        report.require_trainable()
+        return DataShape(
+            images=len(report.items),
+            classes=len(report.class_names),
+            val_fraction=base.val_fraction,
+            batch_size=base.batch_size,
+        )

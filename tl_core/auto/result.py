@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tl_core.auto.decisions import Decision
+from tl_core.auto.decisions import Decision, Measured
 from tl_core.auto.plan import SearchPlan
 from tl_core.common import wilson_interval
+from tl_core.config import TrainConfig
 from tl_core.runs import AUTO_KIND, read_group_file, write_group_file
 
 BEST_KEYS = (
@@ -51,6 +52,20 @@ class BestRun:
     augment: str
     val_accuracy: float
     val_images: int
+
+    @classmethod
+    def of(cls, config: TrainConfig, measured: Measured) -> BestRun:
+        """The run ``measured`` trained with ``config``."""
+        return cls(
+            run=measured.run,
+            backbone=config.backbone,
+            mode=config.mode,
+            freeze=str(config.freeze),
+            lr=config.lr,
+            augment=config.augment,
+            val_accuracy=measured.accuracy,
+            val_images=measured.val_images,
+        )
 
     @property
     def interval(self) -> tuple[float, float]:

@@ -41,7 +41,7 @@ from tl_core.auto.decisions import (
     choose_freeze,
     choose_lr,
 )
-from tl_core.auto.measure import measure_all
+from tl_core.auto.measure import MEASURE_SHARE, data_shape, measure_all
 from tl_core.auto.plan import (
     AUGMENT,
     BACKBONES,
@@ -74,13 +74,9 @@ from tl_core.auto.setup import (
 )
 from tl_core.common import JobControl
 from tl_core.config import TrainConfig
-from tl_core.data import scanned_dataset
 from tl_core.models import create_model
 from tl_core.runs import METRICS_FILE, RunWriter, read_json, summarize_run
 from tl_core.training import LRFinderStopped, find_learning_rate, train
-
-# The most of the budget that measuring the backbones' speeds may take.
-MEASURE_SHARE = 0.15
 
 
 class _Search:
@@ -156,31 +152,18 @@ class _Search:
     # ---- the steps -----------------------------------------------------------------------------
 
     def measure(self) -> DataShape:
-        with scanned_dataset(self.settings.data) as report:
-            report.require_trainable()
-            shape = DataShape(
-                images=len(report.items),
-                classes=len(report.class_names),
-                val_fraction=self.base.val_fraction,
-                batch_size=self.base.batch_size,
-            )
+        shape = data_shape(self.settings.data, self.base)
         names = list(self.settings.backbones or candidate_names(None)[0])
-        if self.base.backbone in names:  # the default is planned for: it leads the list
-            names.remove(self.base.backbone)
-            names.insert(0, self.base.backbone)
         # Measuring may take a share of the budget, no more: the rest is for the search.
         speeds = measure_all(
             names,
-            self.base.image_size,
-            self.base.device,
+            self.base,
             lambda: self.budget.used() < MEASURE_SHARE * self.budget.seconds,
         )
-        left_out = names[len(speeds) :]
-        if left_out:
+        if left_out := [n for n in names if n not in {s.backbone for s in speeds}]:
             self._not_tried(
                 f"Measuring {', '.join(left_out)}: measuring took "
-                f"{duration(self.budget.used())} of the budget already, so only "
-                f"{', '.join(s.backbone for s in speeds)} is searched."
+                f"{duration(self.budget.used())} of the budget already."
             )
         self.plan = plan_search(self.budget.seconds, self.budget.used(), speeds, shape)
         self.result.plan = self.plan
@@ -365,7 +348,7 @@ class _Search:
             Decision(
                 FINAL,
                 f"Final run: {recipe.backbone}, freeze {recipe.freeze}, learning rate "
-                f"{recipe.lr:.0e}, augmentation {recipe.augment}: {_short(measured)}.",
+                f"{recipe.lr:.0e}, augmentation {recipe.augment}: {measured.short}.",
                 tuple(evidence),
                 (measured.run,),
             )
@@ -410,16 +393,7 @@ class _Search:
             if not scored:
                 return
             config, measured = max(scored, key=lambda entry: entry[1].accuracy)
-        self.result.best = BestRun(
-            run=measured.run,
-            backbone=config.backbone,
-            mode=config.mode,
-            freeze=str(config.freeze),
-            lr=config.lr,
-            augment=config.augment,
-            val_accuracy=measured.accuracy,
-            val_images=measured.val_images,
-        )
+        self.result.best = BestRun.of(config, measured)
 
     def run(self) -> AutoResult:
         try:
@@ -456,12 +430,6 @@ class _Search:
             self.pick_best()
             self._save()
             self.group.close()
-
-
-def _short(measured: Measured) -> str:
-    if measured.accuracy is None:
-        return "no epoch finished"
-    return measured.text.split(": ", 1)[1]
 
 
 def run_search(
