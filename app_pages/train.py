@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app_pages.panels import groups, live, refusals, summary
+from app_pages.panels import auto, groups, live, refusals, summary
 from app_pages.ui import feedback, queue, state
 from tl_core.analysis import SWEEP, TRANSFER_CHECK
 from tl_core.common import TLStudioError, escape_markdown, gpu_count
@@ -165,6 +165,9 @@ else:
         render_start(config)
     except TLStudioError as error:
         feedback.show_error(error)
+if dataset:  # the search picks the backbone itself: no model settings needed
+    with feedback.safety_net():
+        auto.render(dataset, state.train_config(dataset))
 
 job = state.current_job()
 if job is not None:

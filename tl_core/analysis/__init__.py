@@ -11,7 +11,10 @@ from tl_core.common.faces import lazy_face
 __getattr__, __dir__ = lazy_face(
     __name__,
     {
-        "advisor": ("advise",),
+        "advisor": (
+            "advise",
+            "candidate_names",
+        ),
         "health_report": ("check_health",),
         "label_issues": (
             "LabelCheckStopped",

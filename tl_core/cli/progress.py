@@ -233,3 +233,43 @@ def sweep_printer(quiet: bool) -> tuple:
             bar.write(line + (f" ({row.error})" if row.error else ""), file=sys.stderr)
 
     return Printer(), bar.close
+
+
+# ---- the automatic search ----------------------------------------------------------------------
+
+
+def follow_search(job, quiet: bool) -> JobSnapshot:
+    """Prints an automatic search's plan before its steps, then each step as it starts (step
+    i of n, time used of the budget), each run and each decision; Ctrl-C or SIGTERM stops it
+    and keeps the best run so far."""
+    from tl_core.auto import STEP_TITLES, duration
+
+    said: dict[str, int] = {"plan": 0, "step": 0, "decisions": 0, "runs": 0}
+
+    def say(line: str) -> None:
+        if not quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    with interrupt_stops(
+        job.stop, "Stopping: the best run so far is kept", signals=(signal.SIGINT, signal.SIGTERM)
+    ):
+        while True:
+            snapshot = job.wait(timeout=0.25)
+            live = snapshot.result or {}
+            used = f"{duration(live.get('used_seconds', 0))} of {duration(live['budget_seconds'])}"
+            if live.get("plan_lines") and not said["plan"]:
+                say("The plan, fitted to this computer's measured speed:")
+                for line in live["plan_lines"]:
+                    say(f"  {line}")
+                said["plan"] = 1
+            if live.get("step_index", 0) > said["step"]:
+                said["step"] = live["step_index"]
+                title = STEP_TITLES[live["step"]]
+                say(f"Step {said['step']} of {live['step_total']}: {title} ({used} used)")
+            if len(snapshot.finished_runs) > said["runs"]:
+                said["runs"] = len(snapshot.finished_runs)
+            for step in (live.get("steps") or [])[said["decisions"] :]:
+                say(f"  -> {step['decision']}")
+            said["decisions"] = len(live.get("steps") or [])
+            if not snapshot.is_active:
+                return snapshot

@@ -2,7 +2,7 @@
 scheduler with a queue; runs followed in other processes through their events.
 
 Modules (each says what it holds in its own docstring):
-    analysis_jobs, events, job, processes, scheduler, snapshot, training_job
+    analysis_jobs, auto_job, events, job, processes, scheduler, snapshot, training_job
 """
 
 from tl_core.common.faces import lazy_face
@@ -16,6 +16,7 @@ __getattr__, __dir__ = lazy_face(
             "label_search_job",
             "lr_find_job",
         ),
+        "auto_job": ("AutoJob",),
         "events": (
             "EVENT_PREFIX",
             "EventWriter",
@@ -34,6 +35,7 @@ __getattr__, __dir__ = lazy_face(
             "ordinal",
         ),
         "snapshot": (
+            "AUTO",
             "COMPARISON",
             "JobSnapshot",
             "KIND_NAMES",

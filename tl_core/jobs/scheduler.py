@@ -13,6 +13,7 @@ with jobs running or waiting says so after a restart: those jobs come back as "i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -20,8 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tl_core.auto import SearchSettings
 from tl_core.common import write_json
 from tl_core.config import TrainConfig
+from tl_core.jobs.auto_job import AutoJob
 from tl_core.jobs.job import Job
 from tl_core.jobs.processes import ProcessJob
 from tl_core.jobs.snapshot import TRAIN, TRAINING_KINDS
@@ -136,6 +139,15 @@ class JobScheduler:
         else:  # the group claims its folder itself; a timestamped name keeps it new
             claim = lambda: new_run_dir(root, f"{kind}-{config.backbone}")  # noqa: E731
             job = TrainingJob(config, claim, kind, depths, self.feature_cache)
+        self.submit(job)
+        return job
+
+    def start_auto(self, settings: SearchSettings) -> AutoJob:
+        """Submits the automatic search into a new group folder, made when its turn comes."""
+        if settings.feature_cache is None:
+            settings = dataclasses.replace(settings, feature_cache=self.feature_cache)
+        name = f"auto-{Path(settings.data).name}"
+        job = AutoJob(settings, lambda: new_run_dir(self.runs_root, name))
         self.submit(job)
         return job
 

@@ -19,6 +19,8 @@ TRAIN, SWEEP, TRANSFER_CHECK = "train", "sweep", "transfer-check"
 TRAINING_KINDS = (TRAIN, SWEEP, TRANSFER_CHECK)
 # Analyses that read a dataset and hand back a result, writing no run.
 COMPARISON, LABEL_SEARCH, LR_FIND = "comparison", "label-search", "lr-find"
+# The automatic recipe search: its runs and decisions in a group folder (tl_core.auto).
+AUTO = "auto"
 KIND_NAMES = {
     TRAIN: "Training",
     SWEEP: "Freeze-depth sweep",
@@ -26,6 +28,7 @@ KIND_NAMES = {
     COMPARISON: "Backbone comparison",
     LABEL_SEARCH: "Label-error search",
     LR_FIND: "Learning-rate finder",
+    AUTO: "Automatic search",
 }
 
 QUEUED = "queued"

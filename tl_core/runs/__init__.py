@@ -17,6 +17,7 @@ __getattr__, __dir__ = lazy_face(
         ),
         "folder_access": ("is_loopback",),
         "groups": (
+            "AUTO_KIND",
             "SWEEP_FILE",
             "SWEEP_KIND",
             "TRANSFER_FILE",

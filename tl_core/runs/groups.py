@@ -4,6 +4,7 @@ written here only.
 A group folder holds ordinary run folders (``tl_core.runs.layout``) and one group file:
     transfer.json        a transfer check: "pretrained" and "scratch" runs, gain, verdict
     sweep.json           a freeze-depth sweep: one row (and one run) per freeze depth
+    auto.json            an automatic recipe search: its steps' decisions and runs, the best run
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ from tl_core.runs.layout import of_type, read_json
 
 TRANSFER_FILE = "transfer.json"
 SWEEP_FILE = "sweep.json"
+AUTO_FILE = "auto.json"
 TRANSFER_KIND = "transfer-check"
 SWEEP_KIND = "sweep"
+AUTO_KIND = "auto"
 # Each kind's group file, in the order they are looked for.
-GROUP_FILES = {TRANSFER_KIND: TRANSFER_FILE, SWEEP_KIND: SWEEP_FILE}
+GROUP_FILES = {TRANSFER_KIND: TRANSFER_FILE, SWEEP_KIND: SWEEP_FILE, AUTO_KIND: AUTO_FILE}
 UNFINISHED_GROUP = "group"  # run folders without a group file yet (a sweep still training)
 
 
@@ -53,6 +56,10 @@ def named_runs(kind: str, content: Mapping[str, Any]) -> list[str]:
     wrong type are left out)."""
     if kind == TRANSFER_KIND:
         names = of_type(content.get("runs"), dict, {}).values()
+    elif kind == AUTO_KIND:  # the best run first, then each step's in order
+        best = of_type(content.get("best"), dict, {}).get("run")
+        steps = [of_type(step, dict, {}) for step in of_type(content.get("steps"), list, [])]
+        names = [best, *(name for step in steps for name in of_type(step.get("runs"), list, []))]
     else:
         names = [
             of_type(row, dict, {}).get("run") for row in of_type(content.get("rows"), list, [])

@@ -17,13 +17,17 @@ import pandas as pd
 
 from tl_core.common import RunError, TLStudioError, plural
 from tl_core.config import FreezeDepth
-from tl_core.runs.groups import SWEEP_KIND, TRANSFER_KIND
+from tl_core.runs.groups import AUTO_KIND, SWEEP_KIND, TRANSFER_KIND
 from tl_core.runs.layout import CONFIG_FILE, METRICS_FILE, read_json
 from tl_core.runs.listing import RunGroup, list_groups, list_runs, read_group
 from tl_core.runs.reader import RunSummary
 from tl_core.runs.workspace import Workspace
 
-GROUP_KIND_NAMES = {TRANSFER_KIND: "transfer check", SWEEP_KIND: "freeze-depth sweep"}
+GROUP_KIND_NAMES = {
+    TRANSFER_KIND: "transfer check",
+    SWEEP_KIND: "freeze-depth sweep",
+    AUTO_KIND: "automatic search",
+}
 DIFFERS = "differs"
 MISSING = "–"  # a setting a run does not record (an older run, or an edited file)
 SWEEP_WAITING = ("pending", "running")  # statuses of sweep rows that have not finished
@@ -173,6 +177,13 @@ def group_outcome(group: RunGroup) -> str:
         depth = run.freeze if run is not None else _best_depth_words(best)
         found = f"Best depth: {depth} ({_percent(row.get('best_val_accuracy'))})"
         return f"{found} so far; {plural(waiting, 'depth')} to go." if waiting else f"{found}."
+    if group.kind == AUTO_KIND:
+        best = result.get("best")
+        if isinstance(best, dict):
+            return (
+                f"Best run: {best.get('run')} ({best.get('backbone')}, freeze "
+                f"{best.get('freeze')}, {_percent(best.get('val_accuracy'))})."
+            )
     return f"No result yet: {plural(len(group.runs), 'run')} so far, still training or stopped."
 
 

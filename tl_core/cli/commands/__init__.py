@@ -2,12 +2,13 @@
 ``register(subparsers)`` that adds its subcommand(s) and the function that runs it.
 
 Modules (each says what it holds in its own docstring), in the order ``--help`` lists them:
-    check, backbones, advise, train, lr_find, transfer_check, evaluate, sweep, note, predict
-    (predict and explain), export
+    check, backbones, advise, train, lr_find, transfer_check, evaluate, sweep, auto, note,
+    predict (predict and explain), export
 """
 
 from tl_core.cli.commands import (
     advise,
+    auto,
     backbones,
     check,
     evaluate,
@@ -29,6 +30,7 @@ COMMANDS = (
     transfer_check,
     evaluate,
     sweep,
+    auto,
     note,
     predict,
     export,

@@ -1,0 +1,81 @@
+"""End to end in a real browser: one click on "Find a good model for me" with a small budget,
+the plan with its estimates, the steps progressing, the search finishing, and Predict using
+the run it found (a dropped image gets its classes)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS, app_server, go_to, wait_until_idle
+from tests.helpers import make_image
+
+pytestmark = pytest.mark.e2e
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError("chromium is missing: install Debian's chromium package")
+    pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+TIMEOUT_MS = 90_000
+# A one-minute budget, plus one epoch, plus the server's first model loads on a shared CPU.
+SEARCH_MS = 300_000
+BUDGET_MINUTES = 1
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("e2e-auto") / "workspace"
+    env = {**os.environ, "TL_STUDIO_WORKSPACE": str(workspace)}
+    with app_server(env) as url, sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        context = browser.new_context(
+            viewport={"width": 1400, "height": 1600}, reduced_motion="reduce"
+        )
+        tab = context.new_page()
+        tab.set_default_timeout(TIMEOUT_MS)
+        sync_api.expect.set_options(timeout=TIMEOUT_MS)
+        tab.goto(url)
+        yield tab
+        browser.close()
+
+
+def test_one_click_finds_a_model_that_predict_uses(page, tmp_path):
+    expect = sync_api.expect
+    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
+    wait_until_idle(page)
+    page.get_by_role("tab", name="Sample dataset").click()
+    page.get_by_role("button", name="Load sample dataset").click()
+    expect(page.get_by_text(re.compile(r"Ready to train: \d+ images in 3 classes"))).to_be_visible()
+    wait_until_idle(page)
+
+    go_to(page, "Train")
+    budget = page.get_by_label("Time budget (minutes)", exact=True)
+    budget.fill(str(BUDGET_MINUTES))
+    budget.press("Enter")
+    expect(budget).to_have_value(str(BUDGET_MINUTES) + ".00")
+    wait_until_idle(page)
+    page.get_by_role("button", name="Find a good model for me").click()
+
+    # The plan, with an estimate per step, then the steps under way.
+    expect(page.get_by_text("fitted to this computer's measured speed")).to_be_visible()
+    expect(page.get_by_text("Train the winning recipe: up to", exact=False)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Step \d of \d: .* of 1 min used"))).to_be_visible()
+    # Finished: the decisions with their evidence and the best run, ready for Predict.
+    expect(page.get_by_text("Found a model in", exact=False)).to_be_visible(timeout=SEARCH_MS)
+    expect(page.get_by_text("Best run: ", exact=False)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Final run: tf_efficientnet_lite\d"))).to_be_visible()
+    wait_until_idle(page)
+
+    go_to(page, "Predict")
+    image = tmp_path / "new_circle.png"
+    make_image((96, 96), color=(240, 240, 240), seed=7).save(image)
+    page.get_by_test_id("stFileUploaderDropzoneInput").first.set_input_files(str(image))
+    expect(page.get_by_text("new_circle.png").first).to_be_visible()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    wait_until_idle(page)
