@@ -152,6 +152,8 @@ def test_the_transfer_tools_say_they_do_not_handle_tags_and_training_names_its_m
     assert "Run a freeze sweep" not in labels and "Run a transfer check" not in labels
     info = texts(at.info)
     assert "The freeze-depth sweep does not work" in info and "The transfer check" in info
+    assert "The automatic search (Find a good model for me) does not work" in info
+    assert "Find a good model for me" not in labels
     button(at, "Start training").click().run()
     job = ui_state.scheduler().get(at.session_state[ui_state.JOB_KEY])
     assert job.wait(120).status == "completed"

@@ -134,6 +134,10 @@ def test_exports_that_cannot_carry_tags_say_so(capsys, trained, tmp_path, name, 
         (["advise", "{data}", "--device", "cpu"], "The backbone advisor"),
         (["sweep", "{data}", "--out", "{out}", "--device", "cpu"], "The freeze-depth sweep"),
         (["transfer-check", "{data}", "--out", "{out}", "--device", "cpu"], "The transfer check"),
+        (
+            ["auto", "{data}", "--out", "{out}", "--budget", "1m"],
+            "The automatic search (Find a good model for me)",
+        ),
     ],
 )
 def test_transfer_tools_say_plainly_they_do_not_take_tags_yet(

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages.panels import refusals
 from app_pages.ui import feedback, queue, state
+from tl_core.analysis import AUTO_SEARCH
 from tl_core.auto import STEP_TITLES, SearchSettings, duration
 from tl_core.common import escape_markdown
 from tl_core.config import TrainConfig
+from tl_core.data import is_multi_label
 from tl_core.jobs import AUTO, Job, JobSnapshot
 from tl_core.runs import WEIGHTS_FILE
 
@@ -58,6 +61,8 @@ def render(dataset: str, config: TrainConfig) -> None:
     with st.container(border=True):
         st.markdown(f"**{BUTTON}**")
         st.caption(EXPLANATION)
+        if is_multi_label(dataset):
+            return refusals.refusals(AUTO_SEARCH)
         job = _job(dataset)
         if job is None or job.has_ended:
             _start_form(config)  # one search at a time: the button waits for the last to end

@@ -29,6 +29,7 @@ __getattr__, __dir__ = lazy_face(
         ),
         "multilabel_support": (
             "ADVISOR",
+            "AUTO_SEARCH",
             "LABEL_ISSUES",
             "MULTI_LABEL_TOOLS",
             "SWEEP",

@@ -19,7 +19,9 @@ from tl_core.common import DatasetError
 from tl_core.data import DatasetReport, is_multi_label
 
 ADVISOR, LABEL_ISSUES, SWEEP, TRANSFER_CHECK = "advisor", "label_issues", "sweep", "transfer"
+AUTO_SEARCH = "auto"  # ranks backbones with the advisor and depths with the sweep's intervals
 _TOOL_NAMES = {
+    AUTO_SEARCH: "The automatic search (Find a good model for me)",
     ADVISOR: "The backbone advisor",
     LABEL_ISSUES: "The search for wrong labels",
     SWEEP: "The freeze-depth sweep",
@@ -35,7 +37,7 @@ def multi_label_refusal(tool: str) -> str | None:
     that does.
 
     Args:
-        tool: ADVISOR, LABEL_ISSUES, SWEEP or TRANSFER_CHECK.
+        tool: ADVISOR, AUTO_SEARCH, LABEL_ISSUES, SWEEP or TRANSFER_CHECK.
     """
     if tool in MULTI_LABEL_TOOLS:
         return None
@@ -49,7 +51,7 @@ def require_single_label(tool: str, data: DatasetReport | str | Path) -> None:
     """Refuses a multi-label dataset for a tool that does not handle one yet.
 
     Args:
-        tool: ADVISOR, LABEL_ISSUES, SWEEP or TRANSFER_CHECK.
+        tool: ADVISOR, AUTO_SEARCH, LABEL_ISSUES, SWEEP or TRANSFER_CHECK.
         data: The dataset: a scan's report, or its folder or .zip.
 
     Raises:

@@ -25,9 +25,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from tl_core.analysis import (
+    AUTO_SEARCH,
     AdvisorStopped,
     advise,
     candidate_names,
+    require_single_label,
     scratch_config,
     transfer_verdict,
 )
@@ -452,8 +454,10 @@ def run_search(
 
     Raises:
         RunError: ``out_dir`` holds files, or another process writes to it.
-        TLStudioError: The data cannot be used, or no backbone can be built.
+        TLStudioError: The data cannot be used (a multi-label dataset among them), or no
+            backbone can be built.
     """
+    require_single_label(AUTO_SEARCH, settings.data)
     return _Search(
         settings, Path(out_dir), observer or SearchObserver(), control or JobControl()
     ).run()
