@@ -11,8 +11,9 @@ test folder none of them sees:
 
 For each dataset and seed:
 
-- **search**: ``tl_core.auto.run_search`` with ``--budget`` seconds; its time is what its
-  auto.json says it used;
+- **search**: ``tl_core.auto.run_search`` with ``--budget`` seconds, or by default with a
+  quarter of the grid's time on the same data (``--budget-fraction``: the target's own terms);
+  its time is what its auto.json says it used;
 - **defaults**: one run of the app's default recipe (EfficientNet-Lite0, head only, lr 3e-3,
   10 epochs, early stopping);
 - **grid**: every offline backbone x ``--depths`` x ``--lrs``, each trained for ``--epochs``
@@ -26,7 +27,8 @@ a quarter of the grid's time). Images are resized to ``--image-size`` pixels so 
 a 2-core machine; at the backbones' own sizes every number would take ~12x longer.
 
     .venv/bin/python bench/auto.py [--datasets digits,textures,sample] [--seeds N]
-        [--per-class N] [--test-per-class N] [--image-size PX] [--budget SECONDS]
+        [--per-class N] [--test-per-class N] [--image-size PX]
+        [--budget SECONDS | --budget-fraction F]
         [--depths all,half] [--lrs 3e-3,1e-3] [--epochs N]
 """
 
@@ -118,10 +120,11 @@ def one(name: str, seed: int, args: argparse.Namespace, work: Path) -> dict:
     WRITERS[name](pool, args.per_class + args.test_per_class, rng)
     split_folder(pool, test, args.test_per_class, rng)
 
+    grid_result = grid(pool, test, args, seed, work)
     search_dir = work / "search"
     settings = SearchSettings(
         data=str(pool),
-        budget_seconds=args.budget,
+        budget_seconds=args.budget or args.budget_fraction * grid_result["seconds"],
         base=base_config(pool, args, seed),
         feature_cache=work / "search-cache",  # its own: the grid's features would help it
     )
@@ -134,7 +137,7 @@ def one(name: str, seed: int, args: argparse.Namespace, work: Path) -> dict:
     }
     _, default_seconds = timed_run(base_config(pool, args, seed), work / "defaults", work / "dc")
     defaults = {"test": test_accuracy(work / "defaults", test), "seconds": default_seconds}
-    return {"search": search, "defaults": defaults, "grid": grid(pool, test, args, seed, work)}
+    return {"search": search, "defaults": defaults, "grid": grid_result}
 
 
 def main() -> None:
@@ -144,7 +147,13 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=15, help="training-pool images a class")
     parser.add_argument("--test-per-class", type=int, default=10, help="held-out images a class")
     parser.add_argument("--image-size", type=int, default=64)
-    parser.add_argument("--budget", type=float, default=60.0, help="the search's budget, s")
+    parser.add_argument("--budget", type=float, help="the search's budget, s (default: a share)")
+    parser.add_argument(
+        "--budget-fraction",
+        type=float,
+        default=0.25,
+        help="without --budget: the search's budget as a share of the grid's time",
+    )
     parser.add_argument("--depths", default="all,half", help="grid depths: all, half, numbers")
     parser.add_argument("--lrs", default="3e-3,1e-3", help="the grid's learning rates")
     parser.add_argument("--epochs", type=int, default=8, help="the grid's epochs (early stop)")
