@@ -7,7 +7,7 @@ first session after a start, would run a deep-linked page without this frame.
 
 import streamlit as st
 
-from app_pages.ui import feedback, state
+from app_pages.ui import address, feedback, state
 from app_pages.ui import sidebar as ui_sidebar
 from tl_core.common import setup_logging
 
@@ -32,8 +32,13 @@ navigation = st.navigation(
 with feedback.safety_net():
     state.new_script_run()  # the jobs' states are read afresh, once, for this run
     state.clean_uploads_once()
+    # A reload comes back on the dataset and run this page's address names, before any guess.
+    if (refused := address.restore_from_address()) is not None:
+        feedback.show_error(refused)
+    address.write_address()  # moving to another page cleared the address's parameters
     # The sidebar's job and run lines are drawn again after the page, which may have started
     # a job or picked a run.
     sidebar = ui_sidebar.render_sidebar()
     navigation.run()
     ui_sidebar.refresh_sidebar(sidebar)
+    address.write_address()  # the page may have chosen another dataset or run

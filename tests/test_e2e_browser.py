@@ -305,9 +305,13 @@ def test_a_reload_during_a_backbone_comparison_comes_back_to_it(page, app_url):
     wait_until_idle(tab)
     go_to(tab, "Model")
     start_comparison(tab)
+    # The address names the dataset, written again after the move to the Model page.
+    names_sample = re.compile(r"/model\?(.*&)?dataset=[^&]*sample_dataset")
+    expect(tab).to_have_url(names_sample)
 
     tab.reload()  # a new session, mid-comparison
     expect(tab.get_by_role("heading", name="Model", exact=True)).to_be_visible()
+    expect(tab).to_have_url(names_sample)
     expect(sidebar.get_by_text("Dataset: sample_dataset", exact=True)).to_be_visible()
     # The comparison's panel is open on its progress (or, had it finished, its result).
     panel = tab.get_by_test_id("stExpander").filter(has_text="Which backbone?")
