@@ -174,8 +174,8 @@ def test_the_freeze_depth_with_the_best_accuracy_wins_and_ties_are_said():
     ]
     best, decision = choose_freeze(rows, "net")
     assert best.value == "2"
-    assert decision.decision.startswith("net, freeze 2: best of 0/2/all, 92 % (")
-    assert "cannot be told apart from freeze all" in decision.decision
+    assert decision.decision.startswith("net: freeze 2 cannot be told apart from freeze all")
+    assert "freeze 2 is kept, the best of 0/2/all, 92 % (" in decision.decision
     assert "freeze 0" not in decision.decision.split("apart from")[1]
     assert decision.runs == ("a", "b", "c")
     # Equal accuracies: the more frozen depth (cheaper) is kept.

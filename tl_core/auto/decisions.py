@@ -157,13 +157,17 @@ def choose_freeze(
     tried = (
         "/".join(values) if len(set(values)) == len(values) else ", ".join(r.label for r in results)
     )
-    decision = f"{backbone}, freeze {best.value}: best of {tried}, {short_interval(best)}"
+    best_words = f"best of {tried}, {short_interval(best)}"
     tied = _ties(best, results)
     if tied:
-        decision += (
-            f"; it cannot be told apart from {', '.join(r.label for r in tied)} "
-            f"on {best.val_images} validation images"
+        # Overlapping intervals are said first: the kept depth is a choice among equals.
+        decision = (
+            f"{backbone}: freeze {best.value} cannot be told apart from "
+            f"{', '.join(r.label for r in tied)} on {best.val_images} validation images; "
+            f"freeze {best.value} is kept, the {best_words}"
         )
+    else:
+        decision = f"{backbone}, freeze {best.value}: {best_words}"
     return best, Decision("freeze", decision + ".", evidence, runs)
 
 
@@ -226,10 +230,12 @@ def choose_augment(without: Measured, with_augment: Measured) -> tuple[str, Deci
     words = "on" if on else "off"
     if _overlap(chosen, other):
         decision = (
-            f"Augmentation {words}: {short_interval(chosen)} against {short_interval(other)}; "
-            f"the two cannot be told apart on {chosen.val_images} validation images"
+            f"Augmentation on and off cannot be told apart on {chosen.val_images} validation "
+            f"images ({words} {short_interval(chosen)}, the other {short_interval(other)}); "
         )
-        decision += "." if on else ", so the faster setting is kept."
+        decision += (
+            "on is kept, its score being higher." if on else "off is kept: it trains faster."
+        )
     else:
         decision = (
             f"Augmentation {words}: {short_interval(chosen)} against {short_interval(other)}."
