@@ -179,7 +179,8 @@ def main() -> None:
                 flush=True,
             )
     regrets, fractions = zip(*results, strict=True)
-    met = sum(r <= 1.0 and f <= 0.25 for r, f in results)
+    # Rounded: 93.0 % - 92.0 % is 1.0000000000000009 points in floating point.
+    met = sum(round(r, 6) <= 1.0 and f <= 0.25 for r, f in results)
     print(
         f"\nMean regret {statistics.mean(regrets):+.1f} points (worst {max(regrets):+.1f}); "
         f"search time {statistics.mean(fractions):.2f} of the grid's on average. Target (within "
