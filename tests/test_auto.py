@@ -4,6 +4,7 @@ budget kept, Stop keeping the best run, auto.json, the job, the group on Compare
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -277,7 +278,9 @@ def test_the_search_ends_within_its_budget_plus_one_epoch(data, tmp_path):
     # budget); then a second of slack for writing the run's files.
     start = max(6.0, result.plan.measured_seconds)
     assert result.seconds <= start + longest + 1.0
-    assert result.not_tried  # something did not fit, and it says so
+    # What the plan left out is said (how much fits in 6 s depends on the machine's speed).
+    for step in result.plan.skipped:
+        assert any(sentence.startswith(step.title) for sentence in result.not_tried)
     assert result.best is not None
 
 
@@ -333,7 +336,7 @@ def test_the_search_keeps_the_backbone_whose_features_tell_the_classes_apart(
     assert backbones.step == BACKBONES
     assert backbones.decision.startswith("test_efficientnet: highest expected")
     assert "Left out (below the best beyond chance): test_vit" in backbones.decision
-    assert freeze.step == FREEZE and freeze.decision.startswith("test_efficientnet, freeze ")
+    assert freeze.step == FREEZE and re.match(r"test_efficientnet(,|:) freeze ", freeze.decision)
     assert all(run.startswith("test_efficientnet-") for run in freeze.runs)
     assert result.best.backbone == "test_efficientnet"
 

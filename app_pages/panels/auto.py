@@ -123,13 +123,20 @@ def render_live(job: Job, snap: JobSnapshot) -> None:
     if snap.status != "stopping":
         pause_col, stop_col, _ = st.columns([1, 1, 4])
         if snap.status in ("pausing", "paused"):
-            pause_col.button("Resume", icon=":material/play_arrow:", on_click=job.resume)
+            pause_col.button(
+                "Resume", icon=":material/play_arrow:", on_click=feedback.callback(job.resume)
+            )
         else:
-            pause_col.button("Pause", icon=":material/pause:", on_click=job.pause, key="auto_pause")
+            pause_col.button(
+                "Pause",
+                icon=":material/pause:",
+                on_click=feedback.callback(job.pause),
+                key="auto_pause",
+            )
         stop_col.button(
             "Stop",
             icon=":material/stop:",
-            on_click=job.stop,
+            on_click=feedback.callback(job.stop),
             key="auto_stop",
             help="Stops the run under way and keeps the best run so far.",
         )
