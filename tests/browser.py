@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -132,4 +133,32 @@ def go_to(page, title: str) -> None:
         except AssertionError:
             continue
     expect(heading).to_be_visible()
+    wait_until_idle(page)
+
+
+@contextlib.contextmanager
+def open_tab(sync_api, timeout_ms: int) -> Iterator:
+    """One Chromium tab at a desktop size with no opening animations (a click lands where the
+    element has settled), its waits and the expectations' waits set to ``timeout_ms``."""
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        context = browser.new_context(
+            viewport={"width": 1400, "height": 1600}, reduced_motion="reduce"
+        )
+        tab = context.new_page()
+        tab.set_default_timeout(timeout_ms)
+        sync_api.expect.set_options(timeout=timeout_ms)
+        try:
+            yield tab
+        finally:
+            browser.close()
+
+
+def load_sample_dataset(page, expect) -> None:
+    """On the Data page: loads the built-in sample dataset and waits for its health report."""
+    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
+    wait_until_idle(page)
+    page.get_by_role("tab", name="Sample dataset").click()
+    page.get_by_role("button", name="Load sample dataset").click()
+    expect(page.get_by_text(re.compile(r"Ready to train: \d+ images in 3 classes"))).to_be_visible()
     wait_until_idle(page)

@@ -6,21 +6,22 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_FLAGS, app_server, go_to, wait_until_idle
+from tests.browser import (
+    app_server,
+    browser_api,
+    go_to,
+    load_sample_dataset,
+    open_tab,
+    wait_until_idle,
+)
 from tests.helpers import make_image
 
 pytestmark = pytest.mark.e2e
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("chromium is missing: install Debian's chromium package")
-    pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
-
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = browser_api()
 
 TIMEOUT_MS = 90_000
 # A one-minute budget, plus one epoch, plus the server's first model loads on a shared CPU.
@@ -32,27 +33,14 @@ BUDGET_MINUTES = 1
 def page(tmp_path_factory):
     workspace = tmp_path_factory.mktemp("e2e-auto") / "workspace"
     env = {**os.environ, "TL_STUDIO_WORKSPACE": str(workspace)}
-    with app_server(env) as url, sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        context = browser.new_context(
-            viewport={"width": 1400, "height": 1600}, reduced_motion="reduce"
-        )
-        tab = context.new_page()
-        tab.set_default_timeout(TIMEOUT_MS)
-        sync_api.expect.set_options(timeout=TIMEOUT_MS)
+    with app_server(env) as url, open_tab(sync_api, TIMEOUT_MS) as tab:
         tab.goto(url)
         yield tab
-        browser.close()
 
 
 def test_one_click_finds_a_model_that_predict_uses(page, tmp_path):
     expect = sync_api.expect
-    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
-    wait_until_idle(page)
-    page.get_by_role("tab", name="Sample dataset").click()
-    page.get_by_role("button", name="Load sample dataset").click()
-    expect(page.get_by_text(re.compile(r"Ready to train: \d+ images in 3 classes"))).to_be_visible()
-    wait_until_idle(page)
+    load_sample_dataset(page, expect)
 
     go_to(page, "Train")
     budget = page.get_by_label("Time budget (minutes)", exact=True)

@@ -17,7 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_FLAGS, REPO, app_server, go_to, wait_until_idle
+from tests.browser import (
+    CHROMIUM,
+    CHROMIUM_FLAGS,
+    REPO,
+    app_server,
+    browser_api,
+    go_to,
+    load_sample_dataset,
+    wait_until_idle,
+)
 from tests.helpers import make_image, make_image_folder, make_zip
 
 SCREENSHOTS = REPO / "tests" / "artifacts" / "screenshots"
@@ -28,13 +37,7 @@ MISLABELLED = "filed_wrongly.png"
 
 pytestmark = pytest.mark.e2e
 
-if not Path(CHROMIUM).exists():
-    # CI installs Debian's chromium (.ci/run), so there this test always runs.
-    if os.environ.get("CI"):
-        raise RuntimeError("chromium is missing: install Debian's chromium package")
-    pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
-
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = browser_api()  # CI installs Debian's chromium (.ci/run): there these tests always run
 
 
 @pytest.fixture(scope="module")
@@ -371,12 +374,7 @@ def rerun_after(page, action) -> None:
 def ready_to_train(page) -> None:
     """Loads the sample dataset, sets a short run on the Model page and opens Train."""
     expect = sync_api.expect
-    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible()
-    wait_until_idle(page)
-    page.get_by_role("tab", name="Sample dataset").click()
-    page.get_by_role("button", name="Load sample dataset").click()
-    expect(page.get_by_text(re.compile(r"Ready to train: \d+ images in 3 classes"))).to_be_visible()
-    wait_until_idle(page)
+    load_sample_dataset(page, expect)
     go_to(page, "Model")
     expect(page.get_by_text("Saved: the next training run uses these settings.")).to_be_visible()
     # Head only: a session that attached to an earlier job may carry its deeper recipe.

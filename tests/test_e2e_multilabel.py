@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_FLAGS, app_server, browser_api, go_to, wait_until_idle
+from tests.browser import app_server, browser_api, go_to, open_tab, wait_until_idle
 from tests.multilabel_data import make_shapes_dataset, shapes_image
 
 TIMEOUT_MS = 90_000
@@ -41,16 +41,8 @@ def app_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(app_url):
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        context = browser.new_context(
-            viewport={"width": 1400, "height": 1600}, reduced_motion="reduce"
-        )
-        tab = context.new_page()
-        tab.set_default_timeout(TIMEOUT_MS)
-        sync_api.expect.set_options(timeout=TIMEOUT_MS)
+    with open_tab(sync_api, TIMEOUT_MS) as tab:
         yield tab
-        browser.close()
 
 
 @pytest.fixture(scope="module")

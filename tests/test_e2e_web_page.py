@@ -7,12 +7,11 @@ network request refused, given real image files through its own file input, it a
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_FLAGS, REPO
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS, REPO, browser_api
 from tests.training import train_tiny_run
 from tl_core.data import sample_dataset_path
 from tl_core.export import PAGE_TOLERANCE, export_web_page
@@ -21,12 +20,7 @@ from tl_core.runs import load_run
 
 pytestmark = pytest.mark.e2e
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        raise RuntimeError("chromium is missing: install Debian's chromium package")
-    pytest.skip("chromium is not installed (apt-get install chromium)", allow_module_level=True)
-
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = browser_api()  # CI installs Debian's chromium (.ci/run): there these tests always run
 
 SCREENSHOT = REPO / "tests" / "artifacts" / "screenshots" / "web_page_phone.png"
 PHONE = {"width": 390, "height": 844}
